@@ -1,0 +1,67 @@
+# Two commands from a fresh machine: `make run` serves models/, `make test` runs the suite.
+# `make install` is the set-up both depend on; it is idempotent.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MODELS_DIR ?= models
+# Debian packages: the real data, and the real tools the suite drives.
+DEB_PACKAGES := dataset-fashion-mnist prometheus docker-compose wrk
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: install system-packages run test lint typecheck check-deploy pytest models bench clean
+
+install: system-packages $(STAMP)
+
+system-packages:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[train,dev]"
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/deepsvdd serve --host $(HOST) --port $(PORT) --models-dir $(MODELS_DIR)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+check-deploy: install
+	promtool check config deploy/prometheus.yml
+	promtool check rules deploy/rules/*.yml
+	promtool test rules deploy/tests/*.yml
+	docker-compose -f docker-compose.yml config -q
+	docker-compose -f docker-compose.yml -f docker-compose.cpu.yml config -q
+	$(VENV)/bin/hadolint Dockerfile
+
+pytest: install
+	$(PY) -m pytest
+
+test: lint typecheck check-deploy pytest
+
+# Regenerates the ten shipped Fashion-MNIST models (see README for the schedule and time).
+models: install
+	$(PY) -m training.shipped --models-dir $(MODELS_DIR)
+
+bench: install
+	$(MAKE) -C bench all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""HTTP service: scores images with Deep SVDD ONNX models. Never imports torch."""

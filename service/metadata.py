@@ -1,0 +1,145 @@
+"""The `deepsvdd` metadata a model file carries: one schema for the exporter and the service.
+
+Lives in `service/` because the service must read it without torch; training imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+FORMAT_VERSION = 1
+METADATA_KEY = "deepsvdd"
+# Model names become URL segments, directory names and Prometheus label values:
+# keep them short, lower-case and free of path separators.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+class MetadataError(ValueError):
+    """A model's metadata is missing, not JSON, or does not fit the schema."""
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME_RE.fullmatch(name)) and ".." not in name
+
+
+class InputSpec(BaseModel):
+    """What the graph's `image` input expects: pixel values / 255, `[N, C, H, W]`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: Literal[1, 3]
+    height: int = Field(gt=0, le=4096)
+    width: int = Field(gt=0, le=4096)
+    color: Literal["L", "RGB"]
+
+    @model_validator(mode="after")
+    def _color_matches_channels(self) -> InputSpec:
+        expected = "L" if self.channels == 1 else "RGB"
+        if self.color != expected:
+            raise ValueError(f"color {self.color!r} does not fit {self.channels} channel(s)")
+        return self
+
+
+class DatasetInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    normal_class: int | str
+    class_name: str | None = None
+    n_train: int = Field(ge=1)
+
+
+class ModelMetadata(BaseModel):
+    """Everything needed to interpret a model's `score` output, stored in the ONNX file."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format_version: int = FORMAT_VERSION
+    name: str
+    version: int = Field(ge=1)
+    created: str
+    objective: Literal["one-class", "soft-boundary"]
+    nu: float = Field(gt=0.0, le=1.0)
+    center: list[float] = Field(min_length=1)
+    radius: float | None
+    thresholds: dict[str, float] = Field(min_length=1)
+    # Fraction of held-out normal images scoring above each threshold: the anomaly
+    # rate a healthy stream of normal images should show, which the alerts compare to.
+    expected_anomaly_rate: dict[str, float] = Field(default_factory=dict)
+    default_threshold: str
+    input: InputSpec
+    dataset: DatasetInfo
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    software: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_safe(cls, name: str) -> str:
+        if not is_valid_name(name):
+            raise ValueError(f"model name {name!r} must match {NAME_PATTERN}")
+        return name
+
+    @field_validator("format_version")
+    @classmethod
+    def _known_format(cls, version: int) -> int:
+        if version != FORMAT_VERSION:
+            raise ValueError(f"format_version {version} is not supported (expected {FORMAT_VERSION})")
+        return version
+
+    @field_validator("center")
+    @classmethod
+    def _center_finite(cls, center: list[float]) -> list[float]:
+        if not all(math.isfinite(v) for v in center):
+            raise ValueError("center has a non-finite coordinate")
+        return center
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_finite(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in thresholds.items() if not math.isfinite(v) or v < 0]
+        if bad:
+            raise ValueError(f"thresholds {bad} are not finite non-negative numbers")
+        return thresholds
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelMetadata:
+        if self.default_threshold not in self.thresholds:
+            raise ValueError(
+                f"default_threshold {self.default_threshold!r} is not one of "
+                f"{sorted(self.thresholds)}"
+            )
+        if self.objective == "soft-boundary":
+            if self.radius is None or not math.isfinite(self.radius) or self.radius < 0:
+                raise ValueError("a soft-boundary model needs a finite radius >= 0")
+            if "radius" not in self.thresholds:
+                raise ValueError("a soft-boundary model needs the threshold 'radius' (R^2)")
+        elif self.radius is not None:
+            raise ValueError("a one-class model has no radius (null)")
+        return self
+
+    @property
+    def rep_dim(self) -> int:
+        return len(self.center)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ModelMetadata:
+        if text is None:
+            raise MetadataError(f"no '{METADATA_KEY}' entry in the model's metadata_props")
+        try:
+            return cls.model_validate(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise MetadataError(f"'{METADATA_KEY}' metadata is not JSON: {exc.msg}") from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "metadata"
+            raise MetadataError(f"'{METADATA_KEY}' metadata is invalid at {where}: {first['msg']}") from exc

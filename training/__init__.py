@@ -1,0 +1,1 @@
+"""Training side: data, preprocessing, networks, objectives, trainer, export, CLI."""
