@@ -1,0 +1,244 @@
+"""Deep SVDD objectives and the training loops (DCAE pretraining, then Deep SVDD).
+
+Names follow the paper: `c` the fixed centre, `R` the radius, `nu` the outlier fraction.
+Data live in memory as one preprocessed tensor; an epoch is a seeded permutation of it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from training.checkpoint import Checkpointer
+from training.networks import Autoencoder, Encoder, NetConfig
+
+Objective = Literal["one-class", "soft-boundary"]
+# Paper section 3.3: coordinates of c this close to zero are pushed out to +-eps.
+C_EPS = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Resolved hyper-parameters; stored with every checkpoint and exported model."""
+
+    objective: Objective = "one-class"
+    nu: float = 0.1
+    epochs: int = 250
+    lr: float = 1e-4
+    lr_milestone: int | None = None  # lr x0.1 from this epoch; None: 60% in (paper: 150 of 250)
+    batch_size: int = 200
+    weight_decay: float = 1e-6
+    pretrain: bool = True
+    pretrain_epochs: int = 350
+    pretrain_lr_milestone: int | None = None  # None: 250/350 in, as the paper's 250 + 100
+    warm_up_epochs: int = 10  # soft-boundary: R is first solved for after these epochs
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.nu <= 1.0:
+            raise ValueError(f"nu must be in (0, 1], got {self.nu}")
+        for name in ("epochs", "pretrain_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight decay must be >= 0, got {self.weight_decay}")
+
+    @property
+    def milestone(self) -> int:
+        return self.lr_milestone if self.lr_milestone is not None else round(0.6 * self.epochs)
+
+    @property
+    def pretrain_milestone(self) -> int:
+        if self.pretrain_lr_milestone is not None:
+            return self.pretrain_lr_milestone
+        return round(self.pretrain_epochs * 250 / 350)
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "lr_milestone": self.milestone}
+
+
+@dataclass
+class TrainState:
+    """What training produced: the encoder, c, R (None for one-class) and a loss history."""
+
+    net: Encoder
+    c: torch.Tensor
+    R: float | None
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds_per_epoch: dict[str, float] = field(default_factory=dict)
+
+
+def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    perm = torch.randperm(n, generator=gen)
+    yield from perm.split(batch_size)
+
+
+@torch.no_grad()
+def embed(net: Encoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """phi(x) for a whole tensor in eval mode, (N, rep_dim) on x's device."""
+    net.eval()
+    return torch.cat([net(part) for part in x.split(batch_size)])
+
+
+def init_center_c(net: Encoder, x: torch.Tensor, eps: float = C_EPS) -> torch.Tensor:
+    """Mean of the initial outputs on the normal data, pushed away from zero (section 3.3)."""
+    c = embed(net, x).mean(dim=0)
+    small = c.abs() < eps
+    c[small & (c < 0)] = -eps
+    c[small & (c >= 0)] = eps
+    return c
+
+
+def sq_dist(z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    return ((z - c) ** 2).sum(dim=1)  # (N,)
+
+
+def get_radius(dist: torch.Tensor, nu: float) -> float:
+    """Optimal R for fixed phi: the (1 - nu) quantile of the distances sqrt(||phi - c||^2)."""
+    return float(torch.quantile(dist.detach().sqrt().float(), 1.0 - nu))
+
+
+def svdd_loss(dist: torch.Tensor, objective: Objective, R: float, nu: float) -> torch.Tensor:
+    if objective == "one-class":
+        return dist.mean()
+    slack = torch.clamp(dist - R**2, min=0.0)
+    return R**2 + slack.mean() / nu
+
+
+def _optimizer(params: Iterator[nn.Parameter], cfg: TrainConfig, milestone: int) -> tuple:
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[milestone], gamma=0.1)
+    return opt, sched
+
+
+def _epochs(desc: str, start: int, total: int, progress: bool) -> tqdm:
+    return tqdm(
+        range(start, total), desc=desc, initial=start, total=total, file=sys.stderr,
+        disable=not progress, unit="epoch", dynamic_ncols=True, leave=False,
+    )  # fmt: skip
+
+
+def pretrain_dcae(
+    cfg_net: NetConfig,
+    x: torch.Tensor,
+    cfg: TrainConfig,
+    ckpt: Checkpointer | None = None,
+    progress: bool = False,
+) -> tuple[Encoder, list[float], float]:
+    """Trains the autoencoder with the summed squared error; returns its encoder."""
+    ae = Autoencoder(cfg_net).to(x.device)
+    opt, sched = _optimizer(ae.parameters(), cfg, cfg.pretrain_milestone)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start, history = 0, []
+    if ckpt is not None and (saved := ckpt.load("pretrain")) is not None:
+        ae.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generator"])
+        start, history = saved["epoch"], list(saved["history"])
+    timer = _EpochTimer()
+    for epoch in _epochs("pretrain DCAE", start, cfg.pretrain_epochs, progress):
+        ae.train()
+        total = 0.0
+        with timer:
+            for idx in batches(len(x), cfg.batch_size, gen):
+                xb = x[idx]
+                loss = ((ae(xb) - xb) ** 2).sum(dim=(1, 2, 3)).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            sched.step()
+        history.append(total / len(x))
+        if ckpt is not None:
+            ckpt.save_every(epoch + 1, cfg.pretrain_epochs, lambda e=epoch: {
+                "phase": "pretrain", "epoch": e + 1, "model": ae.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "generator": gen.get_state(), "history": history,
+            })  # fmt: skip
+    return ae.encoder, history, timer.mean
+
+
+def train_deepsvdd(
+    net: Encoder,
+    x: torch.Tensor,
+    cfg: TrainConfig,
+    ckpt: Checkpointer | None = None,
+    progress: bool = False,
+) -> TrainState:
+    """Minimises the one-class or soft-boundary objective with c fixed."""
+    opt, sched = _optimizer(net.parameters(), cfg, cfg.milestone)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    c = init_center_c(net, x)
+    R, start, history = 0.0, 0, []
+    if ckpt is not None and (saved := ckpt.load("train")) is not None:
+        net.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generator"])
+        c, R = saved["c"].to(x.device), saved["R"]
+        start, history = saved["epoch"], list(saved["history"])
+    soft = cfg.objective == "soft-boundary"
+    timer = _EpochTimer()
+    for epoch in _epochs("train Deep SVDD", start, cfg.epochs, progress):
+        net.train()
+        total = 0.0
+        with timer:
+            for idx in batches(len(x), cfg.batch_size, gen):
+                loss = svdd_loss(sq_dist(net(x[idx]), c), cfg.objective, R, cfg.nu)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            sched.step()
+        if soft and epoch + 1 >= cfg.warm_up_epochs:
+            # Solved exactly over all training data (the paper's line search every k
+            # epochs, with k = 1): the nu-property then holds for the final R.
+            R = get_radius(sq_dist(embed(net, x), c), cfg.nu)
+        history.append(total / len(x))
+        if ckpt is not None:
+            ckpt.save_every(epoch + 1, cfg.epochs, lambda e=epoch: {
+                "phase": "train", "epoch": e + 1, "model": net.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "generator": gen.get_state(), "history": history, "c": c, "R": R,
+            })  # fmt: skip
+    if soft:
+        R = get_radius(sq_dist(embed(net, x), c), cfg.nu)
+    net.eval()
+    return TrainState(net, c, R if soft else None, {"train": history}, {"train": timer.mean})
+
+
+def score(net: Encoder, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Anomaly score ||phi(x) - c||^2 for every row of x."""
+    return sq_dist(embed(net, x), c)
+
+
+class _EpochTimer:
+    """Mean wall time of the timed blocks (epochs), excluding checkpoint writes."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._t0 = 0.0
+
+    def __enter__(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.times.append(time.perf_counter() - self._t0)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.times) / len(self.times) if self.times else math.nan

@@ -1,0 +1,61 @@
+"""Per-image preprocessing of METHOD.md, as a module so that it is exported inside the graph.
+
+Global contrast normalisation with the L1 norm (subtract the image's mean, divide by its
+mean absolute deviation), then min-max scaling with constants taken over the normal
+class's training images after GCN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+# Guards a constant image (zero deviation) from a division by zero; real images have
+# deviations many orders of magnitude larger, so their values are unchanged.
+GCN_EPS = 1e-8
+
+
+def gcn_l1(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> same shape, each image centred and divided by its mean |deviation|."""
+    centred = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    scale = centred.abs().mean(dim=(1, 2, 3), keepdim=True)
+    return centred / scale.clamp_min(GCN_EPS)
+
+
+class Preprocess(nn.Module):
+    """pixels / 255 -> GCN-L1 -> (x - min) / (max - min) with the training constants."""
+
+    lo: torch.Tensor
+    hi: torch.Tensor
+
+    def __init__(self, lo: float, hi: float) -> None:
+        super().__init__()
+        self.register_buffer("lo", torch.tensor(lo, dtype=torch.float32))
+        self.register_buffer("hi", torch.tensor(hi, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (gcn_l1(x) - self.lo) / (self.hi - self.lo)
+
+
+def to_unit_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]: the model file's input."""
+    return torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32)).div_(255.0)
+
+
+def fit_preprocess(train_images: np.ndarray, chunk: int = 8192) -> Preprocess:
+    """Computes the min-max constants on the normal training images."""
+    lo, hi = float("inf"), float("-inf")
+    for start in range(0, len(train_images), chunk):
+        g = gcn_l1(to_unit_tensor(train_images[start : start + chunk]))
+        lo, hi = min(lo, float(g.min())), max(hi, float(g.max()))
+    if not hi > lo:
+        raise ValueError("min-max constants are degenerate: every training image is constant")
+    return Preprocess(lo, hi)
+
+
+def apply(pre: Preprocess, images: np.ndarray, chunk: int = 8192) -> torch.Tensor:
+    """Preprocesses a whole uint8 array once, so that epochs index a ready tensor."""
+    with torch.no_grad():
+        parts = [pre(to_unit_tensor(images[s : s + chunk])) for s in range(0, len(images), chunk)]
+    return torch.cat(parts) if parts else torch.empty(0)
