@@ -6,6 +6,7 @@ A checkpoint holds only state dicts, tensors and plain values, and is loaded wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -62,3 +63,5 @@ class Checkpointer:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.path.parent.rmdir()  # only when empty

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
 
@@ -151,14 +151,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     import numpy as np
 
     from training.data import load_dataset, resolve_class
-    from training.evaluate import open_model, ort_scores, resolve_model_path
+    from training.evaluate import open_model, ort_scores, resolve_model_path, training_seed
     from training.report import write_report
 
     path = resolve_model_path(args.model, args.models_dir)
     session, meta = open_model(path)
     data = load_dataset(
         args.dataset, args.data_dir, download=args.download,
-        image_size=meta.input.height, channels=meta.input.channels,
+        image_size=meta.input.height, channels=meta.input.channels, seed=training_seed(meta),
     )  # fmt: skip
     if data.x_test is None or data.y_test is None:
         raise UsageError(f"dataset {args.dataset!r} has no test split")
@@ -189,9 +189,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(settings)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad argument in one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepsvdd", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="deepsvdd", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model and export it to the model repository")
     _add_data_args(t)
