@@ -48,6 +48,7 @@ check-deploy: install
 	promtool check rules deploy/rules/*.yml
 	promtool test rules deploy/tests/*.yml
 	docker-compose -f docker-compose.yml config -q
+	docker-compose config -q
 	docker-compose -f docker-compose.yml -f docker-compose.cpu.yml config -q
 	$(VENV)/bin/hadolint Dockerfile
 

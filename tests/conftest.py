@@ -18,7 +18,8 @@ TINY_NORMAL_CLASS = 1  # trouser: the class whose one-class task is easiest to c
 
 
 def read_idx(path: Path) -> np.ndarray:
-    raw = gzip.open(path).read()
+    with gzip.open(path) as f:
+        raw = f.read()
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
@@ -28,7 +29,7 @@ def read_idx(path: Path) -> np.ndarray:
 def fashion_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An npz of real Fashion-MNIST: 12,000 training and 2,000 test images."""
     if not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists():
-        pytest.fail(f"Debian's dataset-fashion-mnist is not installed ({FASHION_DIR}); run make install")
+        pytest.fail(f"Debian's dataset-fashion-mnist is missing ({FASHION_DIR}): make install")
     x_train = read_idx(FASHION_DIR / "train-images-idx3-ubyte.gz")[:12000]
     y_train = read_idx(FASHION_DIR / "train-labels-idx1-ubyte.gz")[:12000]
     x_test = read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz")[:2000]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +50,9 @@ class Checkpointer:
             return None
         return self._saved
 
-    def save_every(self, epoch: int, total: int, make_state: Callable[[], dict[str, Any]]) -> None:
-        if epoch % self.every == 0 or epoch == total:
-            self.save(make_state())
+    def due(self, epoch: int, total: int) -> bool:
+        """Whether to save after `epoch` (1-based): every few epochs and at the last."""
+        return epoch % self.every == 0 or epoch == total
 
     def save(self, state: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+# Packages of the `train` extra: absent from the serving install (and its container).
+TRAINING_ONLY = ("torch", "onnx", "onnxscript", "sklearn", "matplotlib", "tqdm")
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
 
 
@@ -79,19 +81,34 @@ def cmd_train(args: argparse.Namespace) -> None:
     from training.pipeline import RunSpec, train_and_export
 
     cfg = TrainConfig(
-        objective=args.objective, nu=args.nu, epochs=args.epochs, lr=args.lr,
-        lr_milestone=args.lr_milestone, batch_size=args.batch_size,
-        weight_decay=args.weight_decay, pretrain=args.pretrain,
-        pretrain_epochs=args.pretrain_epochs, pretrain_lr_milestone=args.pretrain_lr_milestone,
-        seed=args.seed, device=args.device,
-    )  # fmt: skip
+        objective=args.objective,
+        nu=args.nu,
+        epochs=args.epochs,
+        lr=args.lr,
+        lr_milestone=args.lr_milestone,
+        batch_size=args.batch_size,
+        weight_decay=args.weight_decay,
+        pretrain=args.pretrain,
+        pretrain_epochs=args.pretrain_epochs,
+        pretrain_lr_milestone=args.pretrain_lr_milestone,
+        seed=args.seed,
+        device=args.device,
+    )
     spec = RunSpec(
-        dataset=args.dataset, normal_class=args.normal_class, data_dir=args.data_dir,
-        download=args.download, image_size=args.image_size, channels=args.channels,
-        arch=args.net, leaky_slope=args.leaky_slope, name=args.name,
-        models_dir=args.models_dir, resume=args.resume,
-        checkpoint_every=args.checkpoint_every, progress=not args.quiet,
-    )  # fmt: skip
+        dataset=args.dataset,
+        normal_class=args.normal_class,
+        data_dir=args.data_dir,
+        download=args.download,
+        image_size=args.image_size,
+        channels=args.channels,
+        arch=args.net,
+        leaky_slope=args.leaky_slope,
+        name=args.name,
+        models_dir=args.models_dir,
+        resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.quiet,
+    )
     if args.name is not None:
         from service.metadata import NAME_PATTERN, is_valid_name
 
@@ -105,9 +122,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     _emit(
         evaluate(
-            args.model, args.dataset, args.normal_class, args.data_dir,
-            download=args.download, models_dir=args.models_dir,
-        )  # fmt: skip
+            args.model,
+            args.dataset,
+            args.normal_class,
+            args.data_dir,
+            download=args.download,
+            models_dir=args.models_dir,
+        )
     )
 
 
@@ -118,9 +139,13 @@ def cmd_baselines(args: argparse.Namespace) -> None:
     from training.preprocess import apply, fit_preprocess
 
     data = load_dataset(
-        args.dataset, args.data_dir, download=args.download,
-        image_size=args.image_size, channels=args.channels, seed=args.seed,
-    )  # fmt: skip
+        args.dataset,
+        args.data_dir,
+        download=args.download,
+        image_size=args.image_size,
+        channels=args.channels,
+        seed=args.seed,
+    )
     k = resolve_class(data, args.normal_class)
     split = split_normal(data, k, 0.1, args.seed)
     if split.test is None or split.test_labels is None:
@@ -157,9 +182,13 @@ def cmd_report(args: argparse.Namespace) -> None:
     path = resolve_model_path(args.model, args.models_dir)
     session, meta = open_model(path)
     data = load_dataset(
-        args.dataset, args.data_dir, download=args.download,
-        image_size=meta.input.height, channels=meta.input.channels, seed=training_seed(meta),
-    )  # fmt: skip
+        args.dataset,
+        args.data_dir,
+        download=args.download,
+        image_size=meta.input.height,
+        channels=meta.input.channels,
+        seed=training_seed(meta),
+    )
     if data.x_test is None or data.y_test is None:
         raise UsageError(f"dataset {args.dataset!r} has no test split")
     k = resolve_class(data, args.normal_class)
@@ -167,7 +196,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     labels = (data.y_test != k).astype(np.int64)
     out = args.out or Path("bench") / "figures"
     paths = write_report(data.x_test, scores, labels, meta.thresholds, out, name=meta.name)
-    _emit({"model_path": str(path), **{k: str(v) for k, v in paths.items()}})
+    _emit({"model_path": str(path), **{kind: str(p) for kind, p in paths.items()}})
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -177,11 +206,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     overrides = {
         k: v
         for k, v in {
-            "host": args.host, "port": args.port,
-            "models_dir": args.models_dir, "workers": args.workers,
+            "host": args.host,
+            "port": args.port,
+            "models_dir": args.models_dir,
+            "workers": args.workers,
         }.items()
         if v is not None
-    }  # fmt: skip
+    }
     try:
         settings = Settings(**overrides)
     except ValueError as exc:
@@ -278,6 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deepsvdd: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        if exc.name not in TRAINING_ONLY:
+            raise
+        print(
+            f"deepsvdd {args.command}: error: needs {exc.name}, which the serving install "
+            "leaves out; install the training extra: pip install 'deepsvdd-serve[train]'",
+            file=sys.stderr,
+        )
+        return 2
     except Exception as exc:
         if not isinstance(exc, _user_errors()):
             raise

@@ -118,7 +118,9 @@ def svdd_loss(dist: torch.Tensor, objective: Objective, R: float, nu: float) -> 
     return R**2 + slack.mean() / nu
 
 
-def _optimizer(params: Iterator[nn.Parameter], cfg: TrainConfig, milestone: int) -> tuple:
+def _optimizer(
+    params: Iterator[nn.Parameter], cfg: TrainConfig, milestone: int
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.MultiStepLR]:
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[milestone], gamma=0.1)
     return opt, sched
@@ -126,9 +128,16 @@ def _optimizer(params: Iterator[nn.Parameter], cfg: TrainConfig, milestone: int)
 
 def _epochs(desc: str, start: int, total: int, progress: bool) -> tqdm:
     return tqdm(
-        range(start, total), desc=desc, initial=start, total=total, file=sys.stderr,
-        disable=not progress, unit="epoch", dynamic_ncols=True, leave=False,
-    )  # fmt: skip
+        range(start, total),
+        desc=desc,
+        initial=start,
+        total=total,
+        file=sys.stderr,
+        disable=not progress,
+        unit="epoch",
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
 def pretrain_dcae(
@@ -163,12 +172,18 @@ def pretrain_dcae(
                 total += float(loss.detach()) * len(idx)
             sched.step()
         history.append(total / len(x))
-        if ckpt is not None:
-            ckpt.save_every(epoch + 1, cfg.pretrain_epochs, lambda e=epoch: {
-                "phase": "pretrain", "epoch": e + 1, "model": ae.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "generator": gen.get_state(), "history": history,
-            })  # fmt: skip
+        if ckpt is not None and ckpt.due(epoch + 1, cfg.pretrain_epochs):
+            ckpt.save(
+                {
+                    "phase": "pretrain",
+                    "epoch": epoch + 1,
+                    "model": ae.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "history": history,
+                }
+            )
     return ae.encoder, history, timer.mean
 
 
@@ -209,12 +224,20 @@ def train_deepsvdd(
             # epochs, with k = 1): the nu-property then holds for the final R.
             R = get_radius(sq_dist(embed(net, x), c), cfg.nu)
         history.append(total / len(x))
-        if ckpt is not None:
-            ckpt.save_every(epoch + 1, cfg.epochs, lambda e=epoch: {
-                "phase": "train", "epoch": e + 1, "model": net.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "generator": gen.get_state(), "history": history, "c": c, "R": R,
-            })  # fmt: skip
+        if ckpt is not None and ckpt.due(epoch + 1, cfg.epochs):
+            ckpt.save(
+                {
+                    "phase": "train",
+                    "epoch": epoch + 1,
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "history": history,
+                    "c": c,
+                    "R": R,
+                }
+            )
     if soft:
         R = get_radius(sq_dist(embed(net, x), c), cfg.nu)
     net.eval()

@@ -23,7 +23,11 @@ def resolve_model_path(model: str | Path, models_dir: Path = Path("models")) -> 
         if (path / MODEL_FILE).is_file():
             return path / MODEL_FILE
         versions = sorted(
-            (int(p.name) for p in path.iterdir() if p.name.isdigit() and (p / MODEL_FILE).is_file()),
+            (
+                int(p.name)
+                for p in path.iterdir()
+                if p.name.isdigit() and (p / MODEL_FILE).is_file()
+            ),
         )
         if not versions:
             raise FileNotFoundError(f"no {MODEL_FILE} under {path}")
@@ -71,9 +75,13 @@ def evaluate(
     session, meta = open_model(path)
     spec = meta.input
     data = load_dataset(
-        dataset, data_dir, download=download, image_size=spec.height,
-        channels=spec.channels, seed=training_seed(meta),
-    )  # fmt: skip
+        dataset,
+        data_dir,
+        download=download,
+        image_size=spec.height,
+        channels=spec.channels,
+        seed=training_seed(meta),
+    )
     if data.x_test is None or data.y_test is None:
         raise ValueError(f"dataset {dataset!r} has no test split to evaluate on")
     if data.x_test.shape[1:3] != (spec.height, spec.width):

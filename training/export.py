@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,7 @@ def to_onnx_bytes(model: ScoringModel, sample: torch.Tensor) -> bytes:
 
 
 @contextlib.contextmanager
-def _quiet_exporter() -> object:
+def _quiet_exporter() -> Iterator[None]:
     """The exporter narrates each step on stdout and warns through logging; the CLI's
     stdout must end with one JSON line, so both are held back here."""
     level = logging.getLogger("torch").level

@@ -78,7 +78,9 @@ def resolve_device(device: str) -> str:
 def split_normal(data: ImageSet, k: int, holdout: float, seed: int) -> Split:
     normal = data.x_train[data.y_train == k]
     if len(normal) < 2:
-        raise ValueError(f"normal class {data.class_names[k]!r} has {len(normal)} training image(s)")
+        raise ValueError(
+            f"normal class {data.class_names[k]!r} has {len(normal)} training image(s)"
+        )
     order = np.random.default_rng(seed).permutation(len(normal))
     n_hold = min(len(normal) - 1, round(holdout * len(normal)))
     labels = None if data.y_test is None else (data.y_test != k).astype(np.int64)
@@ -147,9 +149,13 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
     cfg.device = resolve_device(cfg.device)
     data = load_dataset(
-        spec.dataset, spec.data_dir, download=spec.download,
-        image_size=spec.image_size, channels=spec.channels, seed=cfg.seed,
-    )  # fmt: skip
+        spec.dataset,
+        spec.data_dir,
+        download=spec.download,
+        image_size=spec.image_size,
+        channels=spec.channels,
+        seed=cfg.seed,
+    )
     k = resolve_class(data, spec.normal_class)
     class_name = data.class_names[k]
     name = spec.name or default_name(spec.dataset, class_name)
@@ -160,9 +166,11 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
     x = preprocess.apply(pre, split.train).to(cfg.device)
     key = {"dataset": spec.dataset, "class": k, "net": net_cfg.to_dict(), "cfg": cfg.to_dict()}
     ckpt = Checkpointer(
-        spec.models_dir / name / ".checkpoint" / "train.pt", key,
-        every=spec.checkpoint_every, resume=spec.resume,
-    )  # fmt: skip
+        spec.models_dir / name / ".checkpoint" / "train.pt",
+        key,
+        every=spec.checkpoint_every,
+        resume=spec.resume,
+    )
     train_started = time.perf_counter()
     state, pretrain_spe = fit(net_cfg, x, cfg, ckpt, spec.progress)
     train_seconds = time.perf_counter() - train_started
@@ -197,9 +205,11 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
             color=data.color,
         ),
         dataset=DatasetInfo(
-            name=spec.dataset, normal_class=k, class_name=class_name,
-            n_train=len(split.train), n_holdout=len(split.holdout),
-        ),  # fmt: skip
+            name=spec.dataset,
+            normal_class=k,
+            class_name=class_name,
+            n_train=len(split.train),
+        ),
         metrics={
             "auc": test_auc,
             "train_fraction_outside": float(np.mean(train_scores > (state.R or 0.0) ** 2))
@@ -219,7 +229,9 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
         },
         software=software_versions(),
     )
-    sample = preprocess.to_unit_tensor(split.holdout[:64] if len(split.holdout) else split.train[:64])
+    sample = preprocess.to_unit_tensor(
+        split.holdout[:64] if len(split.holdout) else split.train[:64]
+    )
     model_path, rel = export_model(ScoringModel(pre, net, c), meta, version_dir, sample)
     ckpt.remove()
     return {

@@ -12,16 +12,23 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from training.deepsvdd import TrainConfig
 from training.pipeline import RunSpec, train_and_export
 
 CLASSES = (
-    "t-shirt-top", "trouser", "pullover", "dress", "coat",
-    "sandal", "shirt", "sneaker", "bag", "ankle-boot",
-)  # fmt: skip
+    "t-shirt-top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+)
 # The documented schedule of the shipped models: a shortened paper schedule that fits
 # about two minutes a class on two CPU cores (paper: DCAE 250 + 100, Deep SVDD 150 + 100).
 SCHEDULE = {
@@ -82,11 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for cls in args.classes:
         name = f"fashion-mnist-{cls}"
-        with tempfile.TemporaryDirectory(dir=args.models_dir.parent or ".") as scratch:
+        args.models_dir.mkdir(parents=True, exist_ok=True)
+        # Scratch beside the models (same file system, so the swap is a rename); a name
+        # starting with "." is never read as a model by the service.
+        with tempfile.TemporaryDirectory(prefix=".scratch-", dir=args.models_dir) as scratch:
             spec = RunSpec(
-                dataset="fashion-mnist", normal_class=cls, data_dir=args.data_dir,
-                name=name, models_dir=Path(scratch), progress=sys.stderr.isatty(),
-            )  # fmt: skip
+                dataset="fashion-mnist",
+                normal_class=cls,
+                data_dir=args.data_dir,
+                name=name,
+                models_dir=Path(scratch),
+                progress=sys.stderr.isatty(),
+            )
             result = train_and_export(spec, TrainConfig(**SCHEDULE))  # type: ignore[arg-type]
             swap_in(Path(scratch) / name, args.models_dir / name)
         rows.append(result)

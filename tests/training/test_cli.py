@@ -20,8 +20,12 @@ def deepsvdd(*args: str | Path, timeout: float = 300) -> subprocess.CompletedPro
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "training.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def last_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -38,10 +42,20 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -
         assert word in lines[0], lines[0]
 
 
-def test_evaluate_reproduces_the_auc_at_export(tiny_model: dict[str, Any], fashion_subset: Path) -> None:
+def test_evaluate_reproduces_the_auc_at_export(
+    tiny_model: dict[str, Any], fashion_subset: Path
+) -> None:
     result = last_json(
-        deepsvdd("evaluate", tiny_model["model_path"], "--dataset", "npz",
-                 "--normal-class", "1", "--data-dir", fashion_subset)  # fmt: skip
+        deepsvdd(
+            "evaluate",
+            tiny_model["model_path"],
+            "--dataset",
+            "npz",
+            "--normal-class",
+            "1",
+            "--data-dir",
+            fashion_subset,
+        )
     )
     assert result["auc"] == pytest.approx(tiny_model["auc"], abs=1e-3)
 
@@ -81,8 +95,21 @@ def shapes_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_folder_dataset_trains_and_evaluates(shapes_folder: Path, tmp_path: Path) -> None:
     args = ("--dataset", "folder", "--data-dir", shapes_folder, "--normal-class", "disc")
     trained = last_json(
-        deepsvdd("train", *args, "--epochs", "10", "--pretrain-epochs", "3", "--image-size", "32",
-                 "--models-dir", tmp_path, "--quiet", "--batch-size", "32")  # fmt: skip
+        deepsvdd(
+            "train",
+            *args,
+            "--epochs",
+            "10",
+            "--pretrain-epochs",
+            "3",
+            "--image-size",
+            "32",
+            "--models-dir",
+            tmp_path,
+            "--quiet",
+            "--batch-size",
+            "32",
+        )
     )
     assert trained["name"] == "folder-disc"
     assert Path(trained["model_path"]).is_file()
@@ -95,29 +122,70 @@ def test_folder_dataset_trains_and_evaluates(shapes_folder: Path, tmp_path: Path
     ("args", "words"),
     [
         (("train", "--dataset", "imagenet", "--normal-class", "1"), ("invalid choice", "imagenet")),
-        (("train", "--dataset", "mnist", "--normal-class", "1", "--data-dir", "/nonexistent"),
-         ("mnist",)),
+        (
+            ("train", "--dataset", "mnist", "--normal-class", "1", "--data-dir", "/nonexistent"),
+            ("mnist",),
+        ),
         (("train", "--dataset", "mnist", "--normal-class", "1", "--nu", "0"), ("nu",)),
         (("train", "--dataset", "mnist", "--normal-class", "1", "--nu", "1.5"), ("nu",)),
         (("train", "--dataset", "fashion-mnist", "--normal-class", "12"), ("12",)),
-        (("train", "--dataset", "fashion-mnist", "--normal-class", "1", "--image-size", "30",
-          "--net", "cifar10"), ("30",)),
-        (("train", "--dataset", "folder", "--normal-class", "x", "--data-dir", "/nonexistent"),
-         ("/nonexistent",)),
-        (("evaluate", "/nonexistent/model.onnx", "--dataset", "fashion-mnist",
-          "--normal-class", "1"), ("model",)),
+        (
+            (
+                "train",
+                "--dataset",
+                "fashion-mnist",
+                "--normal-class",
+                "1",
+                "--image-size",
+                "30",
+                "--net",
+                "cifar10",
+            ),
+            ("30",),
+        ),
+        (
+            ("train", "--dataset", "folder", "--normal-class", "x", "--data-dir", "/nonexistent"),
+            ("/nonexistent",),
+        ),
+        (
+            (
+                "evaluate",
+                "/nonexistent/model.onnx",
+                "--dataset",
+                "fashion-mnist",
+                "--normal-class",
+                "1",
+            ),
+            ("model",),
+        ),
         (("inspect", "/etc/hostname"), ("ONNX",)),
         (("train", "--dataset", "mnist", "--normal-class", "1", "--name", "../evil"), ("--name",)),
     ],
-)  # fmt: skip
-def test_bad_input_ends_in_one_line(args: tuple[str, ...], words: tuple[str, ...], tmp_path: Path) -> None:
-    assert_one_line_error(deepsvdd(*args, "--models-dir", tmp_path) if args[0] != "inspect" else deepsvdd(*args), *words)
+)
+def test_bad_input_ends_in_one_line(
+    args: tuple[str, ...], words: tuple[str, ...], tmp_path: Path
+) -> None:
+    assert_one_line_error(
+        deepsvdd(*args, "--models-dir", tmp_path) if args[0] != "inspect" else deepsvdd(*args),
+        *words,
+    )
 
 
 def test_normal_class_without_images(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
     x = np.random.default_rng(0).integers(0, 255, (20, 28, 28), dtype=np.uint8)
-    np.savez(path, x_train=x, y_train=np.zeros(20, np.int64), x_test=x, y_test=np.ones(20, np.int64))
-    proc = deepsvdd("train", "--dataset", "npz", "--data-dir", path, "--normal-class", "1",
-                    "--models-dir", tmp_path)  # fmt: skip
+    np.savez(
+        path, x_train=x, y_train=np.zeros(20, np.int64), x_test=x, y_test=np.ones(20, np.int64)
+    )
+    proc = deepsvdd(
+        "train",
+        "--dataset",
+        "npz",
+        "--data-dir",
+        path,
+        "--normal-class",
+        "1",
+        "--models-dir",
+        tmp_path,
+    )
     assert_one_line_error(proc, "1")

@@ -26,17 +26,26 @@ def _session(path: Path) -> tuple[ort.InferenceSession, ModelMetadata]:
 
 def _meta(name: str = "m", version: int = 1) -> ModelMetadata:
     return ModelMetadata(
-        name=name, version=version, created="2026-01-01T00:00:00+00:00", objective="one-class",
-        nu=0.1, center=[0.5] * 32, radius=None, thresholds={"q0.95": 1.0},
-        default_threshold="q0.95", input={"channels": 1, "height": 28, "width": 28, "color": "L"},
+        name=name,
+        version=version,
+        created="2026-01-01T00:00:00+00:00",
+        objective="one-class",
+        nu=0.1,
+        center=[0.5] * 32,
+        radius=None,
+        thresholds={"q0.95": 1.0},
+        default_threshold="q0.95",
+        input={"channels": 1, "height": 28, "width": 28, "color": "L"},
         dataset={"name": "npz", "normal_class": 0, "n_train": 10},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
 def scoring_model() -> ScoringModel:
     torch.manual_seed(0)
-    return ScoringModel(Preprocess(-1.0, 6.0), Encoder(make_config("mnist", 1, 28, 28)), torch.full((32,), 0.5)).eval()
+    return ScoringModel(
+        Preprocess(-1.0, 6.0), Encoder(make_config("mnist", 1, 28, 28)), torch.full((32,), 0.5)
+    ).eval()
 
 
 def test_trained_model_round_trip(tiny_model: dict[str, Any], fashion_subset: Path) -> None:
@@ -69,9 +78,23 @@ def test_onnx_equals_pytorch_for_batch_1_and_7(scoring_model: ScoringModel, tmp_
 def test_metadata_carries_the_spec_fields(tiny_model: dict[str, Any]) -> None:
     session, meta = _session(Path(tiny_model["model_path"]))
     raw = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
-    for key in ("format_version", "name", "version", "created", "objective", "nu", "center",
-                "radius", "thresholds", "default_threshold", "input", "dataset", "metrics",
-                "training", "software"):  # fmt: skip
+    for key in (
+        "format_version",
+        "name",
+        "version",
+        "created",
+        "objective",
+        "nu",
+        "center",
+        "radius",
+        "thresholds",
+        "default_threshold",
+        "input",
+        "dataset",
+        "metrics",
+        "training",
+        "software",
+    ):
         assert key in raw, key
     assert {"q0.9", "q0.95", "q0.99", "max"} <= set(meta.thresholds)
     assert meta.thresholds["q0.9"] <= meta.thresholds["q0.95"] <= meta.thresholds["q0.99"]

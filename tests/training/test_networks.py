@@ -50,7 +50,7 @@ def test_no_bounded_activation_in_encoder() -> None:
 
 @pytest.mark.parametrize("size", [30, 27, 2])
 def test_image_size_the_network_cannot_take(size: int) -> None:
-    with pytest.raises(ValueError, match="does not fit|smaller"):
+    with pytest.raises(ValueError, match=r"does not fit|smaller"):
         make_config("cifar10", 3, size, size)
 
 
