@@ -16,14 +16,17 @@ from PIL import Image, ImageOps
 
 Color = Literal["L", "RGB"]
 RESAMPLE = Image.Resampling.BILINEAR
+EIGHT_BIT_MODES = frozenset(
+    ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+)
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
     """Maps 16-bit, 32-bit integer and float images onto 0..255 by their value range."""
-    if img.mode in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+    if img.mode in EIGHT_BIT_MODES:
         return img
     arr = np.asarray(img, dtype=np.float64)
-    if img.mode.startswith("I;16") or img.mode == "I" and arr.max(initial=0) <= 65535:
+    if img.mode.startswith("I;16") or (img.mode == "I" and arr.max(initial=0) <= 65535):
         top = 65535.0 if arr.max(initial=0) > 255 else 255.0
     else:
         lo, hi = float(np.nanmin(arr, initial=0)), float(np.nanmax(arr, initial=0))

@@ -90,7 +90,9 @@ class ModelMetadata(BaseModel):
     @classmethod
     def _known_format(cls, version: int) -> int:
         if version != FORMAT_VERSION:
-            raise ValueError(f"format_version {version} is not supported (expected {FORMAT_VERSION})")
+            raise ValueError(
+                f"format_version {version} is not supported (expected {FORMAT_VERSION})"
+            )
         return version
 
     @field_validator("center")
@@ -142,4 +144,6 @@ class ModelMetadata(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "metadata"
-            raise MetadataError(f"'{METADATA_KEY}' metadata is invalid at {where}: {first['msg']}") from exc
+            raise MetadataError(
+                f"'{METADATA_KEY}' metadata is invalid at {where}: {first['msg']}"
+            ) from exc

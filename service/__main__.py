@@ -1,0 +1,20 @@
+"""`python -m service`: serves with settings from the DEEPSVDD_* environment variables."""
+
+from __future__ import annotations
+
+import sys
+
+from service.server import serve
+from service.settings import Settings
+
+
+def main() -> None:
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        sys.exit(f"bad settings: {exc}")
+    serve(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Assembles the FastAPI app: settings, metrics, routers, middleware and the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.errors import install_error_handlers
+from service.metrics import REJECTION_REASONS, Metrics
+from service.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from service.routers import admin, health, metrics, models, score
+from service.settings import Settings
+from service.state import ServiceState
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app with its own settings (default: from the environment) and metrics registry."""
+    settings = settings if settings is not None else Settings()
+    state = ServiceState(settings, Metrics())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(
+        title="deepsvdd-serve",
+        summary="Deep SVDD one-class anomaly scores for images, from ONNX Runtime.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    rejected = state.metrics.rejected
+
+    def count_rejection(code: str) -> None:
+        if code in REJECTION_REASONS:
+            rejected.labels(code).inc()
+
+    install_error_handlers(app, on_error=count_rejection)
+    for module in (score, models, health, metrics, admin):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    return app

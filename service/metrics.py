@@ -1,0 +1,173 @@
+"""Prometheus metrics of one app: every `deepsvdd_*` series, in its own registry.
+
+Labels stay bounded: model names and versions come from the loaded repository, routes are
+templates, statuses are classes. With `PROMETHEUS_MULTIPROC_DIR` set (several uvicorn
+workers), values live in shared files and each scrape merges them afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from service.repository import LoadedModel
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SCORE_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(9))  # 1 .. 256
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+REJECTION_REASONS = (
+    "queue_full",
+    "not_ready",
+    "body_too_large",
+    "too_many_images",
+    "too_many_pixels",
+)
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+class Metrics:
+    """The app's metrics; `render` gives the Prometheus text format of a scrape."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.multiprocess = multiprocess_mode()
+        r = self.registry
+        self.images_scored = Counter(
+            "deepsvdd_images_scored_total", "Images scored.", ["model", "version"], registry=r
+        )
+        self.anomalies = Counter(
+            "deepsvdd_anomalies_total",
+            "Images scored above the threshold used for their request.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.score_ratio = Histogram(
+            "deepsvdd_score_ratio",
+            "Score divided by the threshold used for the request.",
+            ["model"],
+            buckets=SCORE_RATIO_BUCKETS,
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "deepsvdd_request_duration_seconds",
+            "HTTP request latency by route template, method and status class.",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_duration = Histogram(
+            "deepsvdd_inference_duration_seconds",
+            "Duration of one ONNX Runtime run.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "deepsvdd_batch_size",
+            "Images in one ONNX Runtime run.",
+            ["model"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "deepsvdd_queue_wait_seconds",
+            "Time a request's images waited before their batch ran.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "deepsvdd_queue_depth",
+            "Images admitted and not yet scored.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "deepsvdd_rejected_requests_total",
+            "Requests refused by a limit or by load shedding.",
+            ["reason"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "deepsvdd_model_info",
+            "1 for every model version served.",
+            ["model", "version", "provider", "objective"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.model_threshold = Gauge(
+            "deepsvdd_model_threshold",
+            "The value of the model's default threshold.",
+            ["model", "version"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.model_expected_anomaly_rate = Gauge(
+            "deepsvdd_model_expected_anomaly_rate",
+            "Fraction of held-out normal images above the default threshold.",
+            ["model", "version"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.model_ready = Gauge(
+            "deepsvdd_model_ready",
+            "1 once the model is loaded and answered its warm-up inference.",
+            ["model"],
+            multiprocess_mode="min",
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            "deepsvdd_model_load_failures_total",
+            "Model versions refused at load or reload.",
+            ["model"],
+            registry=r,
+        )
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(reason)
+
+    def render(self) -> tuple[bytes, str]:
+        """The body and content type of a scrape."""
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def model_served(self, model: LoadedModel) -> None:
+        name, version = model.name, str(model.version)
+        meta = model.metadata
+        self.model_info.labels(name, version, model.provider, meta.objective).set(1)
+        self.model_threshold.labels(name, version).set(meta.thresholds[meta.default_threshold])
+        rate = meta.expected_anomaly_rate.get(meta.default_threshold)
+        if rate is not None:
+            self.model_expected_anomaly_rate.labels(name, version).set(rate)
+        self.images_scored.labels(name, version)
+        self.anomalies.labels(name, version)
+
+    def model_retired(self, model: LoadedModel) -> None:
+        """Drops a version's gauges (zeroes them where removal is impossible: multiprocess)."""
+        name, version = model.name, str(model.version)
+        series = [
+            (self.model_info, (name, version, model.provider, model.metadata.objective)),
+            (self.model_threshold, (name, version)),
+            (self.model_expected_anomaly_rate, (name, version)),
+        ]
+        for gauge, labels in series:
+            if self.multiprocess:
+                gauge.labels(*labels).set(0)
+            else:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)

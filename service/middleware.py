@@ -1,0 +1,111 @@
+"""Pure ASGI middleware: the request-body byte limit and the request metrics.
+
+The body limit counts bytes as they arrive, so no route can be made to buffer an unlimited
+body; its 413 is raised from `receive` inside the route, which labels it in the metrics.
+Before any answer, the unread rest of a body is read and dropped (up to the limit again):
+a socket closed with unread data is reset, and the client would lose the answer.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import ApiError
+from service.metrics import Metrics
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"the request body is over the limit of {limit} bytes")
+
+
+class _Body:
+    """The request's `receive`, counting body bytes against the limit."""
+
+    def __init__(self, receive: Receive, limit: int, declared: int | None) -> None:
+        self._receive = receive
+        self.limit = limit
+        self.declared = declared
+        self.received = 0
+        self.done = False
+
+    async def receive(self) -> Message:
+        if self.declared is not None and self.declared > self.limit:
+            if self.declared <= 2 * self.limit:
+                await self.drain(self.declared)
+            raise body_too_large(self.limit)
+        message = await self._next()
+        if self.received > self.limit:
+            await self.drain(self.received + self.limit)
+            raise body_too_large(self.limit)
+        return message
+
+    async def _next(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            self.done = not message.get("more_body", False)
+        elif message["type"] == "http.disconnect":
+            self.done = True
+        return message
+
+    async def drain(self, up_to: int) -> None:
+        """Reads and drops what the client still sends, until `up_to` body bytes in all."""
+        while not self.done and self.received < up_to:
+            await self._next()
+
+
+class BodyLimitMiddleware:
+    """413 past `max_body_bytes`: at the first read when Content-Length says so, else as read."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        declared = int(length) if length.isdigit() else None
+        body = _Body(receive, self.max_body_bytes, declared)
+
+        async def send_after_drain(message: Message) -> None:
+            if message["type"] == "http.response.start" and not body.done:
+                await body.drain(body.received + self.max_body_bytes)
+            await send(message)
+
+        await self.app(scope, body.receive, send_after_drain)
+
+
+class RequestMetricsMiddleware:
+    """Observes `deepsvdd_request_duration_seconds` by route template, method, status class."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.request_duration.labels(route, method, f"{status // 100}xx").observe(
+                time.perf_counter() - started
+            )

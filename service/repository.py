@@ -1,0 +1,288 @@
+"""The model repository: `<models_dir>/<name>/<version>/model.onnx`, loaded into ONNX Runtime.
+
+A snapshot (`Repository`) is immutable; a reload builds a new one and the app swaps it in.
+Request input only ever looks names up in a snapshot's dict; no path is built from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from service.metadata import METADATA_KEY, MetadataError, ModelMetadata, is_valid_name
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+INPUT_NAME = "image"
+SCORE_OUTPUT = "score"
+EMBEDDING_OUTPUT = "embedding"
+# A failure's `model` for directories whose name could not be a model name (a metric label).
+INVALID_NAME = "(invalid)"
+
+
+class ModelLoadError(Exception):
+    """A model file that cannot be served; the message says why."""
+
+
+class RepositoryError(Exception):
+    """The models directory itself cannot be read."""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How every ONNX Runtime session is built."""
+
+    providers: list[str]
+    intra_op_threads: int
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A model version that was refused, for logs, metrics and the reload answer."""
+
+    model: str
+    version: str
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """One model version with its ONNX Runtime session, validated and warmed up."""
+
+    name: str
+    version: int
+    metadata: ModelMetadata
+    session: ort.InferenceSession
+    providers: tuple[str, ...]
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the graph first (ONNX Runtime's own order)."""
+        return self.providers[0]
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """Scores float32 `(N, C, H, W)` pixel/255 images; returns float64 `(N,)`."""
+        (scores,) = self.session.run([SCORE_OUTPUT], {INPUT_NAME: images})
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (images.shape[0],):
+            raise RuntimeError(
+                f"model {self.name} v{self.version} returned scores of shape {scores.shape} "
+                f"for {images.shape[0]} images"
+            )
+        return scores
+
+
+class Repository:
+    """An immutable snapshot: model name -> version -> `LoadedModel`."""
+
+    def __init__(self, models: Iterable[LoadedModel] = ()) -> None:
+        self._models: dict[str, dict[int, LoadedModel]] = {}
+        for model in models:
+            self._models.setdefault(model.name, {})[model.version] = model
+
+    def __len__(self) -> int:
+        return sum(len(versions) for versions in self._models.values())
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def versions(self, name: str) -> list[int]:
+        return sorted(self._models.get(name, {}))
+
+    def all(self) -> list[LoadedModel]:
+        return [self._models[n][v] for n in self.names() for v in self.versions(n)]
+
+    def get(self, name: str, version: int | None = None) -> LoadedModel | None:
+        """The pinned version, or the latest when `version` is None; None when not loaded."""
+        versions = self._models.get(name)
+        if not versions:
+            return None
+        return versions.get(max(versions) if version is None else version)
+
+    def default_name(self, configured: str | None) -> str | None:
+        """The configured default model, else the first name in sorted order."""
+        if configured is not None:
+            return configured
+        names = self.names()
+        return names[0] if names else None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    name: str
+    version: int
+    path: Path
+
+
+def _discover(models_dir: Path) -> tuple[list[_Candidate], list[LoadFailure]]:
+    """Every `<name>/<version>/model.onnx` under `models_dir`, and the directories refused."""
+    if not models_dir.is_dir():
+        raise RepositoryError(f"models directory {str(models_dir)!r} does not exist")
+    candidates: list[_Candidate] = []
+    failures: list[LoadFailure] = []
+    for model_dir in sorted(models_dir.iterdir()):
+        if model_dir.name.startswith(".") or not model_dir.is_dir():
+            continue
+        if not is_valid_name(model_dir.name):
+            failures.append(
+                LoadFailure(INVALID_NAME, "", f"directory {model_dir.name!r} is not a model name")
+            )
+            continue
+        for version_dir in sorted(model_dir.iterdir()):
+            if version_dir.name.startswith(".") or not version_dir.is_dir():
+                continue
+            text = version_dir.name
+            if not (text.isascii() and text.isdigit() and str(int(text)) == text and int(text) > 0):
+                failures.append(
+                    LoadFailure(model_dir.name, "", f"version directory {text!r} is not an integer")
+                )
+                continue
+            path = version_dir / MODEL_FILE
+            if not path.is_file():
+                log.info("skipping %s/%s: no %s yet", model_dir.name, text, MODEL_FILE)
+                continue
+            candidates.append(_Candidate(model_dir.name, int(text), path))
+    return candidates, failures
+
+
+def available_providers(preference: list[str]) -> list[str]:
+    """The preferred providers this ONNX Runtime build offers, in order; CPU always included."""
+    available = set(ort.get_available_providers())
+    chosen = [p for p in preference if p in available]
+    return chosen or ["CPUExecutionProvider"]
+
+
+def _session(path: Path, config: SessionConfig) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = config.intra_op_threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # Idle intra-op threads would spin between batches and starve image decoding.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=config.providers)
+    except Exception as exc:  # ONNX Runtime raises its own types for bad files
+        text = str(exc).strip().replace(str(path), MODEL_FILE)  # no server paths in answers
+        first_line = text.splitlines()[0] if text else type(exc).__name__
+        raise ModelLoadError(f"ONNX Runtime cannot load it: {first_line}") from exc
+
+
+def _check_io(session: ort.InferenceSession, meta: ModelMetadata) -> None:
+    """The graph's input and outputs must be what the metadata and SPEC promise."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+        raise ModelLoadError(
+            f"the graph must have one input {INPUT_NAME!r}, not {[i.name for i in inputs]}"
+        )
+    image = inputs[0]
+    if image.type != "tensor(float)":
+        raise ModelLoadError(f"input {INPUT_NAME!r} is {image.type}, not tensor(float)")
+    spec = meta.input
+    expected = [spec.channels, spec.height, spec.width]
+    if len(image.shape) != 4 or list(image.shape[1:]) != expected:
+        raise ModelLoadError(
+            f"input {INPUT_NAME!r} has shape {image.shape}, metadata says [N, {expected[0]}, "
+            f"{expected[1]}, {expected[2]}]"
+        )
+    if isinstance(image.shape[0], int):
+        raise ModelLoadError(f"input {INPUT_NAME!r} has a fixed batch size {image.shape[0]}")
+    outputs = {o.name: o for o in session.get_outputs()}
+    for name, rank in ((SCORE_OUTPUT, 1), (EMBEDDING_OUTPUT, 2)):
+        if name not in outputs:
+            raise ModelLoadError(f"the graph has no output {name!r}")
+        if len(outputs[name].shape) != rank:
+            raise ModelLoadError(
+                f"output {name!r} has shape {outputs[name].shape}, not rank {rank}"
+            )
+    dim = outputs[EMBEDDING_OUTPUT].shape[1]
+    if isinstance(dim, int) and dim != meta.rep_dim:
+        raise ModelLoadError(
+            f"output {EMBEDDING_OUTPUT!r} has {dim} dimensions, the metadata centre {meta.rep_dim}"
+        )
+
+
+def _warm_up(model: LoadedModel) -> None:
+    """One inference on a blank image: it must run and give a finite score."""
+    spec = model.metadata.input
+    blank = np.zeros((1, spec.channels, spec.height, spec.width), dtype=np.float32)
+    try:
+        score, embedding = model.session.run([SCORE_OUTPUT, EMBEDDING_OUTPUT], {INPUT_NAME: blank})
+    except Exception as exc:
+        raise ModelLoadError(f"warm-up inference failed: {exc}") from exc
+    if np.shape(score) != (1,) or not np.isfinite(score).all():
+        raise ModelLoadError(f"warm-up inference gave the score {score!r}, not one finite value")
+    distance = float(np.sum((np.asarray(embedding[0]) - np.asarray(model.metadata.center)) ** 2))
+    if not np.isclose(distance, float(score[0]), rtol=1e-3, atol=1e-5):
+        log.warning(
+            "model %s v%d: score %.6g is not the squared distance %.6g to the metadata centre",
+            model.name,
+            model.version,
+            float(score[0]),
+            distance,
+        )
+
+
+def load_model(path: Path, name: str, version: int, config: SessionConfig) -> LoadedModel:
+    """Loads, validates and warms up one model file; raises `ModelLoadError` saying why not."""
+    session = _session(path, config)
+    custom = session.get_modelmeta().custom_metadata_map
+    try:
+        meta = ModelMetadata.from_json(custom.get(METADATA_KEY))
+    except MetadataError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    if (meta.name, meta.version) != (name, version):
+        raise ModelLoadError(
+            f"its metadata names {meta.name!r} version {meta.version}, "
+            f"but it sits at {name}/{version}"
+        )
+    _check_io(session, meta)
+    model = LoadedModel(
+        name=name,
+        version=version,
+        metadata=meta,
+        session=session,
+        providers=tuple(session.get_providers()),
+    )
+    _warm_up(model)
+    return model
+
+
+def load_repository(
+    models_dir: Path, config: SessionConfig, previous: Repository | None = None
+) -> tuple[Repository, list[LoadFailure]]:
+    """Loads every model under `models_dir`.
+
+    A version that fails keeps its `previous` session when there was one, so a broken
+    file dropped over a served model never takes it out of service.
+    """
+    candidates, failures = _discover(models_dir)
+    models: list[LoadedModel] = []
+    for c in candidates:
+        try:
+            models.append(load_model(c.path, c.name, c.version, config))
+        except (ModelLoadError, OSError) as exc:
+            old = previous.get(c.name, c.version) if previous is not None else None
+            kept = "; the loaded copy keeps serving" if old is not None else ""
+            failures.append(LoadFailure(c.name, str(c.version), f"{exc}{kept}"))
+            if old is not None:
+                models.append(old)
+    for f in failures:
+        log.error("refused model %s version %s: %s", f.model, f.version or "-", f.reason)
+    for m in models:
+        log.info("serving model %s v%d on %s", m.name, m.version, ", ".join(m.providers))
+        if m.providers[0] != config.providers[0]:
+            log.warning(
+                "model %s v%d: %s was requested but %s runs it",
+                m.name,
+                m.version,
+                config.providers[0],
+                m.providers[0],
+            )
+    return Repository(models), failures

@@ -1,0 +1,1 @@
+"""One APIRouter per resource: scoring, models, health, metrics, admin."""

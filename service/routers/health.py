@@ -1,0 +1,31 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from service.deps import State
+from service.errors import RETRY_AFTER_SECONDS, error_response
+from service.schemas import HealthStatus
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live", response_model=HealthStatus)
+async def live(state: State) -> HealthStatus:
+    """Answers 200 while the process serves."""
+    return HealthStatus(status="live", models=state.deployment.repository.names())
+
+
+@router.get(
+    "/ready",
+    response_model=HealthStatus,
+    responses={503: {"description": "Models still loading, or none could be loaded"}},
+)
+async def ready(state: State) -> HealthStatus | JSONResponse:
+    """Answers 200 once every served model has answered a warm-up inference, else 503."""
+    if not state.ready:
+        message = "models are loading" if not state.loaded else "no model could be loaded"
+        return error_response(503, "not_ready", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return HealthStatus(status="ready", models=state.deployment.repository.names())

@@ -1,0 +1,42 @@
+"""The loaded models: versions, input spec, thresholds, metrics and execution providers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.deps import State
+from service.errors import ApiError
+from service.repository import Repository
+from service.schemas import ModelInfo, ModelList, VersionInfo
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+def _info(repository: Repository, name: str, default: str | None) -> ModelInfo:
+    versions = [VersionInfo.of(m) for m in repository.all() if m.name == name]
+    return ModelInfo(
+        name=name,
+        latest_version=max(v.version for v in versions),
+        is_default=name == default,
+        versions=versions,
+    )
+
+
+@router.get("", response_model=ModelList)
+async def list_models(state: State) -> ModelList:
+    """Lists every loaded model with all its versions."""
+    repository = state.deployment.repository
+    default = repository.default_name(state.settings.default_model)
+    return ModelList(
+        default_model=default,
+        models=[_info(repository, name, default) for name in repository.names()],
+    )
+
+
+@router.get("/{name}", response_model=ModelInfo, responses={404: {"description": "Not loaded"}})
+async def get_model(name: str, state: State) -> ModelInfo:
+    """Describes one loaded model and all its versions."""
+    repository = state.deployment.repository
+    if repository.get(name) is None:
+        raise ApiError(404, "model_not_found", f"model {name[:64]!r} is not loaded")
+    return _info(repository, name, repository.default_name(state.settings.default_model))

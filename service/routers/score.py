@@ -1,0 +1,139 @@
+"""Scoring: POST /score with multipart `files` parts or one raw image body."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+
+from service.decoding import MEDIA_TYPES
+from service.deps import State
+from service.errors import ApiError, Unavailable
+from service.metadata import ModelMetadata
+from service.repository import LoadedModel, Repository
+from service.schemas import ImageScore, ScoreResponse, ThresholdUsed
+from service.state import ServiceState
+from service.uploads import FILES_FIELD, Upload, read_uploads
+
+router = APIRouter(prefix="/score", tags=["scoring"])
+
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FILES_FIELD],
+                    "properties": {
+                        FILES_FIELD: {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        }
+                    },
+                }
+            },
+            **{t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(MEDIA_TYPES)},
+        },
+    }
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Undecodable or unusable image"},
+    404: {"description": "Unknown model or version"},
+    413: {"description": "Body, image count or pixel count over the limits"},
+    415: {"description": "Unsupported media type"},
+    422: {"description": "Bad query parameters"},
+    503: {"description": "Queue full or not ready; see Retry-After"},
+}
+
+
+def _resolve_model(repository: Repository, name: str | None, version: int | None) -> LoadedModel:
+    if name is None:
+        raise ApiError(404, "model_not_found", "no default model is loaded")
+    model = repository.get(name, version)
+    if model is not None:
+        return model
+    versions = repository.versions(name)
+    if not versions:
+        raise ApiError(404, "model_not_found", f"model {name!r} is not loaded")
+    raise ApiError(
+        404, "version_not_found", f"model {name!r} has no version {version} (loaded: {versions})"
+    )
+
+
+def resolve_threshold(meta: ModelMetadata, requested: str | None) -> ThresholdUsed:
+    """A threshold name from the model's metadata, or a number (named "custom")."""
+    if requested is None:
+        requested = meta.default_threshold
+    if requested in meta.thresholds:
+        return ThresholdUsed(name=requested, value=meta.thresholds[requested])
+    try:
+        value = float(requested)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ApiError(
+            422,
+            "invalid_parameters",
+            f"threshold {requested!r} is neither a non-negative number nor one of "
+            f"{sorted(meta.thresholds)}",
+        )
+    return ThresholdUsed(name="custom", value=value)
+
+
+def _record(state: ServiceState, model: LoadedModel, scores: np.ndarray, threshold: float) -> None:
+    metrics, version = state.metrics, str(model.version)
+    anomalous = int(np.count_nonzero(scores > threshold))
+    metrics.images_scored.labels(model.name, version).inc(len(scores))
+    metrics.anomalies.labels(model.name, version).inc(anomalous)
+    ratios = scores / threshold if threshold > 0 else np.where(scores > 0, math.inf, 0.0)
+    histogram = metrics.score_ratio.labels(model.name)
+    for ratio in ratios:
+        histogram.observe(float(ratio))
+
+
+def _results(uploads: list[Upload], scores: np.ndarray, threshold: float) -> list[ImageScore]:
+    bad = [u.what for u, s in zip(uploads, scores, strict=True) if not math.isfinite(s)]
+    if bad:
+        raise ApiError(500, "inference_failed", f"the model gave a non-finite score for {bad[0]}")
+    return [
+        ImageScore(
+            index=u.index, filename=u.filename, score=float(s), is_anomaly=bool(s > threshold)
+        )
+        for u, s in zip(uploads, scores, strict=True)
+    ]
+
+
+@router.post("", response_model=ScoreResponse, openapi_extra=_BODY_DOC, responses=_ERRORS)
+async def score(
+    request: Request,
+    state: State,
+    model: Annotated[
+        str | None, Query(max_length=64, description="Model name; default: the configured one")
+    ] = None,
+    version: Annotated[
+        int | None, Query(ge=1, le=2**31, description="Model version; default: the latest")
+    ] = None,
+    threshold: Annotated[
+        str | None,
+        Query(max_length=64, description="A threshold name of the model, or a number"),
+    ] = None,
+) -> ScoreResponse:
+    """Scores images: a higher score is further from the normal class's centre."""
+    if not state.ready:
+        raise Unavailable("not_ready", "the service is loading its models; retry shortly")
+    deployment = state.deployment
+    repository = deployment.repository
+    name = model if model is not None else repository.default_name(state.settings.default_model)
+    found = _resolve_model(repository, name, version)
+    used = resolve_threshold(found.metadata, threshold)
+    batcher = deployment.batcher(found)
+    with batcher.lease():
+        uploads = await read_uploads(request, state.settings.max_images)
+        images = await state.decode(uploads, found.metadata.input)
+        scores = await batcher.score(images)
+    results = _results(uploads, scores, used.value)
+    _record(state, found, scores, used.value)
+    return ScoreResponse(model=found.name, version=found.version, threshold=used, results=results)

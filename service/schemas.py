@@ -1,0 +1,108 @@
+"""Pydantic response models of the HTTP API (they are the OpenAPI schema at /docs)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from service.metadata import InputSpec
+from service.repository import LoadedModel, LoadFailure
+
+
+class ThresholdUsed(BaseModel):
+    name: str
+    value: float
+
+
+class ImageScore(BaseModel):
+    index: int
+    filename: str | None
+    score: float
+    is_anomaly: bool
+
+
+class ScoreResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    version: int
+    threshold: ThresholdUsed
+    results: list[ImageScore]
+
+
+class VersionInfo(BaseModel):
+    version: int
+    created: str
+    objective: str
+    nu: float
+    input: InputSpec
+    center_dim: int
+    radius: float | None
+    thresholds: dict[str, float]
+    default_threshold: str
+    expected_anomaly_rate: dict[str, float]
+    metrics: dict[str, float | None]
+    dataset: dict[str, Any]
+    providers: list[str]
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> VersionInfo:
+        meta = model.metadata
+        return cls(
+            version=model.version,
+            created=meta.created,
+            objective=meta.objective,
+            nu=meta.nu,
+            input=meta.input,
+            center_dim=meta.rep_dim,
+            radius=meta.radius,
+            thresholds=meta.thresholds,
+            default_threshold=meta.default_threshold,
+            expected_anomaly_rate=meta.expected_anomaly_rate,
+            metrics={
+                k: v if v is not None and math.isfinite(v) else None
+                for k, v in meta.metrics.items()
+            },
+            dataset=meta.dataset.model_dump(),
+            providers=list(model.providers),
+        )
+
+
+class ModelInfo(BaseModel):
+    name: str
+    latest_version: int
+    is_default: bool
+    versions: list[VersionInfo]
+
+
+class ModelList(BaseModel):
+    default_model: str | None
+    models: list[ModelInfo]
+
+
+class HealthStatus(BaseModel):
+    status: str
+    models: list[str]
+
+
+class LoadedVersion(BaseModel):
+    name: str
+    version: int
+    providers: list[str]
+
+
+class Refusal(BaseModel):
+    model: str
+    version: str
+    reason: str
+
+    @classmethod
+    def of(cls, failure: LoadFailure) -> Refusal:
+        return cls(model=failure.model, version=failure.version, reason=failure.reason)
+
+
+class ReloadResponse(BaseModel):
+    loaded: list[LoadedVersion]
+    failures: list[Refusal]

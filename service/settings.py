@@ -1,0 +1,117 @@
+"""The service's configuration: one typed `Settings` read from `DEEPSVDD_*` variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import onnxruntime as ort
+from PIL import Image
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.metadata import NAME_PATTERN, is_valid_name
+
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+class Settings(BaseSettings):
+    """Validated when built: a bad value raises a `ValueError` that names the setting."""
+
+    model_config = SettingsConfigDict(env_prefix="DEEPSVDD_", extra="ignore")
+
+    models_dir: Path = Path("models")
+    # None: the first model name in sorted order.
+    default_model: str | None = None
+    # ONNX Runtime execution providers in order of preference; CPU is always the last resort.
+    providers: str = "CUDAExecutionProvider,CPUExecutionProvider"
+    max_batch: int = Field(default=64, ge=1, le=4096)
+    max_delay_ms: float = Field(default=2.0, ge=0.0, le=10_000.0)
+    max_queue: int = Field(default=1024, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
+    max_images: int = Field(default=256, ge=1, le=100_000)
+    # Above PIL's own decompression-bomb limit, PIL refuses the image before we could.
+    max_pixels: int = Field(default=40_000_000, ge=1, le=Image.MAX_IMAGE_PIXELS)
+    admin_token: SecretStr | None = None
+    workers: int = Field(default=1, ge=1, le=256)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # 0: the CPUs this process may use, shared out between the workers.
+    intra_op_threads: int = Field(default=0, ge=0, le=1024)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("models_dir")
+    @classmethod
+    def _models_dir_exists(cls, path: Path) -> Path:
+        if not path.is_dir():
+            raise ValueError(f"models_dir {str(path)!r} is not a directory")
+        return path
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("default_model")
+    @classmethod
+    def _default_model_is_a_name(cls, name: str | None) -> str | None:
+        if name == "":
+            return None
+        if name is not None and not is_valid_name(name):
+            raise ValueError(f"default_model {name!r} must match {NAME_PATTERN}")
+        return name
+
+    @field_validator("admin_token")
+    @classmethod
+    def _empty_token_is_none(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None or token.get_secret_value() == "":
+            return None
+        if len(token.get_secret_value()) < 8:
+            raise ValueError("admin_token must have at least 8 characters")
+        return token
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: str) -> str:
+        names = [p.strip() for p in value.split(",") if p.strip()]
+        if not names:
+            raise ValueError("providers must name at least one ONNX Runtime execution provider")
+        known = set(ort.get_all_providers())
+        unknown = [p for p in names if p not in known]
+        if unknown:
+            raise ValueError(f"providers {unknown} are not ONNX Runtime execution providers")
+        return ",".join(names)
+
+    @model_validator(mode="after")
+    def _limits_fit_together(self) -> Settings:
+        if self.max_images > self.max_queue:
+            raise ValueError(
+                f"max_images ({self.max_images}) must not exceed max_queue ({self.max_queue}): "
+                "such a request could never be queued"
+            )
+        return self
+
+    @property
+    def provider_preference(self) -> list[str]:
+        """The configured providers in order, with the CPU provider moved to the end."""
+        names = [p for p in self.providers.split(",") if p != CPU_PROVIDER]
+        return [*names, CPU_PROVIDER]
+
+    @property
+    def cpu_threads(self) -> int:
+        """Intra-op threads for each ONNX Runtime session of one worker."""
+        if self.intra_op_threads:
+            return self.intra_op_threads
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, (cpus or 1) // self.workers)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that rebuilds these settings in another process (uvicorn workers)."""
+        env: dict[str, str] = {}
+        for field, value in self.model_dump().items():
+            if value is None:
+                continue
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            env[f"DEEPSVDD_{field.upper()}"] = text
+        return env

@@ -1,0 +1,156 @@
+"""The service as a process: `python -m service`, graceful SIGTERM, several workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.metrics import MULTIPROC_ENV
+from service.server import multiprocess_metrics_dir
+from tests.service.conftest import ModelRepo
+from tests.service.support import free_port, image_bytes, metric_value, noise_image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(models_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSVDD_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(
+        DEEPSVDD_MODELS_DIR=str(models_dir),
+        DEEPSVDD_PORT=str(port),
+        DEEPSVDD_PROVIDERS="CPUExecutionProvider",
+        DEEPSVDD_INTRA_OP_THREADS="1",
+        DEEPSVDD_LOG_LEVEL="warning",
+        **extra,
+    )
+    return env
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        assert process.poll() is None, process.communicate()[1].decode()
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} never became ready")
+
+
+@pytest.fixture
+def spawn() -> Iterator[list[subprocess.Popen[bytes]]]:
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _start(env: dict[str, str], spawn: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    spawn.append(process)
+    return process
+
+
+def _files(seed: int) -> dict[str, tuple[str, bytes, str]]:
+    return {"files": ("a.png", image_bytes(noise_image(seed)), "image/png")}
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_requests_in_flight_and_exits_zero(
+    model_repo: ModelRepo, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # A long batching delay keeps the requests in the queue when the signal arrives.
+    process = _start(_env(model_repo.path, port, DEEPSVDD_MAX_DELAY_MS="1500"), spawn)
+    _wait_ready(process, url)
+    statuses: list[int] = []
+
+    def score(seed: int) -> None:
+        statuses.append(httpx.post(f"{url}/score", files=_files(seed), timeout=30).status_code)
+
+    threads = [threading.Thread(target=score, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + 10
+    while metric_value(httpx.get(f"{url}/metrics").text, "deepsvdd_queue_depth") < 4:
+        assert time.monotonic() < end, "the requests never reached the queue"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert statuses == [200, 200, 200, 200]
+    assert process.wait(timeout=30) == 0
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/health/live", timeout=2)
+
+
+def test_bad_settings_end_with_a_one_line_error(
+    model_repo: ModelRepo, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    env = _env(model_repo.path, free_port(), DEEPSVDD_MAX_BATCH="zero")
+    process = _start(env, spawn)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "bad settings" in stderr.decode() and "max_batch" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+
+
+@pytest.mark.slow
+def test_workers_share_metrics_through_the_multiprocess_directory(
+    model_repo: ModelRepo, spawn: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_999999.db").write_bytes(b"stale from an earlier run")
+    env = _env(model_repo.path, port, DEEPSVDD_WORKERS="2")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    process = _start(env, spawn)
+    _wait_ready(process, url)
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for seed in range(6):
+            response = httpx.post(
+                f"{url}/score", params={"model": "digits"}, files=_files(seed), timeout=30
+            )
+            assert response.status_code == 200
+        text = client.get("/metrics").text
+    assert not (metrics_dir / "counter_999999.db").exists()
+    assert metric_value(text, "deepsvdd_images_scored_total", model="digits", version="2") == 6
+    assert metric_value(text, "deepsvdd_model_ready", model="digits") == 1
+    assert metric_value(text, "deepsvdd_queue_depth") == 0
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+def test_several_workers_get_a_temporarymultiprocess_metrics_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    with multiprocess_metrics_dir(workers=2):
+        made = Path(os.environ[MULTIPROC_ENV])
+        assert made.is_dir()
+    assert MULTIPROC_ENV not in os.environ and not made.exists()
+    with multiprocess_metrics_dir(workers=1):
+        assert MULTIPROC_ENV not in os.environ
