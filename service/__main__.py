@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 
 from service.server import serve
-from service.settings import Settings
+from service.settings import Settings, describe_error
 
 
 def main() -> None:
     try:
         settings = Settings()
     except ValueError as exc:
-        sys.exit(f"bad settings: {exc}")
+        sys.exit(f"bad settings: {describe_error(exc)}")
     serve(settings)
 
 

@@ -44,6 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app, on_error=count_rejection)
     for module in (score, models, health, metrics, admin):
         app.include_router(module.router)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+    )
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     return app

@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from service.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+# Dependencies are `async def`: FastAPI runs a plain `def` in AnyIO's thread pool, a thread
+# hop for every request, and under a flood of connections up to 40 threads (and malloc arenas).
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
 

@@ -8,8 +8,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 RETRY_AFTER_SECONDS = 1
+# nginx's status for a request whose client left before it was answered.
+CLIENT_CLOSED_REQUEST = 499
 _CODES_BY_STATUS = {
     400: "bad_request",
     401: "unauthorized",
@@ -66,6 +69,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_parameters", problems or "invalid request parameters")
 
 
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    # Nobody reads this answer. Without it a client that cuts its upload short would be a
+    # 500 with a traceback in the log and a 5xx in the request metrics: not the server's fault.
+    return error_response(
+        CLIENT_CLOSED_REQUEST, "client_closed", "the client closed the connection mid-request"
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this answer, so uvicorn logs the traceback; the body names nothing.
     return error_response(500, "internal", "internal server error")
@@ -82,4 +93,5 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[str], None]) -> Non
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -32,6 +32,7 @@ REJECTION_REASONS = (
     "body_too_large",
     "too_many_images",
     "too_many_pixels",
+    "body_timeout",
 )
 
 

@@ -4,10 +4,14 @@ The body limit counts bytes as they arrive, so no route can be made to buffer an
 body; its 413 is raised from `receive` inside the route, which labels it in the metrics.
 Before any answer, the unread rest of a body is read and dropped (up to the limit again):
 a socket closed with unread data is reset, and the client would lose the answer.
+A body that stalls (no byte for `body_timeout_s`) ends in a 408 and a closed connection, so
+a client that stops sending mid-upload cannot hold a request, its model lease and its socket
+forever (uvicorn has no timeout of its own for a request body).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,12 +26,24 @@ def body_too_large(limit: int) -> ApiError:
     return ApiError(413, "body_too_large", f"the request body is over the limit of {limit} bytes")
 
 
+def body_timeout(seconds: float) -> ApiError:
+    return ApiError(
+        408,
+        "body_timeout",
+        f"no request body bytes arrived for {seconds:g} s; the request was abandoned",
+        {"Connection": "close"},
+    )
+
+
 class _Body:
     """The request's `receive`, counting body bytes against the limit."""
 
-    def __init__(self, receive: Receive, limit: int, declared: int | None) -> None:
+    def __init__(
+        self, receive: Receive, limit: int, declared: int | None, timeout_s: float
+    ) -> None:
         self._receive = receive
         self.limit = limit
+        self.timeout_s = timeout_s
         self.declared = declared
         self.received = 0
         self.done = False
@@ -37,14 +53,23 @@ class _Body:
             if self.declared <= 2 * self.limit:
                 await self.drain(self.declared)
             raise body_too_large(self.limit)
-        message = await self._next()
+        try:
+            message = await self._next()
+        except TimeoutError:
+            self.done = True  # answer at once; the 408 closes the connection
+            raise body_timeout(self.timeout_s) from None
         if self.received > self.limit:
             await self.drain(self.received + self.limit)
             raise body_too_large(self.limit)
         return message
 
     async def _next(self) -> Message:
-        message = await self._receive()
+        """The next message; TimeoutError when the body stalls (not once it is complete:
+        later reads wait for the disconnect, as long as it takes)."""
+        if self.done:
+            return await self._receive()
+        async with asyncio.timeout(self.timeout_s):
+            message = await self._receive()
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             self.done = not message.get("more_body", False)
@@ -55,15 +80,20 @@ class _Body:
     async def drain(self, up_to: int) -> None:
         """Reads and drops what the client still sends, until `up_to` body bytes in all."""
         while not self.done and self.received < up_to:
-            await self._next()
+            try:
+                await self._next()
+            except TimeoutError:
+                self.done = True  # a stalled client gets its answer without the rest
 
 
 class BodyLimitMiddleware:
-    """413 past `max_body_bytes`: at the first read when Content-Length says so, else as read."""
+    """413 past `max_body_bytes`: at the first read when Content-Length says so, else as read;
+    408 when the body stalls for `body_timeout_s`."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,7 +101,7 @@ class BodyLimitMiddleware:
             return
         length = dict(scope["headers"]).get(b"content-length", b"")
         declared = int(length) if length.isdigit() else None
-        body = _Body(receive, self.max_body_bytes, declared)
+        body = _Body(receive, self.max_body_bytes, declared, self.body_timeout_s)
 
         async def send_after_drain(message: Message) -> None:
             if message["type"] == "http.response.start" and not body.done:

@@ -8,7 +8,7 @@ from typing import Literal
 
 import onnxruntime as ort
 from PIL import Image
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.metadata import NAME_PATTERN, is_valid_name
@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     max_images: int = Field(default=256, ge=1, le=100_000)
     # Above PIL's own decompression-bomb limit, PIL refuses the image before we could.
     max_pixels: int = Field(default=40_000_000, ge=1, le=Image.MAX_IMAGE_PIXELS)
+    # Seconds a request body may go without a byte arriving; then 408 and the connection closes.
+    body_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     admin_token: SecretStr | None = None
     workers: int = Field(default=1, ge=1, le=256)
     host: str = "127.0.0.1"
@@ -115,3 +117,15 @@ class Settings(BaseSettings):
             text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
             env[f"DEEPSVDD_{field.upper()}"] = text
         return env
+
+
+def describe_error(exc: ValueError) -> str:
+    """One line naming each bad setting and what is wrong (pydantic's own text spans lines)."""
+    if not isinstance(exc, ValidationError):
+        return " ".join(str(exc).split())
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = " ".join(error["msg"].removeprefix("Value error, ").split())
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)

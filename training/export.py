@@ -172,9 +172,11 @@ def export_model(
     try:
         graph = with_metadata(to_onnx_bytes(model, batch[:2]), meta)
         rel = verify(graph, model, batch)
+        # The model's rename is the last step: once model.onnx is visible (and a reload may
+        # serve it), nothing can fail and remove it again.
+        write_atomic(version_dir.parent / "config.pbtxt", triton_config(meta).encode())
         path = version_dir / MODEL_FILE
         write_atomic(path, graph)
-        write_atomic(version_dir.parent / "config.pbtxt", triton_config(meta).encode())
     except BaseException:
         shutil.rmtree(version_dir, ignore_errors=True)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -13,11 +14,12 @@ from service.errors import ApiError
 from service.repository import RepositoryError
 from service.schemas import LoadedVersion, Refusal, ReloadResponse
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin", tags=["admin"])
 _bearer = HTTPBearer(auto_error=False)
 
 
-def require_admin(
+async def require_admin(
     state: State,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
@@ -48,6 +50,7 @@ async def reload(state: State, _: Admin) -> ReloadResponse:
     try:
         repository, failures = await state.reload()
     except RepositoryError as exc:
+        log.error("reload refused, the loaded models keep serving: %s", exc)
         raise ApiError(
             500, "reload_failed", "the models directory cannot be read; nothing changed"
         ) from exc

@@ -1,0 +1,1 @@
+"""Reliability suite: hostile input, slow and broken clients, overload, faults, security."""
