@@ -47,6 +47,11 @@ class Deployment:
         return self.batchers[(model.name, model.version)]
 
 
+def _decode_all(uploads: list[Upload], spec: InputSpec, max_pixels: int) -> np.ndarray:
+    """In a pool thread: `(len(uploads), C, H, W)` float32; the first bad upload raises."""
+    return np.stack([decode_image(u.data, u.what, spec, max_pixels) for u in uploads])
+
+
 class ServiceState:
     """The app's models, queue budget, thread pools and metrics."""
 
@@ -60,9 +65,8 @@ class ServiceState:
         self.budget = AdmissionBudget(settings.max_queue, metrics.queue_depth)
         self.deployment = Deployment()
         self.loaded = False
-        self._decode_pool = ThreadPoolExecutor(
-            max(2, os.cpu_count() or 1), thread_name_prefix="decode"
-        )
+        self._decode_jobs = max(2, os.cpu_count() or 1)
+        self._decode_pool = ThreadPoolExecutor(self._decode_jobs, thread_name_prefix="decode")
         self._swap_lock = asyncio.Lock()
         self._loader: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
@@ -134,12 +138,18 @@ class ServiceState:
             self.metrics.model_load_failures.labels(failure.model).inc()
 
     async def decode(self, uploads: list[Upload], spec: InputSpec) -> np.ndarray:
-        """Decodes the uploads in the thread pool; `(n, C, H, W)` float32, in upload order."""
+        """Decodes the uploads in the thread pool; `(n, C, H, W)` float32, in upload order.
+
+        One pool job per chunk of uploads, not per image: a small image decodes in about
+        50 us, less than the cost of a future and a loop wake-up per image.
+        """
         loop = asyncio.get_running_loop()
         max_pixels = self.settings.max_pixels
+        step = -(-len(uploads) // self._decode_jobs)
+        chunks = [uploads[i : i + step] for i in range(0, len(uploads), step)]
         pending = [
-            loop.run_in_executor(self._decode_pool, decode_image, u.data, u.what, spec, max_pixels)
-            for u in uploads
+            loop.run_in_executor(self._decode_pool, _decode_all, chunk, spec, max_pixels)
+            for chunk in chunks
         ]
         decoded = await asyncio.gather(*pending, return_exceptions=True)
         for result in decoded:
@@ -147,7 +157,8 @@ class ServiceState:
                 raise result
             if isinstance(result, BaseException):
                 raise RuntimeError("image decoding failed unexpectedly") from result
-        return np.stack([r for r in decoded if isinstance(r, np.ndarray)])
+        parts = [r for r in decoded if isinstance(r, np.ndarray)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def stop(self) -> None:
         """Stops loading, lets every batcher score what it holds, and frees the threads."""
