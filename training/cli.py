@@ -201,7 +201,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from service.server import serve
-    from service.settings import Settings
+    from service.settings import Settings, describe_error
 
     overrides = {
         k: v
@@ -216,7 +216,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     try:
         settings = Settings(**overrides)
     except ValueError as exc:
-        raise UsageError(f"bad settings: {exc}") from exc
+        raise UsageError(f"bad settings: {describe_error(exc)}") from exc
     serve(settings)
 
 
