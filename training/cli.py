@@ -23,44 +23,28 @@ class UsageError(Exception):
     """A problem with the user's arguments or data, reported in one line."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
+def _checked(
+    parse: Callable[[str], float], ok: Callable[[float], bool], rule: str
+) -> Callable[[str], Any]:
+    """An argparse type: parses with `parse` and refuses values outside `rule`."""
+    kind = "an integer" if parse is int else "a number"
+
+    def convert(text: str) -> float:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{value} must be {rule}")
+        return value
+
+    return convert
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
-
-
-def _nu(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"nu must be in (0, 1], got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be > 0")
-    return value
+_positive_int = _checked(int, lambda v: v >= 1, ">= 1")
+_nonneg_int = _checked(int, lambda v: v >= 0, ">= 0")
+_positive_float = _checked(float, lambda v: v > 0, "> 0")
+_nu = _checked(float, lambda v: 0.0 < v <= 1.0, "in (0, 1] (nu)")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
