@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -93,11 +94,18 @@ def test_a_deleted_file_retires_its_version_without_failing_a_request(
             while not stop.is_set():
                 statuses.append(client.post("/score", files=files(2)).status_code)
 
+    def answered_at_least(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(statuses) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     with ThreadPoolExecutor(3) as pool, live.client() as client:
         running = [pool.submit(hammer) for _ in range(3)]
+        answered_at_least(3)  # requests are in flight before the version goes
         (repo.path / "digits" / "2" / "model.onnx").unlink()
         reload = client.post("/admin/reload", headers=AUTH)
         after = _score(client)
+        answered_at_least(len(statuses) + 3)  # and they go on after the reload
         stop.set()
         for future in running:
             future.result()
