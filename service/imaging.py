@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 
 Color = Literal["L", "RGB"]
 RESAMPLE = Image.Resampling.BILINEAR
+ORIENTATION_TAG = 0x0112
 EIGHT_BIT_MODES = frozenset(
     ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 )
@@ -46,8 +47,18 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
     return img
 
 
+def _needs_turning(img: Image.Image) -> bool:
+    """Whether EXIF data asks for the image to be turned (orientation other than 1)."""
+    if "exif" not in img.info and img.format not in ("JPEG", "MPO", "TIFF", "WEBP"):
+        return False
+    return int(img.getexif().get(ORIENTATION_TAG, 1)) != 1
+
+
 def to_model_array(img: Image.Image, color: Color, height: int, width: int) -> np.ndarray:
     """Returns uint8 `(height, width, channels)` pixels for a model of the given input."""
+    if img.mode == color and img.size == (width, height) and not _needs_turning(img):
+        arr = np.asarray(img, dtype=np.uint8)  # already what the model takes: no copies
+        return arr[:, :, None] if arr.ndim == 2 else arr
     img = ImageOps.exif_transpose(img)
     img = _flatten_alpha(_to_8bit(img))
     img = img.convert(color)
