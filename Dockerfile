@@ -25,14 +25,17 @@ COPY service/ service/
 COPY training/ training/
 
 # The serving install: pyproject's base dependencies. torch is only in the `train` extra.
-RUN /opt/venv/bin/pip install --no-cache-dir . \
+# ONNX Runtime is pinned to the release whose CUDA and cuDNN the runtime base carries.
+ARG ORT_VERSION=1.31.1
+RUN /opt/venv/bin/pip install --no-cache-dir . "onnxruntime-gpu==${ORT_VERSION}" \
     && if /opt/venv/bin/pip show torch >/dev/null 2>&1; then \
         echo "torch must not be in the serving image" >&2; exit 1; \
     fi
 
 
-# Runtime: CUDA 12.8 + cuDNN 9, what onnxruntime-gpu 1.31 links against.
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS runtime
+# Runtime: CUDA 13 + cuDNN 9, what onnxruntime-gpu 1.31 links against (it loads
+# libcublasLt.so.13 and says "Require cuDNN 9.* and CUDA 13.*" when they are missing).
+FROM nvidia/cuda:13.0.0-cudnn-runtime-ubuntu24.04 AS runtime
 
 LABEL org.opencontainers.image.title="deepsvdd-serve" \
       org.opencontainers.image.description="Deep SVDD one-class image anomaly detection over HTTP (ONNX Runtime, FastAPI)" \
