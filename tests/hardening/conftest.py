@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.support import build_model, free_port, image_bytes, noise_image
+from tests.service.support import build_model, free_port, image_bytes, noise_image, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "hardening-admin-token-0042"
@@ -126,19 +126,8 @@ class ServerProcess:
         return count
 
 
-def service_env(models_dir: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSVDD_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        DEEPSVDD_MODELS_DIR=str(models_dir),
-        DEEPSVDD_PORT=str(port),
-        DEEPSVDD_PROVIDERS="CPUExecutionProvider",
-        DEEPSVDD_INTRA_OP_THREADS="1",
-        DEEPSVDD_LOG_LEVEL="warning",
-        DEEPSVDD_ADMIN_TOKEN=ADMIN_TOKEN,
-        **extra,
-    )
-    return env
+def hardened_env(models_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    return service_env(models_dir, port, DEEPSVDD_ADMIN_TOKEN=ADMIN_TOKEN, **extra)
 
 
 @contextlib.contextmanager
@@ -150,7 +139,7 @@ def served(models_dir: Path, log_dir: Path, **env: str) -> Iterator[ServerProces
         process = subprocess.Popen(
             [sys.executable, "-m", "service"],
             cwd=ROOT,
-            env=service_env(models_dir, port, **env),
+            env=hardened_env(models_dir, port, **env),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )

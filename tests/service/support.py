@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import socket
 import struct
 import threading
@@ -344,3 +345,19 @@ def broken_images() -> dict[str, tuple[bytes, str, int]]:
         "vector.svg": (b'<svg xmlns="http://www.w3.org/2000/svg"/>', "image/svg+xml", 415),
         "empty.png": (b"", "image/png", 400),
     }
+
+
+def service_env(models_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a `deepsvdd serve` subprocess: CPU, one thread, no inherited
+    DEEPSVDD_* settings or metrics directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSVDD_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(
+        DEEPSVDD_MODELS_DIR=str(models_dir),
+        DEEPSVDD_PORT=str(port),
+        DEEPSVDD_PROVIDERS="CPUExecutionProvider",
+        DEEPSVDD_INTRA_OP_THREADS="1",
+        DEEPSVDD_LOG_LEVEL="warning",
+        **extra,
+    )
+    return env

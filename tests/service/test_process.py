@@ -17,23 +17,15 @@ import pytest
 from service.metrics import MULTIPROC_ENV
 from service.server import multiprocess_metrics_dir
 from tests.service.conftest import ModelRepo
-from tests.service.support import free_port, image_bytes, metric_value, noise_image
+from tests.service.support import (
+    free_port,
+    image_bytes,
+    metric_value,
+    noise_image,
+    service_env,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(models_dir: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSVDD_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        DEEPSVDD_MODELS_DIR=str(models_dir),
-        DEEPSVDD_PORT=str(port),
-        DEEPSVDD_PROVIDERS="CPUExecutionProvider",
-        DEEPSVDD_INTRA_OP_THREADS="1",
-        DEEPSVDD_LOG_LEVEL="warning",
-        **extra,
-    )
-    return env
 
 
 def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
@@ -82,7 +74,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_zero(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # A long batching delay keeps the requests in the queue when the signal arrives.
-    process = _start(_env(model_repo.path, port, DEEPSVDD_MAX_DELAY_MS="1500"), spawn)
+    process = _start(service_env(model_repo.path, port, DEEPSVDD_MAX_DELAY_MS="1500"), spawn)
     _wait_ready(process, url)
     statuses: list[int] = []
 
@@ -108,7 +100,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_zero(
 def test_bad_settings_end_with_a_one_line_error(
     model_repo: ModelRepo, spawn: list[subprocess.Popen[bytes]]
 ) -> None:
-    env = _env(model_repo.path, free_port(), DEEPSVDD_MAX_BATCH="zero")
+    env = service_env(model_repo.path, free_port(), DEEPSVDD_MAX_BATCH="zero")
     process = _start(env, spawn)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
@@ -125,7 +117,7 @@ def test_workers_share_metrics_through_the_multiprocess_directory(
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"stale from an earlier run")
-    env = _env(model_repo.path, port, DEEPSVDD_WORKERS="2")
+    env = service_env(model_repo.path, port, DEEPSVDD_WORKERS="2")
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     process = _start(env, spawn)
     _wait_ready(process, url)
