@@ -123,9 +123,17 @@ def test_workers_share_metrics_through_the_multiprocess_directory(
     _wait_ready(process, url)
     with httpx.Client(base_url=url, timeout=30) as client:
         for seed in range(6):
-            response = httpx.post(
-                f"{url}/score", params={"model": "digits"}, files=_files(seed), timeout=30
-            )
+            # Ready means one worker is; the other may still be warming up and answer 503
+            # with Retry-After, which a client honours.
+            deadline = time.monotonic() + 60
+            while True:
+                response = httpx.post(
+                    f"{url}/score", params={"model": "digits"}, files=_files(seed), timeout=30
+                )
+                if response.status_code != 503 or time.monotonic() > deadline:
+                    break
+                assert response.headers.get("retry-after")
+                time.sleep(0.2)
             assert response.status_code == 200
         text = client.get("/metrics").text
     assert not (metrics_dir / "counter_999999.db").exists()
