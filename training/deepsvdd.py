@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -126,6 +126,44 @@ def _optimizer(
     return opt, sched
 
 
+class _Phase:
+    """What one training phase checkpoints: the module, optimiser, schedule and batch order."""
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        opt: torch.optim.Adam,
+        sched: torch.optim.lr_scheduler.MultiStepLR,
+        seed: int,
+    ) -> None:
+        self.name, self.model, self.opt, self.sched = name, model, opt, sched
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def resume(self, ckpt: Checkpointer | None) -> tuple[int, list[float], dict[str, Any] | None]:
+        """Restores a checkpoint of this phase; returns (epochs done, loss history, state)."""
+        saved = None if ckpt is None else ckpt.load(self.name)
+        if saved is None:
+            return 0, [], None
+        self.model.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["optimizer"])
+        self.sched.load_state_dict(saved["scheduler"])
+        self.gen.set_state(saved["generator"])
+        return saved["epoch"], list(saved["history"]), saved
+
+    def snapshot(self, epoch: int, history: list[float], **extra: object) -> dict[str, Any]:
+        return {
+            "phase": self.name,
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "generator": self.gen.get_state(),
+            "history": history,
+            **extra,
+        }
+
+
 def _epochs(desc: str, start: int, total: int, progress: bool) -> tqdm:
     return tqdm(
         range(start, total),
@@ -149,15 +187,11 @@ def pretrain_dcae(
 ) -> tuple[Encoder, list[float], float]:
     """Trains the autoencoder with the summed squared error; returns its encoder."""
     ae = Autoencoder(cfg_net).to(x.device)
-    opt, sched = _optimizer(ae.parameters(), cfg, cfg.pretrain_milestone)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    start, history = 0, []
-    if ckpt is not None and (saved := ckpt.load("pretrain")) is not None:
-        ae.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        gen.set_state(saved["generator"])
-        start, history = saved["epoch"], list(saved["history"])
+    phase = _Phase(
+        "pretrain", ae, *_optimizer(ae.parameters(), cfg, cfg.pretrain_milestone), cfg.seed
+    )
+    opt, sched, gen = phase.opt, phase.sched, phase.gen
+    start, history, _ = phase.resume(ckpt)
     timer = _EpochTimer()
     for epoch in _epochs("pretrain DCAE", start, cfg.pretrain_epochs, progress):
         ae.train()
@@ -173,17 +207,7 @@ def pretrain_dcae(
             sched.step()
         history.append(total / len(x))
         if ckpt is not None and ckpt.due(epoch + 1, cfg.pretrain_epochs):
-            ckpt.save(
-                {
-                    "phase": "pretrain",
-                    "epoch": epoch + 1,
-                    "model": ae.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "generator": gen.get_state(),
-                    "history": history,
-                }
-            )
+            ckpt.save(phase.snapshot(epoch + 1, history))
     return ae.encoder, history, timer.mean
 
 
@@ -195,17 +219,12 @@ def train_deepsvdd(
     progress: bool = False,
 ) -> TrainState:
     """Minimises the one-class or soft-boundary objective with c fixed."""
-    opt, sched = _optimizer(net.parameters(), cfg, cfg.milestone)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    c = init_center_c(net, x)
-    R, start, history = 0.0, 0, []
-    if ckpt is not None and (saved := ckpt.load("train")) is not None:
-        net.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        gen.set_state(saved["generator"])
+    phase = _Phase("train", net, *_optimizer(net.parameters(), cfg, cfg.milestone), cfg.seed + 1)
+    opt, sched, gen = phase.opt, phase.sched, phase.gen
+    c, R = init_center_c(net, x), 0.0
+    start, history, saved = phase.resume(ckpt)
+    if saved is not None:
         c, R = saved["c"].to(x.device), saved["R"]
-        start, history = saved["epoch"], list(saved["history"])
     soft = cfg.objective == "soft-boundary"
     timer = _EpochTimer()
     for epoch in _epochs("train Deep SVDD", start, cfg.epochs, progress):
@@ -225,19 +244,7 @@ def train_deepsvdd(
             R = get_radius(sq_dist(embed(net, x), c), cfg.nu)
         history.append(total / len(x))
         if ckpt is not None and ckpt.due(epoch + 1, cfg.epochs):
-            ckpt.save(
-                {
-                    "phase": "train",
-                    "epoch": epoch + 1,
-                    "model": net.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "generator": gen.get_state(),
-                    "history": history,
-                    "c": c,
-                    "R": R,
-                }
-            )
+            ckpt.save(phase.snapshot(epoch + 1, history, c=c, R=R))
     if soft:
         R = get_radius(sq_dist(embed(net, x), c), cfg.nu)
     net.eval()
