@@ -142,17 +142,9 @@ def cmd_baselines(args: argparse.Namespace) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
-    import onnxruntime as ort
+    from training.evaluate import open_model, resolve_model_path
 
-    from service.metadata import METADATA_KEY, ModelMetadata
-    from training.evaluate import resolve_model_path
-
-    path = resolve_model_path(args.model, args.models_dir)
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise UsageError(f"{path} is not a loadable ONNX model: {exc}") from exc
-    meta = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
+    _, meta = open_model(resolve_model_path(args.model, args.models_dir))
     print(json.dumps(meta.model_dump(mode="json"), indent=2))
 
 
