@@ -1,14 +1,24 @@
 """Uploaded bytes to a model's input: known formats only, pixel count checked before decoding.
 
-Runs in a worker thread (decoding is CPU work); every failure is the client's image, so it
-becomes a 400 or 413 `ApiError`, never a 500.
+Every failure is the client's image, so it becomes a 400 or 413 `ApiError`, never a 500.
+
+Two paths give the same pixels. `fast_png` takes the common case of a scoring service, a
+PNG already in the model's size and colour mode with nothing to apply (no transparency, no
+EXIF orientation, no animation): libspng decodes it in about 8 us, against about 25 us for
+Pillow, and it is cheap enough to run on the event loop. Anything else, or anything the
+fast path doubts, goes to `decode_image` (Pillow and the shared `to_model_array` policy),
+which runs in a worker thread and names the problem when there is one. PNG is lossless, so
+both decoders give identical samples; the tests hold them to it on valid and mutated files.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
+import pyspng
 from PIL import Image
 
 from service.errors import ApiError
@@ -37,6 +47,61 @@ MEDIA_TYPES = frozenset(
 )
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOR_TYPES = {"L": 0, "RGB": 2}  # 8-bit grey, 8-bit truecolour
+# Chunks that change no pixel value as both decoders read them; any other (tRNS, eXIf, PLTE,
+# acTL, unknown ones) sends the file to Pillow.
+_INERT_CHUNKS = frozenset(
+    b"IDAT gAMA cHRM sRGB iCCP sBIT pHYs tEXt zTXt iTXt tIME bKGD hIST".split()
+)
+
+
+def fast_png(data: bytes, spec: InputSpec, max_pixels: int) -> np.ndarray | None:
+    """uint8 `(H, W, C)` pixels of a PNG that needs no conversion for `spec`, else None.
+
+    The chunk list is walked and every CRC checked first, so a file Pillow would refuse
+    never gets this far; a decoding error also returns None and leaves the verdict to Pillow.
+    """
+    if not data.startswith(PNG_SIGNATURE) or len(data) < 33 or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, color_type = struct.unpack_from(">IIBB", data, 16)
+    if (
+        (width, height) != (spec.width, spec.height)
+        or width * height > max_pixels
+        or depth != 8
+        or color_type != _PNG_COLOR_TYPES[spec.color]
+    ):
+        return None
+    pos, size = 8, len(data)
+    stream = []
+    while True:
+        if pos + 12 > size:
+            return None  # no IEND
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        if end > size or zlib.crc32(data[pos + 4 : end - 4]) != int.from_bytes(data[end - 4 : end]):
+            return None
+        if kind == b"IEND":
+            break
+        if kind == b"IDAT":
+            stream.append(data[pos + 8 : end - 4])
+        elif pos > 8 and kind not in _INERT_CHUNKS:
+            return None
+        pos = end
+    try:
+        # libspng stops reading the compressed stream once it has every scanline, so a
+        # damaged checksum or tail gets past it; Pillow refuses those. zlib checks them.
+        zlib.decompress(b"".join(stream))
+        pixels = pyspng.load(data)
+    except Exception:
+        return None
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.shape != (spec.height, spec.width, spec.channels) or pixels.dtype != np.uint8:
+        return None
+    return pixels
+
+
 def too_many_pixels(what: str, width: int, height: int, max_pixels: int) -> ApiError:
     return ApiError(
         413,
@@ -47,6 +112,20 @@ def too_many_pixels(what: str, width: int, height: int, max_pixels: int) -> ApiE
 
 def decode_image(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np.ndarray:
     """Returns float32 `(C, H, W)` pixel/255 for `spec`; `what` names the upload in errors."""
+    pixels = decode_pixels(data, what, spec, max_pixels)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+
+
+def to_input(pixels: list[np.ndarray]) -> np.ndarray:
+    """uint8 `(H, W, C)` images to the float32 `(N, C, H, W)` pixel/255 batch a model takes."""
+    batch = np.stack(pixels).transpose(0, 3, 1, 2).astype(np.float32)
+    batch /= np.float32(255.0)  # the same operation as decode_image: bit-identical inputs
+    return batch
+
+
+def decode_pixels(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np.ndarray:
+    """uint8 `(H, W, C)` pixels for `spec` by Pillow and the shared policy; `what` names the
+    upload in errors."""
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as img:
             width, height = img.size
@@ -72,4 +151,4 @@ def decode_image(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np
         raise ApiError(
             400, "invalid_image", f"{what} could not be decoded: {detail[:200]}"
         ) from exc
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+    return pixels

@@ -1,28 +1,34 @@
 """Reading a scoring request's images: `multipart/form-data` `files` parts or one raw image body.
 
-The body streams through a bounded parser: the part count is checked as each part's headers
-arrive, so thousands of parts end in a 413 without being buffered. The byte limit itself is
-enforced by `service.middleware.BodyLimitMiddleware` underneath `request.stream()`.
+The body is read whole (`service.middleware.BodyLimitMiddleware` underneath `request.stream()`
+bounds it while it arrives) and split with `bytes.find`, which costs about 20 us for 64 small
+parts where a callback-per-event streaming parser cost 750 us. Delimiters are counted as the
+chunks arrive, so a body of thousands of parts ends in a 413 before the rest of it is read.
+Parts follow RFC 7578: a delimiter line, header lines, a blank line, the data; the part
+headers are bounded, and every malformed body is a 400 `bad_multipart` that says what is
+wrong.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from service.decoding import MEDIA_TYPES
 from service.errors import ApiError
 
-if TYPE_CHECKING:
-    from python_multipart.multipart import MultipartCallbacks
-
 FILES_FIELD = "files"
 MAX_FILENAME_CHARS = 255
+MAX_PART_HEADER_BYTES = 16 * 1024
 _GENERIC_TYPES = frozenset({"application/octet-stream", ""})
+# The disposition every browser, curl and requests send; anything else (escapes, other
+# parameters, other spellings) goes through the general parser.
+_PLAIN_DISPOSITION = re.compile(
+    rb'form-data; ?name="([^"\\]*)"(?:; ?filename="([^"\\]*)")?', re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -58,77 +64,116 @@ def _decode_header_text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-class _Parts:
-    """python-multipart callbacks that collect `files` parts and enforce the part limits."""
+def _bad(detail: str) -> ApiError:
+    return ApiError(400, "bad_multipart", f"malformed multipart body: {detail}")
 
-    def __init__(self, max_images: int) -> None:
-        self.max_images = max_images
-        self.uploads: list[Upload] = []
-        self.in_part = False
-        self._headers: dict[bytes, bytes] = {}
-        self._field = b""
-        self._value = b""
-        self._filename: str | None = None
-        self._data = bytearray()
 
-    def callbacks(self) -> MultipartCallbacks:
-        return {
-            "on_part_begin": self.on_part_begin,
-            "on_header_field": self.on_header_field,
-            "on_header_value": self.on_header_value,
-            "on_header_end": self.on_header_end,
-            "on_headers_finished": self.on_headers_finished,
-            "on_part_data": self.on_part_data,
-            "on_part_end": self.on_part_end,
-        }
+def _part_headers(block: bytes, index: int) -> dict[bytes, bytes]:
+    """Header lines of one part, names lower-cased; a line without a name is an error."""
+    headers: dict[bytes, bytes] = {}
+    if not block:
+        return headers
+    for line in block.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name != name.strip(b" \t"):
+            raise _bad(f"part {index} has a header line that is not 'Name: value'")
+        headers[name.lower()] = value.strip(b" \t")
+    return headers
 
-    def on_part_begin(self) -> None:
-        self.in_part = True
-        self._headers = {}
-        self._filename = None
-        self._data = bytearray()
 
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._field += data[start:end]
+def _disposition(value: bytes) -> tuple[str | None, str | None]:
+    """(field name, file name) from a part's Content-Disposition."""
+    plain = _PLAIN_DISPOSITION.fullmatch(value)
+    if plain is not None:
+        name, filename = plain.group(1), plain.group(2)
+    else:
+        kind, options = parse_options_header(value)
+        if kind != b"form-data":
+            return None, None
+        name, filename = options.get(b"name"), options.get(b"filename")
+    return (
+        None if name is None else _decode_header_text(name),
+        None if filename is None else _decode_header_text(filename)[:MAX_FILENAME_CHARS],
+    )
 
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._value += data[start:end]
 
-    def on_header_end(self) -> None:
-        self._headers[self._field.strip().lower()] = self._value.strip()
-        self._field = self._value = b""
+def _check_part(headers: dict[bytes, bytes], index: int, max_images: int) -> str | None:
+    """Checks one part's headers; returns its file name."""
+    field, filename = _disposition(headers.get(b"content-disposition", b""))
+    if field != FILES_FIELD:
+        shown = "without a form-data name" if field is None else f"named {field[:64]!r}"
+        raise ApiError(
+            400,
+            "unexpected_field",
+            f"multipart part {index} is {shown}; send images as {FILES_FIELD!r} parts",
+        )
+    if index >= max_images:
+        raise ApiError(413, "too_many_images", f"more than {max_images} images in one request")
+    media = headers.get(b"content-type", b"")
+    if media not in _MEDIA_BYTES:
+        media = parse_options_header(media)[0]
+    if media not in _MEDIA_BYTES:
+        raise _unsupported(media.decode("latin-1"), Upload(index, filename, b"").what)
+    return filename
 
-    def on_headers_finished(self) -> None:
-        index = len(self.uploads)
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        field = _decode_header_text(options.get(b"name", b""))
-        if field != FILES_FIELD:
-            raise ApiError(
-                400,
-                "unexpected_field",
-                f"multipart part {index} is named {field[:64]!r}; send images as "
-                f"{FILES_FIELD!r} parts",
-            )
-        if index >= self.max_images:
-            raise ApiError(
-                413, "too_many_images", f"more than {self.max_images} images in one request"
-            )
-        if b"filename" in options:
-            self._filename = _decode_header_text(options[b"filename"])[:MAX_FILENAME_CHARS]
-        media_type, _ = parse_options_header(self._headers.get(b"content-type", b""))
-        media = media_type.decode("latin-1")
-        if media not in MEDIA_TYPES and media not in _GENERIC_TYPES:
-            raise _unsupported(media, Upload(index, self._filename, b"").what)
 
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        self._data += data[start:end]
+_MEDIA_BYTES = frozenset(t.encode() for t in MEDIA_TYPES | _GENERIC_TYPES)
 
-    def on_part_end(self) -> None:
-        upload = Upload(len(self.uploads), self._filename, bytes(self._data))
+
+def split_multipart(body: bytes, boundary: bytes, max_images: int) -> list[Upload]:
+    """The `files` parts of a whole multipart body, in order; raises `ApiError` otherwise."""
+    dash = b"--" + boundary
+    delimiter = b"\r\n" + dash
+    if body.startswith(dash):
+        pos = len(dash)
+    else:  # a preamble, which the reader ignores
+        found = body.find(delimiter)
+        if found < 0:
+            raise _bad("the boundary of the Content-Type header does not occur in it")
+        pos = found + len(delimiter)
+    uploads: list[Upload] = []
+    while True:
+        if body.startswith(b"--", pos):
+            break  # the close delimiter; what follows is the epilogue
+        line_end = body.find(b"\r\n", pos)
+        if line_end < 0 or body[pos:line_end].strip(b" \t"):
+            raise _bad("a boundary line is not followed by a line break")
+        start = line_end + 2
+        index = len(uploads)
+        if body.startswith(b"\r\n", start):  # a part without headers
+            headers_end, data_start = start, start + 2
+        else:
+            headers_end = body.find(b"\r\n\r\n", start)
+            if headers_end < 0:
+                raise _bad(f"the body ends inside the headers of part {index}")
+            if headers_end - start > MAX_PART_HEADER_BYTES:
+                raise _bad(f"the headers of part {index} are over {MAX_PART_HEADER_BYTES} bytes")
+            data_start = headers_end + 4
+        filename = _check_part(_part_headers(body[start:headers_end], index), index, max_images)
+        end = _next_delimiter(body, delimiter, data_start)
+        if end < 0:
+            raise _bad("the body ends inside a part")
+        upload = Upload(index, filename, body[data_start:end])
         if not upload.data:
             raise ApiError(400, "empty_upload", f"{upload.what} is empty")
-        self.uploads.append(upload)
-        self.in_part = False
+        uploads.append(upload)
+        pos = end + len(delimiter)
+    if not uploads:
+        raise ApiError(400, "no_images", f"the multipart body has no {FILES_FIELD!r} parts")
+    return uploads
+
+
+def _next_delimiter(body: bytes, delimiter: bytes, start: int) -> int:
+    """Where the delimiter that ends a part begins: CRLF, dashes and the boundary, then
+    '--', blanks or a line break (an occurrence followed by anything else is data)."""
+    while True:
+        found = body.find(delimiter, start)
+        if found < 0:
+            return found
+        after = body[found + len(delimiter) : found + len(delimiter) + 1]
+        if after in (b"-", b"\r", b" ", b"\t"):
+            return found
+        start = found + 1
 
 
 async def _read_multipart(
@@ -136,19 +181,21 @@ async def _read_multipart(
 ) -> list[Upload]:
     if not boundary:
         raise ApiError(400, "bad_multipart", "multipart/form-data without a boundary")
-    parts = _Parts(max_images)
-    try:
-        parser = MultipartParser(boundary, parts.callbacks())
-        async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
-    except FormParserError as exc:
-        raise ApiError(400, "bad_multipart", f"malformed multipart body: {exc}") from exc
-    if parts.in_part:
-        raise ApiError(400, "bad_multipart", "the multipart body ends inside a part")
-    if not parts.uploads:
-        raise ApiError(400, "no_images", f"the multipart body has no {FILES_FIELD!r} parts")
-    return parts.uploads
+    if len(boundary) > 200:
+        raise _bad("the boundary is longer than 200 bytes")
+    delimiter = b"\r\n--" + boundary
+    chunks: list[bytes] = []
+    seen, tail = 0, b""
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        # Boundaries are counted as the body arrives (a delimiter cut by a chunk edge is
+        # found in `tail + chunk`), so thousands of parts stop the read early.
+        window = tail + chunk
+        seen += window.count(delimiter)
+        tail = window[-(len(delimiter) - 1) :] if len(delimiter) > 1 else b""
+        if seen > max_images + 1:  # n parts have n or n + 1 (after a preamble) of them
+            raise ApiError(413, "too_many_images", f"more than {max_images} images in one request")
+    return split_multipart(b"".join(chunks), boundary, max_images)
 
 
 async def read_uploads(request: Request, max_images: int) -> list[Upload]:

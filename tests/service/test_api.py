@@ -10,6 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from service.schemas import ScoreResponse
 from service.settings import Settings
 from tests.service.conftest import ModelRepo
 from tests.service.support import (
@@ -45,6 +46,7 @@ def test_scores_multipart_uploads_in_order(client: httpx.Client, model_repo: Mod
     response = client.post("/score", params={"model": "digits"}, files=files)
     assert response.status_code == 200, response.text
     body = response.json()
+    assert ScoreResponse.model_validate(body).model_dump() == body  # the documented schema
     model = model_repo.model("digits", 2)
     assert body["model"] == "digits" and body["version"] == 2
     assert body["threshold"] == {"name": "q0.95", "value": model.thresholds["q0.95"]}

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import io
+import zlib
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from service.decoding import decode_image
+from service.decoding import decode_image, decode_pixels, fast_png, to_input
 from service.errors import ApiError
 from service.imaging import to_model_array
 from service.metadata import InputSpec
-from tests.service.support import broken_images, odd_images, png_declaring
+from tests.service.support import (
+    broken_images,
+    image_bytes,
+    noise_image,
+    odd_images,
+    png_declaring,
+)
 
 GREY = InputSpec(channels=1, height=28, width=28, color="L")
 RGB = InputSpec(channels=3, height=32, width=32, color="RGB")
@@ -78,3 +87,109 @@ def test_formats_outside_the_list_are_refused() -> None:
     with pytest.raises(ApiError) as info:
         decode_image(out.getvalue(), "icon.ico", GREY, max_pixels=1_000_000)
     assert info.value.status == 400 and "supported format" in info.value.message
+
+
+# --- The libspng fast path gives Pillow's pixels or steps aside -------------------------------
+
+
+def _both(data: bytes, spec: InputSpec) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(fast path pixels or None, Pillow pixels or None when Pillow refuses the file)."""
+    try:
+        slow: np.ndarray | None = decode_pixels(data, "x", spec, 1_000_000)
+    except ApiError:
+        slow = None
+    return fast_png(data, spec, 1_000_000), slow
+
+
+@pytest.mark.parametrize("spec", [GREY, RGB], ids=["L", "RGB"])
+def test_fast_path_takes_ready_pngs_and_matches_pillow(spec: InputSpec) -> None:
+    for seed in range(5):
+        image = noise_image(seed, (spec.width, spec.height), spec.color)
+        for options in ({}, {"optimize": True}, {"compress_level": 0}, {"interlace": 1}):
+            buffer = io.BytesIO()
+            image.save(buffer, "PNG", **options)
+            fast, slow = _both(buffer.getvalue(), spec)
+            assert fast is not None and slow is not None
+            np.testing.assert_array_equal(fast, slow)
+            assert fast.dtype == np.uint8 and fast.shape == (spec.height, spec.width, spec.channels)
+
+
+def test_fast_path_steps_aside_for_anything_to_convert() -> None:
+    grey = noise_image(1, (28, 28), "L")
+    steps_aside = {
+        "other size": image_bytes(noise_image(1, (27, 28), "L")),
+        "other mode": image_bytes(noise_image(1, (28, 28), "RGB")),
+        "16-bit": image_bytes(Image.fromarray(np.full((28, 28), 300, dtype=np.uint16))),
+        "transparency": _with_info(grey, transparency=0),
+        "exif": _with_info(grey, exif=_rotated_exif()),
+        "jpeg": image_bytes(grey, "JPEG"),
+        "bad crc": _flip(image_bytes(grey), 20),
+        "truncated": image_bytes(grey)[:-20],
+    }
+    for name, data in steps_aside.items():
+        assert fast_png(data, GREY, 1_000_000) is None, name
+    assert fast_png(image_bytes(grey), GREY, max_pixels=28 * 28 - 1) is None  # the limit holds
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutated_pngs_get_pillows_verdict(data: st.DataObject) -> None:
+    """Flipped, dropped and inserted bytes: the fast path decodes only what Pillow decodes,
+    to the same pixels."""
+    png = bytearray(image_bytes(noise_image(3, (28, 28), "L")))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(png) - 1))
+        action = data.draw(st.sampled_from(["flip", "drop", "insert"]))
+        if action == "flip":
+            png[at] ^= data.draw(st.integers(1, 255))
+        elif action == "drop":
+            del png[at]
+        else:
+            png.insert(at, data.draw(st.integers(0, 255)))
+    if data.draw(st.booleans()):
+        png = _fix_crcs(png)  # so that the damage reaches the zlib stream and the decoders
+    fast, slow = _both(bytes(png), GREY)
+    if fast is not None:
+        assert slow is not None
+        np.testing.assert_array_equal(fast, slow)
+
+
+def _fix_crcs(png: bytearray) -> bytearray:
+    """Recomputes the CRC of every chunk whose length still fits in the file."""
+    pos = 8
+    while pos + 12 <= len(png):
+        length = int.from_bytes(png[pos : pos + 4])
+        end = pos + 12 + length
+        if end > len(png):
+            break
+        png[end - 4 : end] = zlib.crc32(png[pos + 4 : end - 4]).to_bytes(4)
+        pos = end
+    return png
+
+
+def test_batches_of_fast_and_slow_images_equal_single_decodes() -> None:
+    uploads = [image_bytes(noise_image(i, (28, 28), "L")) for i in range(3)]
+    uploads.append(image_bytes(noise_image(9, (40, 30), "RGB"), "JPEG"))
+    pixels = [fast_png(d, GREY, 10**6) for d in uploads[:3]]
+    pixels.append(decode_pixels(uploads[3], "x", GREY, 10**6))
+    batch = to_input([p for p in pixels if p is not None])
+    singles = np.stack([decode_image(d, "x", GREY, 10**6) for d in uploads])
+    np.testing.assert_array_equal(batch, singles)
+
+
+def _with_info(image: Image.Image, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", **options)
+    return buffer.getvalue()
+
+
+def _rotated_exif() -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return exif
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    changed = bytearray(data)
+    changed[at] ^= 0xFF
+    return bytes(changed)
