@@ -1,9 +1,10 @@
 """Micro-batching: requests for one model version share ONNX Runtime runs.
 
-Each `Batcher` owns a worker task that takes the first waiting request, gathers more for
-at most `max_delay` or until `max_batch` images, and runs them in its own thread, one run
-at a time, in chunks of at most `max_batch`. An `AdmissionBudget` shared by all batchers
-bounds the images admitted and not yet scored; beyond it a request is shed with a 503.
+Each `Batcher` owns a thread that takes the first waiting request, gathers more for at most
+`max_delay` or until `max_batch` images, and runs them, one run at a time, in chunks of at
+most `max_batch`; results go back to the event loop with `call_soon_threadsafe`. An
+`AdmissionBudget` shared by all batchers bounds the images admitted and not yet scored;
+beyond it a request is shed with a 503.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
+import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,8 +55,19 @@ class _Job:
     enqueued: float
 
 
+_STOP = None  # put on the queue by `close`: run what is queued, then end the thread
+
+
 class Batcher:
-    """The batching queue and worker of one model version."""
+    """The batching queue and scheduling thread of one model version.
+
+    The thread, not the event loop, takes jobs off the queue and starts each run: it blocks
+    on the queue with the interpreter lock released and starts the next run as soon as the
+    previous one ends. Measured with the loop doing the dispatch, ONNX Runtime sat idle
+    about half the time waiting for the loop to finish decoding other uploads, while
+    requests queued for 18 ms; with the thread, the loop only hands jobs in and receives
+    results.
+    """
 
     def __init__(
         self,
@@ -70,16 +83,22 @@ class Batcher:
         self._max_delay_s = max_delay_s
         self._budget = budget
         self._metrics = metrics
-        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"ort-{model.name}")
-        self._worker: asyncio.Task[None] | None = None
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._leases = 0
         self._no_leases = asyncio.Event()
         self._no_leases.set()
         self._closing = False
 
     def start(self) -> None:
-        self._worker = asyncio.create_task(self._work(), name=f"batcher-{self.model.name}")
+        self._loop = asyncio.get_running_loop()
+        self._stopped = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._work, name=f"batcher-{self.model.name}-{self.model.version}", daemon=True
+        )
+        self._thread.start()
 
     @contextlib.contextmanager
     def lease(self) -> Iterator[None]:
@@ -105,82 +124,67 @@ class Batcher:
                 f"{self._budget.capacity} images waiting); retry shortly",
             )
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(images, future, time.perf_counter()))
+        self._queue.put(_Job(images, future, time.perf_counter()))
         return await future
 
     async def close(self) -> None:
-        """Waits for the requests holding a lease, scores what is queued, stops the worker."""
+        """Waits for the requests holding a lease, scores what is queued, stops the thread."""
         self._closing = True
         await self._no_leases.wait()
-        self._queue.put_nowait(None)
-        if self._worker is not None:
-            await self._worker
-        self._executor.shutdown(wait=False)
+        self._queue.put(_STOP)
+        if self._stopped is not None:
+            await self._stopped
 
-    async def _work(self) -> None:
-        while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            jobs, stop = await self._gather(first)
-            await self._run(jobs)
-            if stop:
-                return
+    # --- In the batcher's thread --------------------------------------------------------
 
-    async def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
+    def _work(self) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                jobs, stop = self._gather(first)
+                self._run(jobs)
+                if stop:
+                    return
+        finally:
+            self._to_loop(self._finished)
+
+    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
         """`first` and what arrives within `max_delay` (up to `max_batch` images); True: stop."""
         jobs, count = [first], first.images.shape[0]
-        deadline = asyncio.get_running_loop().time() + self._max_delay_s
+        deadline = time.monotonic() + self._max_delay_s
         while count < self._max_batch:
             try:
-                async with asyncio.timeout_at(deadline):
-                    job = await self._queue.get()
-            except TimeoutError:
-                return jobs, False
-            if job is None:
+                job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if job is _STOP:
                 return jobs, True
             jobs.append(job)
             count += job.images.shape[0]
         return jobs, False
 
-    async def _run(self, jobs: list[_Job]) -> None:
+    def _run(self, jobs: list[_Job]) -> None:
         started = time.perf_counter()
         for job in jobs:
             self._metrics.queue_wait.observe(started - job.enqueued)
-        total = sum(job.images.shape[0] for job in jobs)
-        loop = asyncio.get_running_loop()
         try:
             images = np.concatenate([job.images for job in jobs])
-            scores = await loop.run_in_executor(self._executor, self._run_chunks, images)
+            scores = self._run_chunks(images)
         except Exception:
             log.exception(
                 "model %s v%d failed on a batch of %d images",
                 self.model.name,
                 self.model.version,
-                total,
+                sum(job.images.shape[0] for job in jobs),
             )
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(
-                        ApiError(
-                            500,
-                            "inference_failed",
-                            f"model {self.model.name} v{self.model.version} failed to score "
-                            "this batch; the server log has the details",
-                        )
-                    )
+            self._to_loop(self._fail, jobs)
         else:
-            offset = 0
-            for job in jobs:
-                count = job.images.shape[0]
-                if not job.future.done():
-                    job.future.set_result(scores[offset : offset + count])
-                offset += count
-        finally:
-            self._budget.release(total)
+            self._to_loop(self._answer, jobs, scores)
 
     def _run_chunks(self, images: np.ndarray) -> np.ndarray:
-        """In the batcher's thread: ONNX Runtime runs of at most `max_batch` images."""
+        """ONNX Runtime runs of at most `max_batch` images."""
         name = self.model.name
         parts = []
         for start in range(0, images.shape[0], self._max_batch):
@@ -190,3 +194,36 @@ class Batcher:
             self._metrics.inference_duration.labels(name).observe(time.perf_counter() - began)
             self._metrics.batch_size.labels(name).observe(chunk.shape[0])
         return np.concatenate(parts)
+
+    def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # --- Back on the event loop ---------------------------------------------------------
+
+    def _answer(self, jobs: list[_Job], scores: np.ndarray) -> None:
+        offset = 0
+        for job in jobs:
+            count = job.images.shape[0]
+            if not job.future.done():
+                job.future.set_result(scores[offset : offset + count])
+            offset += count
+        self._budget.release(offset)
+
+    def _fail(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(
+                    ApiError(
+                        500,
+                        "inference_failed",
+                        f"model {self.model.name} v{self.model.version} failed to score "
+                        "this batch; the server log has the details",
+                    )
+                )
+        self._budget.release(sum(job.images.shape[0] for job in jobs))
+
+    def _finished(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -160,3 +162,53 @@ def test_close_scores_what_is_queued(digits: LoadedModel) -> None:
         return list(results)
 
     assert [r.shape for r in asyncio.run(scenario())] == [(1,)] * 4
+
+
+def test_close_scores_what_is_queued_and_ends_the_thread(digits: LoadedModel) -> None:
+    metrics = Metrics()
+
+    async def scenario() -> tuple[list[np.ndarray], list[str]]:
+        batcher = _batcher(digits, metrics, max_delay_s=0.5)
+        batcher.start()
+        pending = [asyncio.create_task(batcher.score(_images(s, 2))) for s in range(3)]
+        await asyncio.sleep(0)  # queued, and the thread is still gathering (0.5 s delay)
+        await batcher.close()
+        names = [t.name for t in threading.enumerate()]
+        return [await p for p in pending], names
+
+    results, names = asyncio.run(scenario())
+    assert [r.shape for r in results] == [(2,)] * 3
+    assert not any(name.startswith("batcher-digits") for name in names)
+    assert _samples(metrics, "deepsvdd_queue_depth") == 0
+
+
+def test_the_event_loop_stays_free_while_a_batch_runs(
+    digits: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow run blocks only the batcher's thread: the loop keeps ticking."""
+    original = LoadedModel.run
+
+    def slow(self: LoadedModel, images: np.ndarray) -> np.ndarray:
+        time.sleep(0.3)
+        return original(self, images)
+
+    monkeypatch.setattr(LoadedModel, "run", slow)
+
+    async def scenario() -> int:
+        batcher = _batcher(digits, Metrics(), max_delay_s=0.0)
+        batcher.start()
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        await batcher.score(_images(1, 1))
+        ticker.cancel()
+        await batcher.close()
+        return ticks
+
+    assert asyncio.run(scenario()) >= 10
