@@ -134,6 +134,8 @@ class Batcher:
         self._queue.put(_STOP)
         if self._stopped is not None:
             await self._stopped
+        if self._thread is not None:
+            self._thread.join()  # it has signalled its very last step: no wait to speak of
 
     # --- In the batcher's thread --------------------------------------------------------
 

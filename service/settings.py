@@ -27,7 +27,10 @@ class Settings(BaseSettings):
     # ONNX Runtime execution providers in order of preference; CPU is always the last resort.
     providers: str = "CUDAExecutionProvider,CPUExecutionProvider"
     max_batch: int = Field(default=64, ge=1, le=4096)
-    max_delay_ms: float = Field(default=2.0, ge=0.0, le=10_000.0)
+    # 0 (Triton's default too): a run takes whatever queued while the previous one ran, so
+    # batches grow with the load and a lone request never waits. A few ms buy bigger
+    # batches at low load, which pays on a GPU (measured on the CPU: bench/serving.md).
+    max_delay_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
     max_queue: int = Field(default=1024, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
     max_images: int = Field(default=256, ge=1, le=100_000)

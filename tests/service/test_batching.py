@@ -167,18 +167,19 @@ def test_close_scores_what_is_queued(digits: LoadedModel) -> None:
 def test_close_scores_what_is_queued_and_ends_the_thread(digits: LoadedModel) -> None:
     metrics = Metrics()
 
-    async def scenario() -> tuple[list[np.ndarray], list[str]]:
+    async def scenario() -> tuple[list[np.ndarray], set[threading.Thread]]:
+        before = set(threading.enumerate())
         batcher = _batcher(digits, metrics, max_delay_s=0.5)
         batcher.start()
+        assert len(set(threading.enumerate()) - before) == 1  # its own thread
         pending = [asyncio.create_task(batcher.score(_images(s, 2))) for s in range(3)]
         await asyncio.sleep(0)  # queued, and the thread is still gathering (0.5 s delay)
         await batcher.close()
-        names = [t.name for t in threading.enumerate()]
-        return [await p for p in pending], names
+        return [await p for p in pending], set(threading.enumerate()) - before
 
-    results, names = asyncio.run(scenario())
+    results, left = asyncio.run(scenario())
     assert [r.shape for r in results] == [(2,)] * 3
-    assert not any(name.startswith("batcher-digits") for name in names)
+    assert not left
     assert _samples(metrics, "deepsvdd_queue_depth") == 0
 
 
