@@ -61,7 +61,7 @@ def test_reads_what_httpx_sends() -> None:
 @given(
     parts=st.lists(
         st.tuples(
-            st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+            st.text(st.characters(exclude_categories=["Cs"]), max_size=20),
             st.binary(min_size=1, max_size=200).map(lambda b: b.replace(b"\r\n--", b"\r\n-")),
         ),
         min_size=1,
