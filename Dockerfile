@@ -1,4 +1,4 @@
-# deepsvdd-serve: the serving image. ONNX Runtime (onnxruntime-gpu) runs on CUDA 12 + cuDNN 9
+# deepsvdd-serve: the serving image. ONNX Runtime (onnxruntime-gpu) runs on CUDA 13 + cuDNN 9
 # where a GPU is given to the container, on the CPU otherwise. No torch.
 #   docker build -t deepsvdd-serve .
 #   docker compose up   (see docker-compose.yml; CPU only: docker-compose.cpu.yml)
