@@ -217,9 +217,11 @@ def write_report(
         f"{n_images:,} Fashion-MNIST training images (class {NORMAL_CLASS}, all of them), batch "
         "200, Adam, same network (LeNet type, 8-4 filters, 32 units) and loss in both loops. "
         "In-memory: `training.deepsvdd.pretrain_dcae` / `train_deepsvdd` (images preprocessed "
-        "once into one tensor; an epoch indexes a seeded permutation of it). DataLoader: a "
+        "once into one tensor; an epoch indexes a seeded permutation of it; on the CPU the "
+        "network and images are in the channels-last layout, `training_layout`). DataLoader: a "
         "`Dataset` whose `__getitem__` converts one uint8 image to a tensor and applies GCN-L1 "
-        "+ min-max to it, `DataLoader(batch_size=200, shuffle=True, num_workers=0)`. "
+        "+ min-max to it, `DataLoader(batch_size=200, shuffle=True, num_workers=0)`, the "
+        "network in PyTorch's default layout, as a first version would have it. "
         f"{info['timed']} timed epochs each after {info['warmup']} warm-up, the epochs of the "
         "two loops interleaved.",
         "",
