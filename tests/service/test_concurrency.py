@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import shutil
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -187,3 +189,28 @@ def test_reload_retires_removed_models(start_server: StartServer, own_repo: Mode
         line for line in metrics.splitlines() if line.startswith("deepsvdd_model_info")
     )
     assert metric_value(metrics, "deepsvdd_model_ready", model="colour") == 0
+
+
+def test_retired_versions_leave_no_batcher_threads(
+    start_server: StartServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Each version has a scheduling thread; a version that leaves the repository takes it
+    with it, over many reloads."""
+    models = tmp_path_factory.mktemp("versions")
+    build_model(models, "m", 1)
+    live = start_server(make_settings(models, admin_token=ADMIN_TOKEN))
+
+    def batcher_threads() -> int:
+        return sum(t.name.startswith("batcher-m-") for t in threading.enumerate())
+
+    with live.client() as client:
+        for version in range(2, 14):
+            build_model(models, "m", version)
+            shutil.rmtree(models / "m" / str(version - 1))
+            assert client.post("/admin/reload", headers=AUTH).status_code == 200
+            assert client.post("/score", files=_files([version])).json()["version"] == version
+            assert batcher_threads() <= 2  # the served version, and one retiring at most
+    deadline = time.monotonic() + 10
+    while batcher_threads() > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert batcher_threads() == 1
