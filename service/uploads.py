@@ -24,6 +24,7 @@ FILES_FIELD = "files"
 MAX_FILENAME_CHARS = 255
 MAX_PART_HEADER_BYTES = 16 * 1024
 _GENERIC_TYPES = frozenset({"application/octet-stream", ""})
+_MEDIA_BYTES = frozenset(t.encode() for t in MEDIA_TYPES | _GENERIC_TYPES)
 # The disposition every browser, curl and requests send; anything else (escapes, other
 # parameters, other spellings) goes through the general parser.
 _PLAIN_DISPOSITION = re.compile(
@@ -115,9 +116,6 @@ def _check_part(headers: dict[bytes, bytes], index: int, max_images: int) -> str
     if media not in _MEDIA_BYTES:
         raise _unsupported(media.decode("latin-1"), Upload(index, filename, b"").what)
     return filename
-
-
-_MEDIA_BYTES = frozenset(t.encode() for t in MEDIA_TYPES | _GENERIC_TYPES)
 
 
 def split_multipart(body: bytes, boundary: bytes, max_images: int) -> list[Upload]:
