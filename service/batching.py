@@ -168,10 +168,12 @@ class Batcher:
         return jobs, False
 
     def _run(self, jobs: list[_Job]) -> None:
-        started = time.perf_counter()
-        for job in jobs:
-            self._metrics.queue_wait.observe(started - job.enqueued)
+        """Scores `jobs` and answers each; whatever fails, every job gets an answer and the
+        thread goes on."""
         try:
+            started = time.perf_counter()
+            for job in jobs:
+                self._metrics.queue_wait.observe(started - job.enqueued)
             images = np.concatenate([job.images for job in jobs])
             scores = self._run_chunks(images)
         except Exception:
