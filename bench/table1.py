@@ -441,9 +441,15 @@ def write_report(out: Path, results: dict[str, Any], class_names: list[str]) -> 
         LITERATURE,
         comparison_line(rows, s),
         "",
-        "The better nu of soft-boundary Deep SVDD is picked per class on the test AUC, as the "
-        "paper reports the better of the two: an optimistic choice.",
-        "",
+        *(
+            [
+                "The better nu of soft-boundary Deep SVDD is picked per class on the test AUC, "
+                "as the paper reports the better of the two: an optimistic choice.",
+                "",
+            ]
+            if s["soft_boundary_nus"]
+            else []
+        ),
         eval_part_line(rows),
         "",
         "## How these were made",
@@ -455,8 +461,12 @@ def write_report(out: Path, results: dict[str, Any], class_names: list[str]) -> 
         f"{s['pretrain_milestone']}; its encoder initialises every Deep SVDD run of the same "
         "(class, seed); DCAE score = summed squared reconstruction error per image.",
         f"- Deep SVDD: {s['epochs']} epochs, lr {s['lr']:g} then x0.1 from epoch "
-        f"{s['milestone']}, batch {s['batch_size']}, weight decay {s['weight_decay']:g}; "
-        f"soft-boundary R solved after every epoch from epoch {s['warm_up_epochs']}.",
+        f"{s['milestone']}, batch {s['batch_size']}, weight decay {s['weight_decay']:g}"
+        + (
+            f"; soft-boundary R solved after every epoch from epoch {s['warm_up_epochs']}."
+            if s["soft_boundary_nus"]
+            else " (one-class only)."
+        ),
         "- Shallow baselines: `training.baselines.run_baselines` on the flattened preprocessed "
         "images (PCA 95% variance; OC-SVM gamma/nu on a 10% labelled hold-out of the test set; "
         "KDE bandwidth by 5-fold CV; IF 100 trees, 256 samples).",
