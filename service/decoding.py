@@ -110,15 +110,15 @@ def too_many_pixels(what: str, width: int, height: int, max_pixels: int) -> ApiE
 
 
 def decode_image(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np.ndarray:
-    """Returns float32 `(C, H, W)` pixel/255 for `spec`; `what` names the upload in errors."""
-    pixels = decode_pixels(data, what, spec, max_pixels)
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+    """Returns float32 `(C, H, W)` pixel/255 for `spec`; `what` names the upload in errors.
+    One image through the service's path (the service itself decodes a request at a time)."""
+    return to_input([decode_pixels(data, what, spec, max_pixels)])[0]
 
 
 def to_input(pixels: list[np.ndarray]) -> np.ndarray:
     """uint8 `(H, W, C)` images to the float32 `(N, C, H, W)` pixel/255 batch a model takes."""
     batch = np.stack(pixels).transpose(0, 3, 1, 2).astype(np.float32)
-    batch /= np.float32(255.0)  # the same operation as decode_image: bit-identical inputs
+    batch /= np.float32(255.0)
     return batch
 
 
