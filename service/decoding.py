@@ -6,7 +6,7 @@ Two paths give the same pixels. `fast_png` takes the common case of a scoring se
 PNG already in the model's size and colour mode with nothing to apply (no transparency, no
 EXIF orientation, no animation): libspng decodes it in about 8 us, against about 25 us for
 Pillow, and it is cheap enough to run on the event loop. Anything else, or anything the
-fast path doubts, goes to `decode_image` (Pillow and the shared `to_model_array` policy),
+fast path doubts, goes to `decode_pixels` (Pillow and the shared `to_model_array` policy),
 which runs in a worker thread and names the problem when there is one. PNG is lossless, so
 both decoders give identical samples; the tests hold them to it on valid and mutated files.
 """

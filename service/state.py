@@ -53,11 +53,14 @@ class Deployment:
 INLINE_SAMPLES = 64 * 64 * 3
 
 
-def _decode_all(uploads: list[Upload], spec: InputSpec, max_pixels: int) -> list[np.ndarray]:
-    """In a pool thread: uint8 `(H, W, C)` pixels of each upload; the first bad one raises."""
+def _decode_all(
+    uploads: list[Upload], spec: InputSpec, max_pixels: int, try_fast: bool
+) -> list[np.ndarray]:
+    """In a pool thread: uint8 `(H, W, C)` pixels of each upload; the first bad one raises.
+    `try_fast`: try `fast_png` first (False when the event loop has tried it already)."""
     return [
         decode_pixels(u.data, u.what, spec, max_pixels)
-        if (fast := fast_png(u.data, spec, max_pixels)) is None
+        if not try_fast or (fast := fast_png(u.data, spec, max_pixels)) is None
         else fast
         for u in uploads
     ]
@@ -162,8 +165,9 @@ class ServiceState:
         the cost of a future and a loop wake-up per image.
         """
         max_pixels = self.settings.max_pixels
+        inline = spec.channels * spec.height * spec.width <= INLINE_SAMPLES
         pixels: list[np.ndarray | None]
-        if spec.channels * spec.height * spec.width <= INLINE_SAMPLES:
+        if inline:
             pixels = [fast_png(u.data, spec, max_pixels) for u in uploads]
         else:
             pixels = [None] * len(uploads)
@@ -174,7 +178,12 @@ class ServiceState:
             chunks = [rest[i : i + step] for i in range(0, len(rest), step)]
             pending = [
                 loop.run_in_executor(
-                    self._decode_pool, _decode_all, [uploads[i] for i in chunk], spec, max_pixels
+                    self._decode_pool,
+                    _decode_all,
+                    [uploads[i] for i in chunk],
+                    spec,
+                    max_pixels,
+                    not inline,
                 )
                 for chunk in chunks
             ]
