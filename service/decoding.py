@@ -21,9 +21,10 @@ import numpy as np
 import pyspng
 from PIL import Image
 
+from modelfile.imaging import to_model_array
+from modelfile.metadata import InputSpec
+from modelfile.pixels import to_input
 from service.errors import ApiError
-from service.imaging import to_model_array
-from service.metadata import InputSpec
 
 # PIL plugin ids: PPM covers PBM, PGM, PPM and PNM; JPEG covers MPO files from cameras.
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
@@ -113,13 +114,6 @@ def decode_image(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np
     """Returns float32 `(C, H, W)` pixel/255 for `spec`; `what` names the upload in errors.
     One image through the service's path (the service itself decodes a request at a time)."""
     return to_input([decode_pixels(data, what, spec, max_pixels)])[0]
-
-
-def to_input(pixels: list[np.ndarray]) -> np.ndarray:
-    """uint8 `(H, W, C)` images to the float32 `(N, C, H, W)` pixel/255 batch a model takes."""
-    batch = np.stack(pixels).transpose(0, 3, 1, 2).astype(np.float32)
-    batch /= np.float32(255.0)
-    return batch
 
 
 def decode_pixels(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np.ndarray:

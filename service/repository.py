@@ -14,14 +14,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.metadata import METADATA_KEY, MetadataError, ModelMetadata, is_valid_name
+from modelfile import EMBEDDING_OUTPUT, INPUT_NAME, MODEL_FILE, SCORE_OUTPUT
+from modelfile.metadata import METADATA_KEY, MetadataError, ModelMetadata, is_valid_name
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
-INPUT_NAME = "image"
-SCORE_OUTPUT = "score"
-EMBEDDING_OUTPUT = "embedding"
 # A failure's `model` for directories whose name could not be a model name (a metric label).
 INVALID_NAME = "(invalid)"
 

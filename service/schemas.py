@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from service.metadata import InputSpec
+from modelfile.metadata import InputSpec
 from service.repository import LoadedModel, LoadFailure
 
 

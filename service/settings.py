@@ -11,7 +11,7 @@ from PIL import Image
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.metadata import NAME_PATTERN, is_valid_name
+from modelfile.metadata import NAME_PATTERN, is_valid_name
 
 CPU_PROVIDER = "CPUExecutionProvider"
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from modelfile.metadata import InputSpec
+from modelfile.pixels import to_input
 from service.batching import AdmissionBudget, Batcher
-from service.decoding import decode_pixels, fast_png, to_input
+from service.decoding import decode_pixels, fast_png
 from service.errors import ApiError
-from service.metadata import InputSpec
 from service.metrics import Metrics
 from service.repository import (
     INVALID_NAME,

@@ -22,7 +22,7 @@ from typing import IO, Any, Literal, NamedTuple
 import numpy as np
 from PIL import Image
 
-from service.imaging import Color, to_model_array
+from modelfile.imaging import Color, to_model_array
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
 DOWNLOADABLE = ("mnist", "fashion-mnist", "cifar10")

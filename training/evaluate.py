@@ -8,42 +8,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from service.metadata import METADATA_KEY, ModelMetadata
+from modelfile import INPUT_NAME, SCORE_OUTPUT
+from modelfile.layout import open_model, resolve_model_path
+from modelfile.metadata import ModelMetadata
+from modelfile.pixels import to_input
 from training.data import load_dataset, resolve_class
-from training.export import MODEL_FILE
 from training.pipeline import auc_or_none
-
-
-def resolve_model_path(model: str | Path, models_dir: Path = Path("models")) -> Path:
-    """A model file, a model directory (latest version) or a name in the models directory."""
-    path = Path(model)
-    if not path.exists() and (models_dir / str(model)).is_dir():
-        path = models_dir / str(model)
-    if path.is_dir():
-        if (path / MODEL_FILE).is_file():
-            return path / MODEL_FILE
-        versions = sorted(
-            (
-                int(p.name)
-                for p in path.iterdir()
-                if p.name.isdigit() and (p / MODEL_FILE).is_file()
-            ),
-        )
-        if not versions:
-            raise FileNotFoundError(f"no {MODEL_FILE} under {path}")
-        return path / str(versions[-1]) / MODEL_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"model {model!r} is neither a file nor a model in {models_dir}")
-    return path
-
-
-def open_model(path: Path) -> tuple[ort.InferenceSession, ModelMetadata]:
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ONNX Runtime raises its own exception types
-        raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from exc
-    meta = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
-    return session, meta
 
 
 def training_seed(meta: ModelMetadata) -> int:
@@ -57,8 +27,8 @@ def ort_scores(session: ort.InferenceSession, images: np.ndarray, batch: int = 5
     """uint8 (N, H, W, C) -> scores (N,), in batches."""
     out = []
     for start in range(0, len(images), batch):
-        x = images[start : start + batch].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        out.append(session.run(["score"], {"image": x})[0])
+        x = to_input(images[start : start + batch])
+        out.append(session.run([SCORE_OUTPUT], {INPUT_NAME: x})[0])
     return np.concatenate(out) if out else np.empty(0, np.float32)
 
 

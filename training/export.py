@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -21,14 +20,15 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from service.metadata import METADATA_KEY, ModelMetadata
+from modelfile import INPUT_NAME, MODEL_FILE, OUTPUT_NAMES, SCORE_OUTPUT, TRITON_CONFIG
+from modelfile.layout import triton_config, write_atomic
+from modelfile.metadata import METADATA_KEY, ModelMetadata
 from training.networks import Encoder
 from training.preprocess import Preprocess
 
 # ONNX Runtime must reproduce PyTorch's scores to this relative difference (max |diff| over
 # the batch divided by the largest |score|); float32 kernels differ by ~1e-6 here.
 EXPORT_RTOL = 1e-4
-MODEL_FILE = "model.onnx"
 
 
 class ExportError(Exception):
@@ -51,22 +51,6 @@ class ScoringModel(nn.Module):
         return ((z - self.c) ** 2).sum(dim=1), z  # (N,), (N, p)
 
 
-def next_version(model_dir: Path) -> int:
-    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
-
-
-def claim_version(model_dir: Path) -> tuple[int, Path]:
-    """Creates the next free version directory; mkdir is atomic, so two runs never share one."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    while True:
-        version = next_version(model_dir)
-        path = model_dir / str(version)
-        with contextlib.suppress(FileExistsError):
-            path.mkdir()
-            return version, path
-
-
 def to_onnx_bytes(model: ScoringModel, sample: torch.Tensor) -> bytes:
     """Traces the scoring model with a dynamic batch axis; returns the serialised graph."""
     model = model.eval().cpu()
@@ -77,9 +61,9 @@ def to_onnx_bytes(model: ScoringModel, sample: torch.Tensor) -> bytes:
             model,
             (sample.cpu(),),
             None,
-            input_names=["image"],
-            output_names=["score", "embedding"],
-            dynamic_shapes={"image": {0: batch}},
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={INPUT_NAME: {0: batch}},
             dynamo=True,
             external_data=False,
             verbose=False,
@@ -116,7 +100,7 @@ def verify(graph: bytes, model: ScoringModel, batch: torch.Tensor) -> float:
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     with torch.no_grad():
         want = model.eval().cpu()(batch.cpu())[0].numpy()
-    got = session.run(["score"], {"image": batch.cpu().numpy()})[0]
+    got = session.run([SCORE_OUTPUT], {INPUT_NAME: batch.cpu().numpy()})[0]
     if got.shape != want.shape:
         raise ExportError(f"ONNX score shape {got.shape} differs from PyTorch's {want.shape}")
     rel = float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), 1e-12))
@@ -126,39 +110,6 @@ def verify(graph: bytes, model: ScoringModel, batch: torch.Tensor) -> float:
             f"above the {EXPORT_RTOL:.0e} allowed; nothing was written"
         )
     return rel
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temporary file in the same directory, fsync, then rename: readers see all or nothing."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def triton_config(meta: ModelMetadata, max_batch: int = 256) -> str:
-    """Triton's config.pbtxt for the model directory: same repository, served unchanged."""
-    spec = meta.input
-    return (
-        f'name: "{meta.name}"\n'
-        'platform: "onnxruntime_onnx"\n'
-        f"max_batch_size: {max_batch}\n"
-        "input [\n"
-        f'  {{ name: "image" data_type: TYPE_FP32 dims: [ {spec.channels}, '
-        f"{spec.height}, {spec.width} ] }}\n"
-        "]\n"
-        "output [\n"
-        '  { name: "score" data_type: TYPE_FP32 dims: [ 1 ] reshape: { shape: [ ] } },\n'
-        f'  {{ name: "embedding" data_type: TYPE_FP32 dims: [ {meta.rep_dim} ] }}\n'
-        "]\n"
-        "dynamic_batching { max_queue_delay_microseconds: 2000 }\n"
-        "version_policy: { latest: { num_versions: 1 } }\n"
-    )
 
 
 def export_model(
@@ -174,7 +125,7 @@ def export_model(
         rel = verify(graph, model, batch)
         # The model's rename is the last step: once model.onnx is visible (and a reload may
         # serve it), nothing can fail and remove it again.
-        write_atomic(version_dir.parent / "config.pbtxt", triton_config(meta).encode())
+        write_atomic(version_dir.parent / TRITON_CONFIG, triton_config(meta).encode())
         path = version_dir / MODEL_FILE
         write_atomic(path, graph)
     except BaseException:

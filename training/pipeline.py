@@ -16,12 +16,13 @@ import onnxruntime as ort
 import torch
 from sklearn.metrics import roc_auc_score
 
-from service.metadata import FORMAT_VERSION, DatasetInfo, InputSpec, ModelMetadata
+from modelfile.layout import claim_version
+from modelfile.metadata import FORMAT_VERSION, DatasetInfo, InputSpec, ModelMetadata
 from training import preprocess
 from training.checkpoint import Checkpointer
 from training.data import ImageSet, load_dataset, resolve_class
 from training.deepsvdd import TrainConfig, TrainState, pretrain_dcae, score, train_deepsvdd
-from training.export import ScoringModel, claim_version, export_model
+from training.export import ScoringModel, export_model
 from training.networks import Encoder, NetConfig, make_config
 
 QUANTILES = (0.9, 0.95, 0.99)

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from modelfile.pixels import to_input
+
 # Guards a constant image (zero deviation) from a division by zero; real images have
 # deviations many orders of magnitude larger, so their values are unchanged.
 GCN_EPS = 1e-8
@@ -40,7 +42,7 @@ class Preprocess(nn.Module):
 
 def to_unit_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]: the model file's input."""
-    return torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32)).div_(255.0)
+    return torch.from_numpy(to_input(images))
 
 
 def fit_preprocess(train_images: np.ndarray, chunk: int = 8192) -> Preprocess:

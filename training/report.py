@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from service.metadata import NAME_PATTERN
+from modelfile.metadata import NAME_PATTERN
 
 # Scores spanning more than this ratio (max / min, all positive) get a log-scaled x axis.
 LOG_SCALE_RATIO = 100.0

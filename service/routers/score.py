@@ -9,10 +9,10 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
+from modelfile.metadata import ModelMetadata
 from service.decoding import MEDIA_TYPES
 from service.deps import State
 from service.errors import ApiError, Unavailable
-from service.metadata import ModelMetadata
 from service.metrics import observe_many
 from service.repository import LoadedModel, Repository
 from service.schemas import ScoreResponse, ThresholdUsed

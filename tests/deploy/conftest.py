@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from service.metadata import METADATA_KEY, DatasetInfo, InputSpec, ModelMetadata
+from modelfile.metadata import METADATA_KEY, DatasetInfo, InputSpec, ModelMetadata
 
 SIDE = 28
 REP_DIM = 8

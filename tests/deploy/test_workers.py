@@ -35,7 +35,7 @@ WAIT_S = 60.0
 def serve_argv(models_dir: Path, port: int) -> list[str]:
     """The `deepsvdd` entry point beside this Python, else the CLI module."""
     beside = Path(sys.executable).parent / "deepsvdd"
-    entry = [str(beside)] if beside.exists() else [sys.executable, "-m", "training.cli"]
+    entry = [str(beside)] if beside.exists() else [sys.executable, "-m", "cli"]
     return [
         *entry,
         "serve",

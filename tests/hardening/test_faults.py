@@ -159,7 +159,7 @@ def test_a_missing_models_directory_at_start_is_one_clear_line(tmp_path: Path) -
             {"DEEPSVDD_MODELS_DIR": str(absent)},
         ),
         "deepsvdd serve": (
-            [sys.executable, "-m", "training.cli", "serve", "--models-dir", str(absent)],
+            [sys.executable, "-m", "cli", "serve", "--models-dir", str(absent)],
             {},
         ),
     }
@@ -222,8 +222,9 @@ def _export(scoring_model: Any, models_dir: Path) -> tuple[Path, Path]:
     """Claims `models_dir/m/<next>` and exports into it; returns (version dir, model path)."""
     import torch
 
-    from service.metadata import DatasetInfo, InputSpec, ModelMetadata
-    from training.export import claim_version, export_model
+    from modelfile.layout import claim_version
+    from modelfile.metadata import DatasetInfo, InputSpec, ModelMetadata
+    from training.export import export_model
 
     version, version_dir = claim_version(models_dir / "m")
     meta = ModelMetadata(
@@ -260,7 +261,7 @@ class _FullFile(io.FileIO):
 def test_a_failed_export_leaves_no_model_visible(
     scoring_model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
-    from training import export
+    from modelfile import layout
 
     models_dir = tmp_path / "models"
     seen_at_failure: list[list[Path]] = []
@@ -273,11 +274,11 @@ def test_a_failed_export_leaves_no_model_visible(
         real_replace(src, dst)
 
     if fault == "write":
-        monkeypatch.setattr(export, "open", _FullFile, raising=False)
+        monkeypatch.setattr(layout, "open", _FullFile, raising=False)
     elif fault == "fsync":
-        monkeypatch.setattr(export.os, "fsync", _disk_full)
+        monkeypatch.setattr(layout.os, "fsync", _disk_full)
     else:
-        monkeypatch.setattr(export.os, "replace", replace)
+        monkeypatch.setattr(layout.os, "replace", replace)
     with pytest.raises(OSError) as raised:
         _export(scoring_model, models_dir)
     assert raised.value.errno == errno.ENOSPC
@@ -292,7 +293,7 @@ def test_a_failed_export_leaves_no_model_visible(
 def test_a_reload_during_an_export_never_loads_a_partial_file(
     live: LiveServer, repo: Repo, scoring_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from training import export
+    from modelfile import layout
 
     writing, finish = threading.Event(), threading.Event()
     real_fsync = os.fsync
@@ -303,7 +304,7 @@ def test_a_reload_during_an_export_never_loads_a_partial_file(
             assert finish.wait(timeout=60)
         real_fsync(fd)
 
-    monkeypatch.setattr(export.os, "fsync", slow_fsync)
+    monkeypatch.setattr(layout.os, "fsync", slow_fsync)
     with ThreadPoolExecutor(1) as pool, live.client() as client:
         exported = pool.submit(_export, scoring_model, repo.path)
         assert writing.wait(timeout=120)

@@ -19,9 +19,9 @@ from PIL import Image
 from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 
+from modelfile.metadata import InputSpec
 from service.decoding import decode_image
 from service.errors import ApiError
-from service.metadata import InputSpec
 from tests.hardening.conftest import ADMIN_TOKEN, CLIENT_STATUSES, Repo, check_error
 from tests.service.support import LiveServer, make_settings, noise_image, running_server
 

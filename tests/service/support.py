@@ -29,9 +29,9 @@ from fastapi import FastAPI
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from modelfile.imaging import to_model_array
+from modelfile.metadata import METADATA_KEY
 from service.app import create_app
-from service.imaging import to_model_array
-from service.metadata import METADATA_KEY
 from service.settings import Settings
 
 REP_DIM = 8

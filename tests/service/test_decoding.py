@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from service.decoding import decode_image, decode_pixels, fast_png, to_input
+from modelfile.imaging import to_model_array
+from modelfile.metadata import InputSpec
+from modelfile.pixels import to_input
+from service.decoding import decode_image, decode_pixels, fast_png
 from service.errors import ApiError
-from service.imaging import to_model_array
-from service.metadata import InputSpec
 from tests.service.support import (
     broken_images,
     image_bytes,

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from service.imaging import ORIENTATION_TAG, to_model_array
+from modelfile.imaging import ORIENTATION_TAG, to_model_array
 
 
 def _reopen(img: Image.Image, fmt: str, **save: object) -> Image.Image:

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from service.metadata import METADATA_KEY
+from modelfile.metadata import METADATA_KEY
 from service.repository import (
     INVALID_NAME,
     ModelLoadError,

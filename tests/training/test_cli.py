@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def deepsvdd(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "training.cli", *map(str, args)],
+        [sys.executable, "-m", "cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.imaging import to_model_array
+from modelfile.imaging import to_model_array
 from training import data
 from training.data import (
     CIFAR10_CLASSES,

@@ -12,9 +12,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from service.metadata import METADATA_KEY, ModelMetadata
+from modelfile.layout import claim_version
+from modelfile.metadata import METADATA_KEY, ModelMetadata
 from training import export
-from training.export import ExportError, ScoringModel, claim_version, export_model
+from training.export import ExportError, ScoringModel, export_model
 from training.networks import Encoder, make_config
 from training.preprocess import Preprocess
 

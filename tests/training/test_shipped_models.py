@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.metadata import ModelMetadata
+from modelfile.metadata import ModelMetadata
 from training.evaluate import evaluate, open_model, ort_scores
 from training.shipped import CLASSES
 

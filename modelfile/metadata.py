@@ -1,7 +1,4 @@
-"""The `deepsvdd` metadata a model file carries: one schema for the exporter and the service.
-
-Lives in `service/` because the service must read it without torch; training imports it.
-"""
+"""The `deepsvdd` metadata a model file carries: one schema for the exporter and the service."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The `deepsvdd` command line: one entry point dispatching to training and to the service."""
