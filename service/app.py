@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.decode_pool import DecodePool
 from service.errors import install_error_handlers
 from service.metrics import REJECTION_REASONS, Metrics
 from service.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
@@ -19,6 +20,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app with its own settings (default: from the environment) and metrics registry."""
     settings = settings if settings is not None else Settings()
     state = ServiceState(settings, Metrics())
+    decoder = DecodePool(settings.max_pixels)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -27,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await state.stop()
+            decoder.close()
 
     app = FastAPI(
         title="deepsvdd-serve",
@@ -35,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = state
+    app.state.decoder = decoder
     rejected = state.metrics.rejected
 
     def count_rejection(code: str) -> None:

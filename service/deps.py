@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.decode_pool import DecodePool
 from service.state import ServiceState
 
 
@@ -17,3 +18,11 @@ async def get_state(request: Request) -> ServiceState:
 
 
 State = Annotated[ServiceState, Depends(get_state)]
+
+
+async def get_decoder(request: Request) -> DecodePool:
+    decoder: DecodePool = request.app.state.decoder
+    return decoder
+
+
+Decoder = Annotated[DecodePool, Depends(get_decoder)]

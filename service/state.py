@@ -10,17 +10,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from modelfile.metadata import InputSpec
-from modelfile.pixels import to_input
 from service.batching import AdmissionBudget, Batcher
-from service.decoding import decode_pixels, fast_png
-from service.errors import ApiError
 from service.metrics import Metrics
 from service.repository import (
     INVALID_NAME,
@@ -33,7 +25,6 @@ from service.repository import (
     load_repository,
 )
 from service.settings import Settings
-from service.uploads import Upload
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +40,8 @@ class Deployment:
         return self.batchers[(model.name, model.version)]
 
 
-# Models whose input has at most this many samples get their ready-made PNGs decoded on the
-# event loop (libspng: about 8 us for 28x28, 0.1 ms for 64x64x3): a thread hand-off costs more.
-INLINE_SAMPLES = 64 * 64 * 3
-
-
-def _decode_all(
-    uploads: list[Upload], spec: InputSpec, max_pixels: int, try_fast: bool
-) -> list[np.ndarray]:
-    """In a pool thread: uint8 `(H, W, C)` pixels of each upload; the first bad one raises.
-    `try_fast`: try `fast_png` first (False when the event loop has tried it already)."""
-    return [
-        decode_pixels(u.data, u.what, spec, max_pixels)
-        if not try_fast or (fast := fast_png(u.data, spec, max_pixels)) is None
-        else fast
-        for u in uploads
-    ]
-
-
 class ServiceState:
-    """The app's models, queue budget, thread pools and metrics."""
+    """The app's served versions, their queue budget and metrics; loads, swaps and retires them."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
@@ -80,8 +53,6 @@ class ServiceState:
         self.budget = AdmissionBudget(settings.max_queue, metrics.queue_depth)
         self.deployment = Deployment()
         self.loaded = False
-        self._decode_jobs = max(2, os.cpu_count() or 1)
-        self._decode_pool = ThreadPoolExecutor(self._decode_jobs, thread_name_prefix="decode")
         self._swap_lock = asyncio.Lock()
         self._loader: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
@@ -157,53 +128,9 @@ class ServiceState:
         for failure in failures:
             self.metrics.model_load_failures.labels(failure.model).inc()
 
-    async def decode(self, uploads: list[Upload], spec: InputSpec) -> np.ndarray:
-        """Decodes the uploads; float32 `(n, C, H, W)` pixel/255, in upload order.
-
-        PNGs already in a small model's size and mode decode here on the event loop
-        (`service.decoding.fast_png`); the others go to the thread pool in one job per
-        CPU, not one per image: a small image decodes in tens of microseconds, less than
-        the cost of a future and a loop wake-up per image.
-        """
-        max_pixels = self.settings.max_pixels
-        inline = spec.channels * spec.height * spec.width <= INLINE_SAMPLES
-        pixels: list[np.ndarray | None]
-        if inline:
-            pixels = [fast_png(u.data, spec, max_pixels) for u in uploads]
-        else:
-            pixels = [None] * len(uploads)
-        rest = [i for i, p in enumerate(pixels) if p is None]
-        if rest:
-            loop = asyncio.get_running_loop()
-            step = -(-len(rest) // self._decode_jobs)
-            chunks = [rest[i : i + step] for i in range(0, len(rest), step)]
-            pending = [
-                loop.run_in_executor(
-                    self._decode_pool,
-                    _decode_all,
-                    [uploads[i] for i in chunk],
-                    spec,
-                    max_pixels,
-                    not inline,
-                )
-                for chunk in chunks
-            ]
-            decoded = await asyncio.gather(*pending, return_exceptions=True)
-            for result in decoded:
-                if isinstance(result, ApiError):
-                    raise result
-                if isinstance(result, BaseException):
-                    raise RuntimeError("image decoding failed unexpectedly") from result
-            for chunk, result in zip(chunks, decoded, strict=True):
-                assert isinstance(result, list)
-                for i, array in zip(chunk, result, strict=True):
-                    pixels[i] = array
-        return to_input([p for p in pixels if p is not None])
-
     async def stop(self) -> None:
-        """Stops loading, lets every batcher score what it holds, and frees the threads."""
+        """Stops loading and lets every batcher, serving or retiring, score what it holds."""
         if self._loader is not None and not self._loader.done():
             self._loader.cancel()
         old, self.deployment = self.deployment, Deployment()
         await asyncio.gather(*(b.close() for b in old.batchers.values()), *self._retiring)
-        self._decode_pool.shutdown(wait=False, cancel_futures=True)
