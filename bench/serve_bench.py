@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import shlex
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -37,6 +36,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from service.settings import CPU_PROVIDER, Settings
+from tests.support.processes import stop_process
+from tests.support.servers import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -166,13 +167,6 @@ def raw_ort(model: Path, threads: int, images: np.ndarray, seconds: float) -> di
     }
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def server(target: Server, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Starts `target`, waits until its probe answers 200, and stops it with SIGTERM."""
@@ -198,12 +192,7 @@ def server(target: Server, log: Path) -> Iterator[subprocess.Popen[bytes]]:
                 time.sleep(0.1)
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def cpu_seconds(pid: int) -> float:

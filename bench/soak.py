@@ -2,7 +2,7 @@
 
 Clients send good images, corrupt images, bodies over the limit, unsupported media types,
 unknown models, reloads, reads, and uploads cut off mid-body (the mix of
-tests/hardening/conftest.py, whose short version runs in the normal suite). The server's
+tests/support/traffic.py, whose short version runs in the normal suite). The server's
 RSS, open file descriptors and threads are read from /proc every few seconds. Writes
 soak.md (start / end / max and the fitted slope of each) and soak.png (the curves). Run from
 the repository root: `.venv/bin/python bench/soak.py --help`.
@@ -26,7 +26,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tests.hardening.conftest import MIX, Traffic, merge, mixed_traffic, sample, served
+from tests.support.servers import served
+from tests.support.traffic import MIX, Traffic, merge, mixed_traffic, sample
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.support.processes import start_process, stop_process
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -433,13 +435,6 @@ def test_dockerignore_keeps_the_context_small() -> None:
 # ---- the container's command, run here -------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def status_of(url: str) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -477,14 +472,11 @@ def container_command(
             env[name] = localise([value], tiny_models_dir, port)[0]
     env["DEEPSVDD_PROVIDERS"] = "CPUExecutionProvider"
     log = tiny_models_dir.parent / f"serve-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start_process(argv, env, log)
     try:
         yield proc, port, log
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def wait_for(proc: subprocess.Popen[bytes], url: str, timeout: float = 60.0) -> int | None:

@@ -20,15 +20,10 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.service.support import (
-    TinyModel,
-    build_model,
-    free_port,
-    image_bytes,
-    make_settings,
-    noise_image,
-    running_server,
-)
+from tests.support.images import image_bytes, noise_image
+from tests.support.models import TinyModel, build_model
+from tests.support.processes import stop_process
+from tests.support.servers import free_port, make_settings, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "rules" / "deepsvdd.yml"
@@ -99,12 +94,7 @@ def running_prometheus(binary: str, target: str, workdir: Path) -> Iterator[http
                 time.sleep(0.1)
             yield client
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, 20)
 
 
 def _answers(client: httpx.Client, path: str) -> bool:

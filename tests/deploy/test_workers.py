@@ -22,7 +22,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.metrics import MULTIPROC_ENV
-from tests.service.support import build_model, free_port, image_bytes, noise_image
+from tests.support.images import image_bytes, noise_image
+from tests.support.models import build_model
+from tests.support.processes import start_process, stop_process
+from tests.support.servers import free_port, service_env
 
 MODEL = "gadgets"
 WORKERS = 2
@@ -48,20 +51,6 @@ def serve_argv(models_dir: Path, port: int) -> list[str]:
         "--models-dir",
         str(models_dir),
     ]
-
-
-def service_env(metrics_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSVDD_")}
-    env.update(
-        {
-            "DEEPSVDD_PROVIDERS": "CPUExecutionProvider",
-            "DEEPSVDD_INTRA_OP_THREADS": "1",
-            "DEEPSVDD_LOG_LEVEL": "warning",
-            "DEEPSVDD_DEFAULT_MODEL": MODEL,
-            MULTIPROC_ENV: str(metrics_dir),
-        }
-    )
-    return env
 
 
 def write_stale_counter(metrics_dir: Path) -> Path:
@@ -139,13 +128,7 @@ def server_process() -> Iterator[list[subprocess.Popen[bytes]]]:
     processes: list[subprocess.Popen[bytes]] = []
     yield processes
     for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=WAIT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, WAIT_S)
 
 
 @pytest.mark.slow
@@ -162,13 +145,10 @@ def test_two_workers_count_every_image_once(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            serve_argv(tmp_path / "models", port),
-            env=service_env(metrics_dir),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    env = service_env(
+        tmp_path / "models", port, DEEPSVDD_DEFAULT_MODEL=MODEL, **{MULTIPROC_ENV: str(metrics_dir)}
+    )
+    process = start_process(serve_argv(tmp_path / "models", port), env, log_path)
     server_process.append(process)
 
     def workers_ready() -> bool:

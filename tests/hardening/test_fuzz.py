@@ -22,8 +22,10 @@ from schemathesis.generation import GenerationMode
 from modelfile.metadata import InputSpec
 from service.decoding import decode_image
 from service.errors import ApiError
-from tests.hardening.conftest import ADMIN_TOKEN, CLIENT_STATUSES, Repo, check_error
-from tests.service.support import LiveServer, make_settings, noise_image, running_server
+from tests.support.http import CLIENT_STATUSES, check_error
+from tests.support.images import noise_image
+from tests.support.models import ModelRepo
+from tests.support.servers import ADMIN_TOKEN, LiveServer, make_settings, running_server
 
 GREY = InputSpec(channels=1, height=28, width=28, color="L")
 MAX_PIXELS = 1_000_000
@@ -37,7 +39,7 @@ FUZZ = settings(
 
 
 @pytest.fixture(scope="module")
-def live(shared_repo: Repo) -> Iterator[LiveServer]:
+def live(shared_repo: ModelRepo) -> Iterator[LiveServer]:
     settings_ = make_settings(
         shared_repo.path, admin_token=ADMIN_TOKEN, max_body_bytes=1 << 20, max_pixels=MAX_PIXELS
     )
@@ -58,7 +60,7 @@ def _operations(live: LiveServer) -> list[Any]:
     return [result.ok() for result in results if isinstance(result, Ok)]
 
 
-def _check(response: Any, repo: Repo, what: str) -> None:
+def _check(response: Any, repo: ModelRepo, what: str) -> None:
     status = response.status_code
     assert status < 500, f"{what}: {status} {response.text[:300]}"
     if status >= 400:
@@ -66,7 +68,9 @@ def _check(response: Any, repo: Repo, what: str) -> None:
         check_error(httpx.Response(status, content=response.content), repo.path)
 
 
-def _fuzz_operation(operation: Any, mode: GenerationMode, live: LiveServer, repo: Repo) -> None:
+def _fuzz_operation(
+    operation: Any, mode: GenerationMode, live: LiveServer, repo: ModelRepo
+) -> None:
     @FUZZ
     @given(case=operation.as_strategy(generation_mode=mode))
     def fuzz(case: Any) -> None:
@@ -78,7 +82,7 @@ def _fuzz_operation(operation: Any, mode: GenerationMode, live: LiveServer, repo
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_schema_fuzzing_never_gets_a_server_error(
-    live: LiveServer, shared_repo: Repo, mode: GenerationMode
+    live: LiveServer, shared_repo: ModelRepo, mode: GenerationMode
 ) -> None:
     operations = _operations(live)
     labels = {op.label for op in operations}
@@ -147,7 +151,7 @@ def test_mutated_images_decode_or_get_a_client_error(fmt: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", sorted(SAMPLES))
-def test_mutated_images_over_http(http: httpx.Client, shared_repo: Repo, fmt: str) -> None:
+def test_mutated_images_over_http(http: httpx.Client, shared_repo: ModelRepo, fmt: str) -> None:
     media = f"image/{MEDIA[fmt]}"
 
     @FUZZ
@@ -192,7 +196,7 @@ def multipart_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
 @FUZZ
 @given(request=multipart_bodies())
 def test_mangled_content_types_and_multipart_bodies(
-    http: httpx.Client, shared_repo: Repo, request: tuple[str, bytes]
+    http: httpx.Client, shared_repo: ModelRepo, request: tuple[str, bytes]
 ) -> None:
     content_type, body = request
     # Header bytes as sent; HTTP itself (the client here) forbids blanks at either end.

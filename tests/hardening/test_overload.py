@@ -15,8 +15,11 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.hardening.conftest import Repo, ServerProcess, check_error, files, served
-from tests.service.support import metric_value
+from tests.support.http import check_error
+from tests.support.images import files
+from tests.support.metrics import metric_value
+from tests.support.models import ModelRepo
+from tests.support.servers import ServerProcess, served
 
 CLIENTS = 24
 IMAGES_PER_REQUEST = 4
@@ -28,7 +31,9 @@ RSS_GROWTH_CEILING = 150 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def server(shared_repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    shared_repo: ModelRepo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     env = {
         "DEEPSVDD_MAX_QUEUE": "8",
         "DEEPSVDD_MAX_IMAGES": "4",

@@ -17,24 +17,18 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from service.routers import admin
-from tests.hardening.conftest import (
-    ADMIN_TOKEN,
-    AUTH,
-    ROOT,
-    Repo,
-    check_error,
-    files,
-    raw_request,
-    read_response,
-)
-from tests.service.support import LiveServer, make_settings, running_server
+from tests.support.http import check_error, raw_request, read_response
+from tests.support.images import files
+from tests.support.models import ModelRepo
+from tests.support.processes import ROOT
+from tests.support.servers import ADMIN_TOKEN, AUTH, LiveServer, make_settings, running_server
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PUBLIC_MUTATING = frozenset({"/score"})  # scoring changes nothing but counters
 
 
 @pytest.fixture(scope="module")
-def live(shared_repo: Repo) -> Iterator[LiveServer]:
+def live(shared_repo: ModelRepo) -> Iterator[LiveServer]:
     with running_server(make_settings(shared_repo.path, admin_token=ADMIN_TOKEN)) as server:
         yield server
 
@@ -67,7 +61,7 @@ def _mutating_routes(live: LiveServer) -> list[tuple[str, str]]:
     return found
 
 
-def test_every_mutating_route_needs_the_token(live: LiveServer, shared_repo: Repo) -> None:
+def test_every_mutating_route_needs_the_token(live: LiveServer, shared_repo: ModelRepo) -> None:
     routes = _mutating_routes(live)
     assert ("POST", "/admin/reload") in routes
     wrong = [
@@ -88,7 +82,7 @@ def test_every_mutating_route_needs_the_token(live: LiveServer, shared_repo: Rep
             assert client.request(method, path, headers=AUTH).status_code == 200
 
 
-def test_without_a_configured_token_mutating_routes_do_not_exist(shared_repo: Repo) -> None:
+def test_without_a_configured_token_mutating_routes_do_not_exist(shared_repo: ModelRepo) -> None:
     with running_server(make_settings(shared_repo.path)) as live, live.client() as client:
         routes = _mutating_routes(live)
         assert routes
@@ -161,7 +155,7 @@ def file_opens() -> FileOpens:
 
 
 def test_model_names_never_reach_the_filesystem(
-    live: LiveServer, shared_repo: Repo, file_opens: FileOpens
+    live: LiveServer, shared_repo: ModelRepo, file_opens: FileOpens
 ) -> None:
     port = int(live.url.rsplit(":", 1)[1])
     answered: list[int] = []

@@ -3,47 +3,21 @@
 `model_repo` (session) holds `digits` v1 and v2 (1 x 28 x 28, L) and `colour` v1
 (3 x 32 x 32, RGB). `server` (session) serves it on a free loopback port with an admin
 token; `client` talks to it. `start_server(settings)` starts a server of a test's own,
-stopped at the test's end; `make_settings(models_dir, **overrides)` builds its settings.
+stopped at the test's end. The helpers themselves are in tests/support.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from service.settings import Settings
-from tests.service.support import (
-    LiveServer,
-    TinyModel,
-    build_model,
-    make_settings,
-    running_server,
-)
-
-ADMIN_TOKEN = "test-admin-token-0123"
-
-
-@dataclass(frozen=True)
-class ModelRepo:
-    path: Path
-    models: dict[tuple[str, int], TinyModel]
-
-    def model(self, name: str, version: int) -> TinyModel:
-        return self.models[(name, version)]
-
-
-def write_repo(path: Path) -> ModelRepo:
-    models = [
-        build_model(path, "digits", 1, channels=1, seed=1),
-        build_model(path, "digits", 2, channels=1, seed=2),
-        build_model(path, "colour", 1, channels=3, seed=3),
-    ]
-    return ModelRepo(path, {(m.name, m.version): m for m in models})
+from tests.support.models import ModelRepo, write_repo
+from tests.support.servers import ADMIN_TOKEN, LiveServer, make_settings, running_server
 
 
 @pytest.fixture(scope="session")

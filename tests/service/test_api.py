@@ -12,14 +12,10 @@ from PIL import Image
 
 from service.schemas import ScoreResponse
 from service.settings import Settings
-from tests.service.conftest import ModelRepo
-from tests.service.support import (
-    LiveServer,
-    image_bytes,
-    make_settings,
-    metric_value,
-    noise_image,
-)
+from tests.support.images import image_bytes, noise_image
+from tests.support.metrics import metric_value
+from tests.support.models import ModelRepo
+from tests.support.servers import LiveServer, make_settings
 
 StartServer = Callable[..., LiveServer]
 

@@ -14,8 +14,8 @@ from service.batching import AdmissionBudget, Batcher
 from service.errors import ApiError
 from service.metrics import Metrics
 from service.repository import LoadedModel, SessionConfig, load_repository
-from tests.service.conftest import ModelRepo
-from tests.service.support import metric_value
+from tests.support.metrics import metric_value
+from tests.support.models import ModelRepo
 
 CPU = SessionConfig(providers=["CPUExecutionProvider"], intra_op_threads=1)
 

@@ -16,13 +16,7 @@ from modelfile.metadata import InputSpec
 from modelfile.pixels import to_input
 from service.decoding import decode_image, decode_pixels, fast_png
 from service.errors import ApiError
-from tests.service.support import (
-    broken_images,
-    image_bytes,
-    noise_image,
-    odd_images,
-    png_declaring,
-)
+from tests.support.images import broken_images, image_bytes, noise_image, odd_images, png_declaring
 
 GREY = InputSpec(channels=1, height=28, width=28, color="L")
 RGB = InputSpec(channels=3, height=32, width=32, color="RGB")

@@ -11,17 +11,10 @@ import httpx
 import pytest
 
 import service.repository
-from tests.service.conftest import ModelRepo
-from tests.service.support import (
-    LiveServer,
-    broken_images,
-    image_bytes,
-    make_settings,
-    metric_value,
-    noise_image,
-    odd_images,
-    wait_ready,
-)
+from tests.support.images import broken_images, image_bytes, noise_image, odd_images
+from tests.support.metrics import metric_value
+from tests.support.models import ModelRepo
+from tests.support.servers import LiveServer, make_settings, wait_ready
 
 StartServer = Callable[..., LiveServer]
 
@@ -119,7 +112,7 @@ def test_thousands_of_parts_get_413(client: httpx.Client) -> None:
 
 @pytest.fixture(scope="module")
 def small_limits(model_repo: ModelRepo) -> Iterator[LiveServer]:
-    from tests.service.support import running_server
+    from tests.support.servers import running_server
 
     settings = make_settings(
         model_repo.path, max_body_bytes=64 * 1024, max_images=3, max_queue=8, max_pixels=10_000

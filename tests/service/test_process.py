@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,51 +16,28 @@ import pytest
 
 from service.metrics import MULTIPROC_ENV
 from service.server import multiprocess_metrics_dir
-from tests.service.conftest import ModelRepo
-from tests.service.support import (
-    free_port,
-    image_bytes,
-    metric_value,
-    noise_image,
-    service_env,
-)
+from tests.support.images import image_bytes, noise_image
+from tests.support.metrics import metric_value
+from tests.support.models import ModelRepo
+from tests.support.processes import start_process, stop_process
+from tests.support.servers import free_port, service_env, wait_ready
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        assert process.poll() is None, process.communicate()[1].decode()
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} never became ready")
+Spawn = Callable[[dict[str, str]], subprocess.Popen[bytes]]
 
 
 @pytest.fixture
-def spawn() -> Iterator[list[subprocess.Popen[bytes]]]:
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """`spawn(env)`: `python -m service` with its output in a log, stopped at the test's end."""
     processes: list[subprocess.Popen[bytes]] = []
-    yield processes
+
+    def start(env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = tmp_path / f"service-{len(processes)}.log"
+        processes.append(start_process([sys.executable, "-m", "service"], env, log))
+        return processes[-1]
+
+    yield start
     for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def _start(env: dict[str, str], spawn: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    spawn.append(process)
-    return process
+        stop_process(process)
 
 
 def _files(seed: int) -> dict[str, tuple[str, bytes, str]]:
@@ -69,13 +46,13 @@ def _files(seed: int) -> dict[str, tuple[str, bytes, str]]:
 
 @pytest.mark.slow
 def test_sigterm_finishes_requests_in_flight_and_exits_zero(
-    model_repo: ModelRepo, spawn: list[subprocess.Popen[bytes]]
+    model_repo: ModelRepo, spawn: Spawn
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # A long batching delay keeps the requests in the queue when the signal arrives.
-    process = _start(service_env(model_repo.path, port, DEEPSVDD_MAX_DELAY_MS="1500"), spawn)
-    _wait_ready(process, url)
+    process = spawn(service_env(model_repo.path, port, DEEPSVDD_MAX_DELAY_MS="1500"))
+    wait_ready(url, process=process)
     statuses: list[int] = []
 
     def score(seed: int) -> None:
@@ -98,19 +75,19 @@ def test_sigterm_finishes_requests_in_flight_and_exits_zero(
 
 
 def test_bad_settings_end_with_a_one_line_error(
-    model_repo: ModelRepo, spawn: list[subprocess.Popen[bytes]]
+    model_repo: ModelRepo, spawn: Spawn, tmp_path: Path
 ) -> None:
     env = service_env(model_repo.path, free_port(), DEEPSVDD_MAX_BATCH="zero")
-    process = _start(env, spawn)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode != 0
-    assert "bad settings" in stderr.decode() and "max_batch" in stderr.decode()
-    assert "Traceback" not in stderr.decode()
+    process = spawn(env)
+    assert process.wait(timeout=60) != 0
+    output = (tmp_path / "service-0.log").read_text()
+    assert "bad settings" in output and "max_batch" in output
+    assert "Traceback" not in output
 
 
 @pytest.mark.slow
 def test_workers_share_metrics_through_the_multiprocess_directory(
-    model_repo: ModelRepo, spawn: list[subprocess.Popen[bytes]], tmp_path: Path
+    model_repo: ModelRepo, spawn: Spawn, tmp_path: Path
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -119,8 +96,8 @@ def test_workers_share_metrics_through_the_multiprocess_directory(
     (metrics_dir / "counter_999999.db").write_bytes(b"stale from an earlier run")
     env = service_env(model_repo.path, port, DEEPSVDD_WORKERS="2")
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    process = _start(env, spawn)
-    _wait_ready(process, url)
+    process = spawn(env)
+    wait_ready(url, process=process)
     with httpx.Client(base_url=url, timeout=30) as client:
         for seed in range(6):
             # Ready means one worker is; the other may still be warming up and answer 503

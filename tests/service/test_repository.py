@@ -20,8 +20,7 @@ from service.repository import (
     load_model,
     load_repository,
 )
-from tests.service.conftest import ModelRepo
-from tests.service.support import build_model, graph_model, metadata
+from tests.support.models import ModelRepo, build_model, graph_model, metadata
 
 CPU = SessionConfig(providers=["CPUExecutionProvider"], intra_op_threads=1)
 

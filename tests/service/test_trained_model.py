@@ -10,7 +10,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from tests.service.support import make_settings, metric_value, running_server
+from tests.support.metrics import metric_value
+from tests.support.servers import make_settings, running_server
 
 
 def png(pixels: np.ndarray) -> bytes:
