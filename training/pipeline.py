@@ -21,6 +21,7 @@ from modelfile.metadata import FORMAT_VERSION, DatasetInfo, InputSpec, ModelMeta
 from training import preprocess
 from training.checkpoint import Checkpointer
 from training.data import ImageSet, load_dataset, resolve_class
+from training.data.download import download_missing
 from training.deepsvdd import TrainConfig, TrainState, pretrain_dcae, score, train_deepsvdd
 from training.export import ScoringModel, export_model
 from training.networks import Encoder, NetConfig, make_config
@@ -149,10 +150,11 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
     """Loads data, trains, calibrates thresholds, evaluates and exports; returns the summary."""
     started = time.perf_counter()
     cfg.device = resolve_device(cfg.device)
+    if spec.download:
+        download_missing(spec.dataset, spec.data_dir)
     data = load_dataset(
         spec.dataset,
         spec.data_dir,
-        download=spec.download,
         image_size=spec.image_size,
         channels=spec.channels,
         seed=cfg.seed,
