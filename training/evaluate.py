@@ -12,9 +12,9 @@ from modelfile import INPUT_NAME, SCORE_OUTPUT
 from modelfile.layout import open_model, resolve_model_path
 from modelfile.metadata import ModelMetadata
 from modelfile.pixels import to_input
+from training.calibration import auc_or_none
 from training.data import load_dataset, resolve_class
 from training.data.download import download_missing
-from training.pipeline import auc_or_none
 
 
 def training_seed(meta: ModelMetadata) -> int:
