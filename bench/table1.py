@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from training import baselines, preprocess
+from training.calibration import auc_or_none
 from training.data import ImageSet, load_dataset, resolve_class
 from training.deepsvdd import (
     TrainConfig,
@@ -37,7 +38,7 @@ from training.deepsvdd import (
     training_layout,
 )
 from training.networks import Autoencoder, Encoder, NetConfig, make_config
-from training.pipeline import Split, auc_or_none, seed_everything, split_normal
+from training.pipeline import Split, seed_everything, split_normal
 
 DATASET = "fashion-mnist"
 HOLDOUT = 0.1  # share of the normal training images kept out, as `deepsvdd train` does

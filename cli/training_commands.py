@@ -67,13 +67,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_baselines(args: argparse.Namespace) -> None:
     from training.baselines import run_baselines
     from training.data import load_dataset, resolve_class
+    from training.data.download import download_missing
     from training.pipeline import split_normal
     from training.preprocess import apply, fit_preprocess
 
+    if args.download:
+        download_missing(args.dataset, args.data_dir)
     data = load_dataset(
         args.dataset,
         args.data_dir,
-        download=args.download,
         image_size=args.image_size,
         channels=args.channels,
         seed=args.seed,
@@ -93,15 +95,17 @@ def cmd_report(args: argparse.Namespace) -> None:
     import numpy as np
 
     from training.data import load_dataset, resolve_class
+    from training.data.download import download_missing
     from training.evaluate import open_model, ort_scores, resolve_model_path, training_seed
     from training.report import write_report
 
     path = resolve_model_path(args.model, args.models_dir)
     session, meta = open_model(path)
+    if args.download:
+        download_missing(args.dataset, args.data_dir)
     data = load_dataset(
         args.dataset,
         args.data_dir,
-        download=args.download,
         image_size=meta.input.height,
         channels=meta.input.channels,
         seed=training_seed(meta),

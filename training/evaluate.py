@@ -12,8 +12,9 @@ from modelfile import INPUT_NAME, SCORE_OUTPUT
 from modelfile.layout import open_model, resolve_model_path
 from modelfile.metadata import ModelMetadata
 from modelfile.pixels import to_input
+from training.calibration import auc_or_none
 from training.data import load_dataset, resolve_class
-from training.pipeline import auc_or_none
+from training.data.download import download_missing
 
 
 def training_seed(meta: ModelMetadata) -> int:
@@ -44,10 +45,11 @@ def evaluate(
     path = resolve_model_path(model, models_dir)
     session, meta = open_model(path)
     spec = meta.input
+    if download:
+        download_missing(dataset, data_dir)
     data = load_dataset(
         dataset,
         data_dir,
-        download=download,
         image_size=spec.height,
         channels=spec.channels,
         seed=training_seed(meta),

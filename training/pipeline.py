@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import platform
 import random
 import re
 import time
@@ -12,21 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
-from sklearn.metrics import roc_auc_score
 
 from modelfile.layout import claim_version
-from modelfile.metadata import FORMAT_VERSION, DatasetInfo, InputSpec, ModelMetadata
+from modelfile.metadata import DatasetInfo, ModelMetadata
 from training import preprocess
+from training.calibration import Calibration, calibrate
 from training.checkpoint import Checkpointer
 from training.data import ImageSet, load_dataset, resolve_class
+from training.data.download import download_missing
 from training.deepsvdd import TrainConfig, TrainState, pretrain_dcae, score, train_deepsvdd
 from training.export import ScoringModel, export_model
+from training.metadata import build_metadata, seconds_per_epoch
 from training.networks import Encoder, NetConfig, make_config
 
-QUANTILES = (0.9, 0.95, 0.99)
-DEFAULT_THRESHOLD = {"one-class": "q0.95", "soft-boundary": "radius"}
 DEFAULT_ARCH = {"mnist": "mnist", "fashion-mnist": "mnist", "cifar10": "cifar10", "gtsrb": "gtsrb"}
 
 
@@ -48,6 +45,18 @@ class RunSpec:
     resume: bool = False
     checkpoint_every: int = 10
     progress: bool = True
+
+
+@dataclass
+class Trained:
+    """What fitting produced: the trained state, the preprocessing fitted on the normal class,
+    the preprocessed training images and the timings."""
+
+    state: TrainState
+    pre: preprocess.Preprocess
+    x: torch.Tensor  # preprocessed training images, on the training device
+    seconds: float  # wall time of pretraining and training together
+    pretrain_seconds_per_epoch: float | None  # None when pretraining did not run
 
 
 @dataclass
@@ -88,40 +97,8 @@ def split_normal(data: ImageSet, k: int, holdout: float, seed: int) -> Split:
     return Split(normal[order[n_hold:]], normal[order[:n_hold]], data.x_test, labels)
 
 
-def auc_or_none(labels: np.ndarray | None, scores: np.ndarray) -> float | None:
-    if labels is None or len(np.unique(labels)) < 2:
-        return None
-    return float(roc_auc_score(labels, scores))
-
-
-def thresholds_from(
-    calibration: np.ndarray, R: float | None
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Quantiles (and max) of held-out normal scores; R^2 for soft-boundary.
-
-    Returns the thresholds and, for each, the fraction of held-out normal scores above it:
-    the anomaly rate that a stream of normal images should show.
-    """
-    thresholds = {f"q{q:g}": float(np.quantile(calibration, q)) for q in QUANTILES}
-    thresholds["max"] = float(calibration.max())
-    if R is not None:
-        thresholds["radius"] = R**2
-    rates = {k: float(np.mean(calibration > v)) for k, v in thresholds.items()}
-    return thresholds, rates
-
-
 def default_name(dataset: str, class_name: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", f"{dataset}-{class_name}".lower()).strip("-._")[:64]
-
-
-def software_versions() -> dict[str, str]:
-    return {
-        "deepsvdd-serve": "0.1.0",
-        "torch": torch.__version__,
-        "onnxruntime": ort.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def net_config_for(spec: RunSpec, data: ImageSet) -> NetConfig:
@@ -145,109 +122,121 @@ def fit(
     return state, pre_seconds
 
 
-def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
-    """Loads data, trains, calibrates thresholds, evaluates and exports; returns the summary."""
-    started = time.perf_counter()
-    cfg.device = resolve_device(cfg.device)
-    data = load_dataset(
+def load_training_data(spec: RunSpec, seed: int) -> ImageSet:
+    """Downloads first where asked, then loads the dataset at the requested size and channels."""
+    if spec.download:
+        download_missing(spec.dataset, spec.data_dir)
+    return load_dataset(
         spec.dataset,
         spec.data_dir,
-        download=spec.download,
         image_size=spec.image_size,
         channels=spec.channels,
-        seed=cfg.seed,
+        seed=seed,
     )
-    k = resolve_class(data, spec.normal_class)
-    class_name = data.class_names[k]
-    name = spec.name or default_name(spec.dataset, class_name)
-    net_cfg = net_config_for(spec, data)
-    split = split_normal(data, k, spec.holdout, cfg.seed)
 
-    pre = preprocess.fit_preprocess(split.train)
-    x = preprocess.apply(pre, split.train).to(cfg.device)
+
+def checkpointer_for(
+    spec: RunSpec, name: str, k: int, net_cfg: NetConfig, cfg: TrainConfig
+) -> Checkpointer:
+    """The run's checkpoint; its key makes a resumed run refuse a checkpoint of other settings."""
     key = {"dataset": spec.dataset, "class": k, "net": net_cfg.to_dict(), "cfg": cfg.to_dict()}
-    ckpt = Checkpointer(
+    return Checkpointer(
         spec.models_dir / name / ".checkpoint" / "train.pt",
         key,
         every=spec.checkpoint_every,
         resume=spec.resume,
     )
-    train_started = time.perf_counter()
-    state, pretrain_spe = fit(net_cfg, x, cfg, ckpt, spec.progress)
-    train_seconds = time.perf_counter() - train_started
 
-    net = state.net.cpu()
-    c = state.c.cpu()
-    calib = score(net, c, preprocess.apply(pre, split.holdout)).numpy()
-    thresholds, rates = thresholds_from(calib, state.R)
-    test_auc = None
-    if split.test is not None:
-        test_scores = score(net, c, preprocess.apply(pre, split.test)).numpy()
-        test_auc = auc_or_none(split.test_labels, test_scores)
-    train_scores = score(net, c, x.cpu()).numpy()
+
+def train_split(
+    net_cfg: NetConfig, split: Split, cfg: TrainConfig, ckpt: Checkpointer, progress: bool
+) -> Trained:
+    """Fits the preprocessing on the normal training images, then the network on them."""
+    pre = preprocess.fit_preprocess(split.train)
+    x = preprocess.apply(pre, split.train).to(cfg.device)
+    started = time.perf_counter()
+    state, pretrain_spe = fit(net_cfg, x, cfg, ckpt, progress)
+    return Trained(state, pre, x, time.perf_counter() - started, pretrain_spe)
+
+
+def calibrate_trained(trained: Trained, split: Split) -> Calibration:
+    """Scores the hold-out, test and training images on the CPU and calibrates from them."""
+    net, c, pre = trained.state.net.cpu(), trained.state.c.cpu(), trained.pre
+    holdout = score(net, c, preprocess.apply(pre, split.holdout)).numpy()
+    test = None if split.test is None else score(net, c, preprocess.apply(pre, split.test)).numpy()
+    return calibrate(
+        holdout=holdout,
+        train=score(net, c, trained.x.cpu()).numpy(),
+        test=test,
+        test_labels=split.test_labels,
+        R=trained.state.R,
+    )
+
+
+def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
+    """Loads data, trains, calibrates thresholds, evaluates and exports; returns the summary."""
+    started = time.perf_counter()
+    cfg.device = resolve_device(cfg.device)
+    data = load_training_data(spec, cfg.seed)
+    k = resolve_class(data, spec.normal_class)
+    name = spec.name or default_name(spec.dataset, data.class_names[k])
+    net_cfg = net_config_for(spec, data)
+    split = split_normal(data, k, spec.holdout, cfg.seed)
+    ckpt = checkpointer_for(spec, name, k, net_cfg, cfg)
+    trained = train_split(net_cfg, split, cfg, ckpt, spec.progress)
+    calibration = calibrate_trained(trained, split)
 
     version, version_dir = claim_version(spec.models_dir / name)
-    meta = ModelMetadata(
-        format_version=FORMAT_VERSION,
+    meta = build_metadata(
         name=name,
         version=version,
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        objective=cfg.objective,
-        nu=cfg.nu,
-        center=[float(v) for v in c],
-        radius=state.R,
-        thresholds=thresholds,
-        expected_anomaly_rate=rates,
-        default_threshold=DEFAULT_THRESHOLD[cfg.objective],
-        input=InputSpec(
-            channels=net_cfg.channels,  # type: ignore[arg-type]
-            height=net_cfg.height,
-            width=net_cfg.width,
-            color=data.color,
-        ),
+        cfg=cfg,
+        net_cfg=net_cfg,
+        state=trained.state,
+        pre=trained.pre,
+        color=data.color,
         dataset=DatasetInfo(
             name=spec.dataset,
             normal_class=k,
-            class_name=class_name,
+            class_name=data.class_names[k],
             n_train=len(split.train),
         ),
-        metrics={
-            "auc": test_auc,
-            "train_fraction_outside": float(np.mean(train_scores > (state.R or 0.0) ** 2))
-            if state.R is not None
-            else None,
-            "train_score_std": float(train_scores.std()),
-        },
-        training={
-            **cfg.to_dict(),
-            "net": net_cfg.to_dict(),
-            "preprocessing": {"gcn": "l1", "min": float(pre.lo), "max": float(pre.hi)},
-            "center_eps": 0.1,
-            "radius_update": "exact (1-nu) quantile over the training set after every epoch "
-            "from warm_up_epochs on (paper: line search every k epochs)",
-            "score": "squared distance ||phi(x) - c||^2",
-            "seconds_per_epoch": {"pretrain": pretrain_spe, **state.seconds_per_epoch},
-        },
-        software=software_versions(),
+        calibration=calibration,
+        pretrain_seconds_per_epoch=trained.pretrain_seconds_per_epoch,
     )
     sample = preprocess.to_unit_tensor(
         split.holdout[:64] if len(split.holdout) else split.train[:64]
     )
-    model_path, rel = export_model(ScoringModel(pre, net, c), meta, version_dir, sample)
+    scoring = ScoringModel(trained.pre, trained.state.net, trained.state.c.cpu())
+    model_path, rel = export_model(scoring, meta, version_dir, sample)
     ckpt.remove()
+    return run_summary(
+        model_path, meta, trained, cfg, rel, total_seconds=time.perf_counter() - started
+    )
+
+
+def run_summary(
+    model_path: Path,
+    meta: ModelMetadata,
+    trained: Trained,
+    cfg: TrainConfig,
+    export_rel_diff: float,
+    total_seconds: float,
+) -> dict[str, Any]:
+    """The one JSON object `deepsvdd train` prints: where the model went and how it fared."""
     return {
         "model_path": str(model_path),
-        "name": name,
-        "version": version,
-        "auc": test_auc,
-        "train_seconds": round(train_seconds, 3),
-        "total_seconds": round(time.perf_counter() - started, 3),
-        "seconds_per_epoch": {"pretrain": pretrain_spe, **state.seconds_per_epoch},
+        "name": meta.name,
+        "version": meta.version,
+        "auc": meta.metrics["auc"],
+        "train_seconds": round(trained.seconds, 3),
+        "total_seconds": round(total_seconds, 3),
+        "seconds_per_epoch": seconds_per_epoch(trained.state, trained.pretrain_seconds_per_epoch),
         "objective": cfg.objective,
-        "radius": state.R,
+        "radius": trained.state.R,
         "default_threshold": meta.default_threshold,
-        "thresholds": thresholds,
-        "n_train": len(split.train),
-        "export_rel_diff": rel,
+        "thresholds": meta.thresholds,
+        "n_train": meta.dataset.n_train,
+        "export_rel_diff": export_rel_diff,
         "device": cfg.device,
     }

@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 from modelfile.imaging import to_model_array
-from training import data
 from training.data import (
     CIFAR10_CLASSES,
     FASHION_MNIST_CLASSES,
@@ -21,8 +20,10 @@ from training.data import (
     ImageSet,
     default_data_dir,
     load_dataset,
+    registry,
     resolve_class,
 )
+from training.data.download import download_missing
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -175,11 +176,12 @@ def test_download_flag_fetches_absent_files(
         calls.append((name, dest))
         write_idx_set(dest)
 
-    monkeypatch.setattr("training.download.fetch", fake_fetch)
-    mnist = load_dataset("mnist", tmp_path / "cache", download=True)
+    monkeypatch.setattr("training.data.download.fetch", fake_fetch)
+    download_missing("mnist", tmp_path / "cache")
+    mnist = load_dataset("mnist", tmp_path / "cache")
     assert calls == [("mnist", tmp_path / "cache")]
     assert len(mnist.x_train) == 30
-    load_dataset("mnist", tmp_path / "cache", download=True)
+    download_missing("mnist", tmp_path / "cache")
     assert len(calls) == 1  # present files are not fetched again
 
 
@@ -201,7 +203,7 @@ def test_default_data_dir_prefers_the_system_fashion_mnist(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     system = tmp_path / "system"
-    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST_DIR", system)
+    monkeypatch.setattr(registry, "SYSTEM_FASHION_MNIST_DIR", system)
     monkeypatch.setenv("DEEPSVDD_DATA_DIR", str(tmp_path / "cache"))
     assert default_data_dir("fashion-mnist") == tmp_path / "cache" / "fashion-mnist"
     write_idx_set(system)

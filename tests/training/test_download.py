@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from tests.training.test_data import write_cifar, write_idx_set
-from training import download
-from training.data import DataError, load_dataset
-from training.download import fetch
+from training.data import DataError, download, load_dataset
+from training.data.download import download_missing, fetch
 
 
 class FileServer:
@@ -90,7 +89,8 @@ def test_load_dataset_download_uses_the_mirror(
 ) -> None:
     monkeypatch.setitem(download.SHA256, "fashion-mnist", serve_mnist(server, tmp_path))
     monkeypatch.setitem(download.MIRRORS, "fashion-mnist", f"{server.url}/mnist/")
-    fashion = load_dataset("fashion-mnist", tmp_path / "data", download=True)
+    download_missing("fashion-mnist", tmp_path / "data")
+    fashion = load_dataset("fashion-mnist", tmp_path / "data")
     assert fashion.x_train.shape == (30, 28, 28, 1)
     assert fashion.class_names[0] == "t-shirt-top"
 

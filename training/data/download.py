@@ -1,4 +1,5 @@
-"""Downloads MNIST, Fashion-MNIST and CIFAR-10 from their public mirrors.
+"""Downloads MNIST, Fashion-MNIST and CIFAR-10 from their public mirrors: the step callers
+take before `load_dataset`, which reads only what is on disk.
 
 Each file goes to a temporary name beside its target and takes its final name only once its
 SHA-256 matches the table below; a failed download leaves nothing behind.
@@ -17,7 +18,9 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from training.data import CIFAR10_DIR, CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, DataError
+from training.data.cifar10 import CIFAR10_DIR, CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES
+from training.data.common import DataError
+from training.data.registry import DOWNLOADABLE, data_root, has_files
 
 MIRRORS = {
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -56,6 +59,14 @@ CIFAR10_MEMBERS = tuple(
     f"{CIFAR10_DIR}/{name}" for name in (*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH, "batches.meta")
 )
 CHUNK = 1 << 20
+
+
+def download_missing(name: str, data_dir: str | Path | None = None) -> None:
+    """Fetches downloadable dataset `name` into its folder unless its files are there already;
+    other sources (and datasets already on disk) are left to `load_dataset` as they are."""
+    root = data_root(name, data_dir)
+    if name in DOWNLOADABLE and not has_files(name, root):
+        fetch(name, root)
 
 
 def fetch(name: str, dest: Path, *, base_url: str | None = None, timeout: float = 60) -> None:

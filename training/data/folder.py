@@ -1,0 +1,63 @@
+"""Folders of images: <dir>/train/<class>/* and optionally <dir>/test/<class>/*."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from modelfile.imaging import Color
+from training.data.common import DataError, Splits, hold_out
+from training.data.images import GRAY_MODES, image_mode, read_image
+
+
+def _class_files(split_dir: Path) -> dict[str, list[Path]]:
+    """Class folder name -> its image files (hidden files skipped)."""
+    classes = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(
+            f"folder: {split_dir} has no class sub-folders (expected {split_dir}/<class>/*)"
+        )
+    files = {}
+    for class_dir in classes:
+        images = sorted(
+            p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
+        if not images:
+            raise DataError(f"folder: {class_dir} holds no images")
+        files[class_dir.name] = images
+    return files
+
+
+def _read_folder_split(
+    files: dict[str, list[Path]], classes: list[str], color: Color, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    index = {name: i for i, name in enumerate(classes)}
+    paths = [(path, index[name]) for name, group in files.items() for path in group]
+    channels = 1 if color == "L" else 3
+    x = np.empty((len(paths), size, size, channels), dtype=np.uint8)
+    for i, (path, _) in enumerate(paths):
+        x[i] = read_image(path, color, size)
+    return x, np.array([label for _, label in paths], dtype=np.int64)
+
+
+def load_folder(root: Path, size: int | None, color: Color | None, seed: int) -> Splits:
+    train_dir, test_dir = root / "train", root / "test"
+    if not train_dir.is_dir():
+        raise DataError(
+            f"folder: {train_dir} is missing; pass --data-dir pointing at a folder "
+            "with train/<class>/ images"
+        )
+    train = _class_files(train_dir)
+    test = _class_files(test_dir) if test_dir.is_dir() else None
+    classes = sorted(set(train) | set(test or {}))
+    if color is None:
+        grey = all(image_mode(p) in GRAY_MODES for group in train.values() for p in group)
+        color = "L" if grey else "RGB"
+    size = size or (28 if color == "L" else 32)
+    x_train, y_train = _read_folder_split(train, classes, color, size)
+    if test is None:
+        x_train, y_train, x_test, y_test = hold_out(x_train, y_train, seed)
+    else:
+        x_test, y_test = _read_folder_split(test, classes, color, size)
+    return Splits(x_train, y_train, x_test, y_test, classes)
