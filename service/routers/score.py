@@ -102,7 +102,7 @@ def _answer(
     The dicts have the fields of `ScoreResponse` (the documented schema; a test compares the
     two), built from values already of the right types: validating them again through
     pydantic, and encoding them with the standard json module, cost more per request than
-    scoring the images (orjson: 3 us for 64 results against 65 us).
+    scoring the images (orjson is far cheaper; bench/serving.md has the figures).
     """
     if not np.isfinite(scores).all():
         bad = next(u.what for u, s in zip(uploads, scores, strict=True) if not math.isfinite(s))
