@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from modelfile.metadata import ModelMetadata
 from service.decoding import MEDIA_TYPES
-from service.deps import Decoder, State
+from service.deps import State, decoder_of
 from service.errors import ApiError, Unavailable
 from service.metrics import observe_many
 from service.repository import LoadedModel, Repository
@@ -124,7 +124,6 @@ def _answer(
 async def score(
     request: Request,
     state: State,
-    decoder: Decoder,
     model: Annotated[
         str | None, Query(max_length=64, description="Model name; default: the configured one")
     ] = None,
@@ -147,7 +146,7 @@ async def score(
     batcher = deployment.batcher(found)
     with batcher.lease():
         uploads = await read_uploads(request, state.settings.max_images)
-        images = await decoder.decode(uploads, found.metadata.input)
+        images = await decoder_of(request).decode(uploads, found.metadata.input)
         scores = await batcher.score(images)
     answer = _answer(found, used, uploads, scores)
     _record(state, found, scores, used.value)
