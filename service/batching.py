@@ -65,8 +65,8 @@ class Batcher:
     on the queue with the interpreter lock released and starts the next run as soon as the
     previous one ends. Measured with the loop doing the dispatch, ONNX Runtime sat idle
     about half the time waiting for the loop to finish decoding other uploads, while
-    requests queued for 18 ms; with the thread, the loop only hands jobs in and receives
-    results.
+    requests waited in the queue (bench/serving.md); with the thread, the loop only hands
+    jobs in and receives results.
     """
 
     def __init__(

@@ -4,11 +4,12 @@ Every failure is the client's image, so it becomes a 400 or 413 `ApiError`, neve
 
 Two paths give the same pixels. `fast_png` takes the common case of a scoring service, a
 PNG already in the model's size and colour mode with nothing to apply (no transparency, no
-EXIF orientation, no animation): libspng decodes it in about 8 us, against about 25 us for
-Pillow, and it is cheap enough to run on the event loop. Anything else, or anything the
-fast path doubts, goes to `decode_pixels` (Pillow and the shared `to_model_array` policy),
-which runs in a worker thread and names the problem when there is one. PNG is lossless, so
-both decoders give identical samples; the tests hold them to it on valid and mutated files.
+EXIF orientation, no animation): libspng decodes it faster than Pillow, cheaply enough to run
+on the event loop (bench/serving.md). Anything else, or anything the fast path doubts, goes
+to `decode_pixels` (Pillow and the shared `to_model_array` policy), which runs in a worker
+thread and names the problem when there is one; `service.decode_pool` sends each image to
+one or the other. PNG is lossless, so both decoders give identical samples; the tests hold
+them to it on valid and mutated files.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def too_many_pixels(what: str, width: int, height: int, max_pixels: int) -> ApiE
 
 def decode_image(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np.ndarray:
     """Returns float32 `(C, H, W)` pixel/255 for `spec`; `what` names the upload in errors.
-    One image through the service's path (the service itself decodes a request at a time)."""
+    One image by `decode_pixels` alone; a request's uploads go through
+    `service.decode_pool.DecodePool`, which tries `fast_png` first."""
     return to_input([decode_pixels(data, what, spec, max_pixels)])[0]
 
 

@@ -1,4 +1,5 @@
-"""FastAPI dependencies shared by the routers, as `Annotated` aliases."""
+"""What the routers take from the app: FastAPI dependencies as `Annotated` aliases, and the
+decoding pool."""
 
 from __future__ import annotations
 
@@ -20,9 +21,8 @@ async def get_state(request: Request) -> ServiceState:
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-async def get_decoder(request: Request) -> DecodePool:
+def decoder_of(request: Request) -> DecodePool:
+    """The app's decoding pool. A plain call, not a dependency: /score is the only user, and
+    FastAPI resolves each dependency again on every request."""
     decoder: DecodePool = request.app.state.decoder
     return decoder
-
-
-Decoder = Annotated[DecodePool, Depends(get_decoder)]

@@ -42,7 +42,8 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
 
     prometheus_client has no bulk observe; this adds to the same per-bucket counters and sum
     its `observe` uses (so multiprocess mode works alike), and falls back to `observe` one
-    value at a time if a release ever renames them. 64 values: 10 us instead of 35 us.
+    value at a time if a release ever renames them. A request's scores then cost one pass
+    over the buckets instead of one `observe` each (bench/serving.md).
     """
     bounds = getattr(histogram, "_upper_bounds", None)
     buckets = getattr(histogram, "_buckets", None)

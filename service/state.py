@@ -75,7 +75,7 @@ class ServiceState:
             log.exception("loading the models failed")
         # What exists now (modules, the app, sessions) lives as long as the process: keep it
         # out of the cyclic collector's full passes. Each of those walked it all and held
-        # the loop 15 ms; single-image p99 went from 21.7 ms to 6.6 ms (bench/serving.md).
+        # the event loop, which set single-image requests' p99 (bench/serving.md).
         gc.collect()
         gc.freeze()
         self.loaded = True

@@ -1,8 +1,8 @@
 """Reading a scoring request's images: `multipart/form-data` `files` parts or one raw image body.
 
 The body is read whole (`service.middleware.BodyLimitMiddleware` underneath `request.stream()`
-bounds it while it arrives) and split with `bytes.find`, which costs about 20 us for 64 small
-parts where a callback-per-event streaming parser cost 750 us. Delimiters are counted as the
+bounds it while it arrives) and split with `bytes.find`, which costs a small fraction of what
+a callback-per-event streaming parser did (bench/serving.md). Delimiters are counted as the
 chunks arrive, so a body of thousands of parts ends in a 413 before the rest of it is read.
 Parts follow RFC 7578: a delimiter line, header lines, a blank line, the data; the part
 headers are bounded, and every malformed body is a 400 `bad_multipart` that says what is

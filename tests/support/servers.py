@@ -25,7 +25,7 @@ from fastapi import FastAPI
 
 from service.app import create_app
 from service.settings import Settings
-from tests.support.processes import start_process, stop_process
+from tests.support.processes import ROOT, start_process, stop_process
 
 ADMIN_TOKEN = "test-admin-token-0123"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -173,16 +173,17 @@ def served(
     *,
     argv: list[str] | None = None,
     port: int | None = None,
+    cwd: Path = ROOT,
     **env: str,
 ) -> Iterator[ServerProcess]:
     """Starts the service as a process (`argv`, default `python -m service`, on `port`,
-    default a free one) with an admin token and `env` added to `service_env`; waits until
-    ready; stops it with SIGTERM."""
+    default a free one, in `cwd`) with an admin token and `env` added to `service_env`;
+    waits until ready; stops it with SIGTERM."""
     port = free_port() if port is None else port
     log = log_dir / f"service-{port}.log"
     command = argv if argv is not None else [sys.executable, "-m", "service"]
     environment = service_env(models_dir, port, DEEPSVDD_ADMIN_TOKEN=ADMIN_TOKEN, **env)
-    process = start_process(command, environment, log)
+    process = start_process(command, environment, log, cwd=cwd)
     server = ServerProcess(process, f"http://127.0.0.1:{port}", port, log)
     try:
         try:
