@@ -36,7 +36,7 @@ KDE_FOLDS = 5
 IFOREST_TREES = 100
 IFOREST_SUBSAMPLE = 256
 # In hundreds of PCA dimensions the tree prunes almost nothing; big leaves cut its overhead
-# (about 3x faster on Fashion-MNIST) and leave the densities exact.
+# and leave the densities exact (timings: bench/README.md, Table 1).
 KDE_LEAF_SIZE = 200
 
 
