@@ -65,56 +65,36 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
-    from training.baselines import run_baselines
-    from training.data import load_dataset, resolve_class
-    from training.data.download import download_missing
-    from training.pipeline import split_normal
-    from training.preprocess import apply, fit_preprocess
+    from training.baselines import run_for_dataset
 
-    if args.download:
-        download_missing(args.dataset, args.data_dir)
-    data = load_dataset(
-        args.dataset,
-        args.data_dir,
-        image_size=args.image_size,
-        channels=args.channels,
-        seed=args.seed,
+    emit(
+        run_for_dataset(
+            args.dataset,
+            args.normal_class,
+            args.data_dir,
+            download=args.download,
+            image_size=args.image_size,
+            channels=args.channels,
+            seed=args.seed,
+        )
     )
-    k = resolve_class(data, args.normal_class)
-    split = split_normal(data, k, 0.1, args.seed)
-    if split.test is None or split.test_labels is None:
-        raise UsageError(f"dataset {args.dataset!r} has no test split")
-    pre = fit_preprocess(split.train)
-    x_train = apply(pre, split.train).flatten(1).numpy()
-    x_test = apply(pre, split.test).flatten(1).numpy()
-    result = run_baselines(x_train, x_test, split.test_labels, seed=args.seed)
-    emit({"dataset": args.dataset, "normal_class": k, **result})
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from training.data import load_dataset, resolve_class
-    from training.data.download import download_missing
-    from training.evaluate import open_model, ort_scores, resolve_model_path, training_seed
+    from training.evaluate import score_test_split
     from training.report import write_report
 
-    path = resolve_model_path(args.model, args.models_dir)
-    session, meta = open_model(path)
-    if args.download:
-        download_missing(args.dataset, args.data_dir)
-    data = load_dataset(
+    scored = score_test_split(
+        args.model,
         args.dataset,
+        args.normal_class,
         args.data_dir,
-        image_size=meta.input.height,
-        channels=meta.input.channels,
-        seed=training_seed(meta),
+        download=args.download,
+        models_dir=args.models_dir,
     )
-    if data.x_test is None or data.y_test is None:
-        raise UsageError(f"dataset {args.dataset!r} has no test split")
-    k = resolve_class(data, args.normal_class)
-    scores = ort_scores(session, data.x_test)
-    labels = (data.y_test != k).astype(np.int64)
     out = args.out or Path("bench") / "figures"
-    paths = write_report(data.x_test, scores, labels, meta.thresholds, out, name=meta.name)
-    emit({"model_path": str(path), **{kind: str(p) for kind, p in paths.items()}})
+    meta = scored.meta
+    paths = write_report(
+        scored.images, scored.scores, scored.labels, meta.thresholds, out, name=meta.name
+    )
+    emit({"model_path": str(scored.path), **{kind: str(p) for kind, p in paths.items()}})

@@ -10,6 +10,8 @@ asked for, so a method's AUC does not depend on which others run with it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -18,6 +20,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, KFold, train_test_split
 from sklearn.neighbors import KernelDensity
 from sklearn.svm import OneClassSVM
+
+from training.data import DataError, load_dataset, resolve_class
+from training.data.download import download_missing
+from training.pipeline import split_normal
+from training.preprocess import apply, fit_preprocess
 
 METHODS = ("ocsvm", "kde", "iforest")
 PCA_VARIANCE = 0.95
@@ -29,7 +36,7 @@ KDE_FOLDS = 5
 IFOREST_TREES = 100
 IFOREST_SUBSAMPLE = 256
 # In hundreds of PCA dimensions the tree prunes almost nothing; big leaves cut its overhead
-# (about 3x faster on Fashion-MNIST) and leave the densities exact.
+# and leave the densities exact (timings: bench/README.md, Table 1).
 KDE_LEAF_SIZE = 200
 
 
@@ -75,6 +82,33 @@ def run_baselines(
         ).fit(z_train)
         result["iforest"] = _auc(y_eval, -forest.score_samples(z_eval))
     return result
+
+
+def run_for_dataset(
+    dataset: str,
+    normal_class: str,
+    data_dir: Path | None = None,
+    *,
+    download: bool = False,
+    image_size: int | None = None,
+    channels: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """What `deepsvdd baselines` runs: the normal class's training images, preprocessed as
+    Deep SVDD's are, against the whole test split; the AUCs of `run_baselines` and their
+    choices, with the dataset and the class index."""
+    if download:
+        download_missing(dataset, data_dir)
+    data = load_dataset(dataset, data_dir, image_size=image_size, channels=channels, seed=seed)
+    k = resolve_class(data, normal_class)
+    split = split_normal(data, k, 0.1, seed)
+    if split.test is None or split.test_labels is None:
+        raise DataError(f"dataset {dataset!r} has no test split")
+    pre = fit_preprocess(split.train)
+    x_train = apply(pre, split.train).flatten(1).numpy()
+    x_test = apply(pre, split.test).flatten(1).numpy()
+    result = run_baselines(x_train, x_test, split.test_labels, seed=seed)
+    return {"dataset": dataset, "normal_class": k, **result}
 
 
 def _check_inputs(

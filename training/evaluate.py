@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,27 @@ def ort_scores(session: ort.InferenceSession, images: np.ndarray, batch: int = 5
     return np.concatenate(out) if out else np.empty(0, np.float32)
 
 
-def evaluate(
+@dataclass(frozen=True)
+class ScoredTest:
+    """A model's scores on a dataset's test split, with the labels the normal class gives."""
+
+    path: Path  # the model file
+    meta: ModelMetadata
+    images: np.ndarray  # uint8 (N, H, W, C) test images, at the model's input size
+    scores: np.ndarray  # (N,)
+    labels: np.ndarray  # int64 (N,): 0 normal, 1 anomalous
+
+
+def score_test_split(
     model: str | Path,
     dataset: str,
     normal_class: str,
     data_dir: Path | None = None,
     download: bool = False,
     models_dir: Path = Path("models"),
-) -> dict[str, Any]:
-    """Scores the dataset's test split with the model; AUC with normal = 0, others = 1."""
+) -> ScoredTest:
+    """Opens the model, loads the dataset at its input size with its training seed, and scores
+    the test split through ONNX Runtime."""
     path = resolve_model_path(model, models_dir)
     session, meta = open_model(path)
     spec = meta.input
@@ -64,10 +77,24 @@ def evaluate(
     k = resolve_class(data, normal_class)
     scores = ort_scores(session, data.x_test)
     labels = (data.y_test != k).astype(np.int64)
+    return ScoredTest(path, meta, data.x_test, scores, labels)
+
+
+def evaluate(
+    model: str | Path,
+    dataset: str,
+    normal_class: str,
+    data_dir: Path | None = None,
+    download: bool = False,
+    models_dir: Path = Path("models"),
+) -> dict[str, Any]:
+    """Scores the dataset's test split with the model; AUC with normal = 0, others = 1."""
+    scored = score_test_split(model, dataset, normal_class, data_dir, download, models_dir)
+    meta, scores, labels = scored.meta, scored.scores, scored.labels
     threshold = meta.thresholds[meta.default_threshold]
     normal = labels == 0
     return {
-        "model_path": str(path),
+        "model_path": str(scored.path),
         "name": meta.name,
         "version": meta.version,
         "auc": auc_or_none(labels, scores),

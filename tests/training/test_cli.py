@@ -60,6 +60,28 @@ def test_evaluate_reproduces_the_auc_at_export(
     assert result["auc"] == pytest.approx(tiny_model["auc"], abs=1e-3)
 
 
+def test_report_draws_the_evaluated_test_split(
+    tiny_model: dict[str, Any], fashion_subset: Path, tmp_path: Path
+) -> None:
+    data = ("--dataset", "npz", "--normal-class", "1", "--data-dir", fashion_subset)
+    where = ("--models-dir", tiny_model["models_dir"])
+    result = last_json(deepsvdd("report", "tiny", *data, *where, "--out", tmp_path))
+    assert result["model_path"] == tiny_model["model_path"]
+    for kind in ("extremes", "roc", "scores"):
+        assert result[kind] == str(tmp_path / f"tiny-{kind}.png")
+        with Image.open(result[kind]) as img:
+            assert img.format == "PNG" and img.width > 100
+
+
+def test_baselines_run_on_the_normal_class(fashion_subset: Path) -> None:
+    data = ("--dataset", "npz", "--normal-class", "1", "--data-dir", fashion_subset)
+    result = last_json(deepsvdd("baselines", *data))
+    assert result["dataset"] == "npz" and result["normal_class"] == 1
+    assert result["eval_size"] == 1800  # the 90% of 2,000 test images outside the hold-out
+    for method in ("ocsvm", "kde", "iforest"):
+        assert 0.8 < result[method] <= 1.0, (method, result[method])
+
+
 def test_tiny_model_beats_stated_auc(tiny_model: dict[str, Any]) -> None:
     # Real Fashion-MNIST trousers, 1,080 training images, 2 + 6 epochs: measured 0.95+.
     assert tiny_model["auc"] > 0.90
