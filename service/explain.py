@@ -89,7 +89,9 @@ def overlay_png(image: np.ndarray, values: np.ndarray) -> str:
     blended = base * (1 - alpha) + _heat(weight[..., 0]).astype(np.float64) * alpha
     picture = Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), mode="RGB")
     scale = max(1, OVERLAY_SIDE // max(picture.size))
-    picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    picture = picture.resize(
+        (picture.width * scale, picture.height * scale), Image.Resampling.NEAREST
+    )
     out = io.BytesIO()
     picture.save(out, format="PNG", optimize=False, compress_level=3)
     return base64.b64encode(out.getvalue()).decode("ascii")
