@@ -111,7 +111,7 @@ function setThresholdIndex(i) {
   const [name, value] = state.thresholds[i];
   state.value = value;
   state.thresholdName = name;
-  $("threshold-number").value = String(value);
+  $("threshold-number").value = fmt(value);
   $("threshold").setAttribute("aria-valuetext", `${name}: ${fmt(value)}`);
   $("threshold-value").textContent = `${name} = ${fmt(value)}`;
   redraw();
