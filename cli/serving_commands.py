@@ -113,6 +113,9 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     from service.calibration import choose, write_new_version
     from service.offline import load, locate
 
+    for option, folder in (("--normal", args.normal), ("--anomalies", args.anomalies)):
+        if folder is not None and not folder.is_dir():
+            raise UsageError(f"{option} {folder} is not a folder")
     path = locate(args.model, args.models_dir)
     model = load(path)
     normal = _score_paths(args.command, model, [args.normal], args.batch_size)

@@ -118,3 +118,12 @@ def test_a_bad_target_rate_is_a_one_line_error(
     assert stop.value.code == 2
     assert "in (0, 1)" in capsys.readouterr().err
     assert sorted(p.name for p in (repo / NAME).iterdir()) == ["1", "config.pbtxt"]
+
+
+def test_a_missing_folder_is_a_one_line_error(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["calibrate", NAME, "--models-dir", str(repo), "--normal", str(repo / "nosuch")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--normal" in err and "is not a folder" in err and len(err.strip().splitlines()) == 1
