@@ -3,7 +3,7 @@ the models, scores uploads as `/score` does, shows maps, and redraws decisions l
 
 from __future__ import annotations
 
-import shutil
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,4 +154,32 @@ def test_upload_score_map_and_threshold_in_chromium(
 def test_the_shipped_page_files_exist_in_the_package() -> None:
     static = Path(__file__).resolve().parents[2] / "service" / "static"
     assert {p.name for p in static.iterdir()} >= {"index.html", "app.js", "style.css"}
-    assert shutil.which(str(CHROMIUM)) is not None
+
+
+def test_an_image_dropped_on_the_page_is_scored(live: LiveServer, browser: object) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    png = image_bytes(noise_image(7))
+    page = browser.new_page()
+    page.goto(live.url + "/")
+    page.wait_for_selector("#model option", state="attached")
+    page.uncheck("#explain")
+    dropped = page.evaluate_handle(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+            return transfer;
+        }""",
+        base64.b64encode(png).decode(),
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+    expect(page.locator("#results td.score")).to_have_count(1)
+    with live.client() as client:
+        files = [("files", ("dropped.png", png, "image/png"))]
+        expected = client.post("/score", files=files).json()["results"][0]["score"]
+    assert float(page.locator("#results td.score").get_attribute("data-score") or "nan") == expected
+    assert page.locator("#results img.map").count() == 0  # maps were switched off
+    assert "dropped.png" in page.locator("#results").inner_text()
+    page.close()
