@@ -128,3 +128,14 @@ def test_shipped_models_point_at_a_planted_square() -> None:
                     total += 1
     # Measured 89% (178 of 200) with 20 images a class; a 6x6 square is 4.6% of the image.
     assert hits / total >= 0.75, f"the hottest pixel lay on the square for {hits} of {total}"
+
+
+def test_the_queue_bounds_explain_too(tmp_path: Path) -> None:
+    """With room for 300 queued images, only one map (170 inferences) fits in a request."""
+    build_model(tmp_path, "tiny", 1)
+    files = [("files", (f"{i}.png", image_bytes(noise_image(i)), "image/png")) for i in range(2)]
+    with running_server(make_settings(tmp_path, max_queue=300)) as live, live.client() as client:
+        refused = client.post("/score", params={"explain": "true"}, files=files)
+        one = client.post("/score", params={"explain": "true"}, files=files[:1])
+    assert refused.status_code == 413 and "limit of 1" in refused.json()["error"]["message"]
+    assert one.status_code == 200 and "anomaly_map" in one.json()["results"][0]
