@@ -51,15 +51,17 @@ def _score_paths(
     command: str, model: LoadedModel, paths: list[Path], batch: int
 ) -> list[FileScore]:
     """Scores the image files under `paths`; each skipped file gets one line on stderr."""
-    from service.offline import find_images, score_files
+    from service.offline import Progress, find_images, score_files
 
     files = find_images(paths)
     if not files:
         raise UsageError(f"no image files in {', '.join(str(p) for p in paths)}")
+    progress = Progress(sys.stderr, len(files))
+    progress.note(f"deepsvdd {command}: {model.name} v{model.version} on {model.provider}")
     results = []
-    for result in score_files(model, files, batch, progress=sys.stderr):
+    for result in score_files(model, files, batch, progress):
         if result.error is not None:
-            print(f"deepsvdd {command}: skipped {result.path}: {result.error}", file=sys.stderr)
+            progress.note(f"deepsvdd {command}: skipped {result.path}: {result.error}")
         results.append(result)
     return results
 

@@ -8,6 +8,7 @@ gets the score the service gives it.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
     | {".ppm", ".pgm", ".pbm", ".pnm"}
 )
-DEFAULT_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+CPU_PROVIDER = "CPUExecutionProvider"
+DEFAULT_PROVIDERS = ["CUDAExecutionProvider", CPU_PROVIDER]
 MAX_PIXELS = 40_000_000  # the service's default DEEPSVDD_MAX_PIXELS
 
 
@@ -76,10 +78,17 @@ def locate(model: str, models_dir: Path, version: int | None = None) -> Path:
     return path
 
 
+def env_providers() -> list[str]:
+    """`DEEPSVDD_PROVIDERS` as the service reads it (CPU always last), else CUDA then CPU."""
+    names = [p.strip() for p in os.environ.get("DEEPSVDD_PROVIDERS", "").split(",") if p.strip()]
+    names = [p for p in names or DEFAULT_PROVIDERS if p != CPU_PROVIDER]
+    return [*names, CPU_PROVIDER]
+
+
 def load(path: Path, providers: list[str] | None = None) -> LoadedModel:
     """The model file loaded, checked and warmed up as the service does it."""
     _, meta = open_model(path)
-    config = SessionConfig(available_providers(providers or DEFAULT_PROVIDERS), 0)
+    config = SessionConfig(available_providers(providers or env_providers()), 0)
     try:
         return load_model(path, meta.name, meta.version, config)
     except ModelLoadError as exc:
@@ -110,11 +119,37 @@ def _pixels(path: Path, model: LoadedModel) -> np.ndarray:
     return fast if fast is not None else decode_pixels(data, str(path), spec, MAX_PIXELS)
 
 
+class Progress:
+    """A progress bar on one line of `out`; `note` prints a message on a line of its own."""
+
+    def __init__(self, out: TextIO, total: int, width: int = 30) -> None:
+        self.out, self.total, self.width = out, total, width
+        self.done, self._open, self._drawn = 0, False, 0.0
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if now - self._drawn < 0.2 and self.done < self.total:
+            return
+        self._drawn = now
+        filled = self.width * self.done // max(self.total, 1)
+        bar = "#" * filled + "." * (self.width - filled)
+        self.out.write(f"\rscoring [{bar}] {self.done}/{self.total}")
+        self._open = self.done < self.total
+        if not self._open:
+            self.out.write("\n")
+        self.out.flush()
+
+    def note(self, message: str) -> None:
+        self.out.write(("\n" if self._open else "") + message + "\n")
+        self._open = False
+        self.out.flush()
+
+
 def score_files(
-    model: LoadedModel, files: list[Path], batch_size: int = 64, progress: TextIO | None = None
+    model: LoadedModel, files: list[Path], batch_size: int = 64, progress: Progress | None = None
 ) -> Iterator[FileScore]:
     """Scores `files` in batches, in order; an unreadable file yields its error, not a score."""
-    done, last = 0, 0.0
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         pixels: list[np.ndarray] = []
@@ -130,15 +165,5 @@ def score_files(
         scores = iter(model.run(to_input(pixels)).tolist() if pixels else [])
         for path, result in zip(chunk, outcome, strict=True):
             yield result if result is not None else FileScore(path, next(scores))
-        done += len(chunk)
-        now = time.monotonic()
-        if progress is not None and (now - last > 0.2 or done == len(files)):
-            last = now
-            _bar(progress, done, len(files))
-
-
-def _bar(out: TextIO, done: int, total: int, width: int = 30) -> None:
-    filled = width * done // max(total, 1)
-    end = "\n" if done == total else ""
-    out.write(f"\rscoring [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
-    out.flush()
+        if progress is not None:
+            progress.advance(len(chunk))
