@@ -9,8 +9,8 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS_DIR ?= models
-# Debian packages: the real data, and the real tools the suite drives.
-DEB_PACKAGES := dataset-fashion-mnist prometheus docker-compose wrk
+# Debian packages: the real data, and the real tools the suite drives (chromium: the web page).
+DEB_PACKAGES := dataset-fashion-mnist prometheus docker-compose wrk chromium
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: install system-packages run test lint typecheck check-deploy pytest models bench clean

@@ -35,6 +35,7 @@ def checked(
 positive_int = checked(int, lambda v: v >= 1, ">= 1")
 nonneg_int = checked(int, lambda v: v >= 0, ">= 0")
 positive_float = checked(float, lambda v: v > 0, "> 0")
+rate = checked(float, lambda v: 0.0 < v < 1.0, "in (0, 1)")
 nu_value = checked(float, lambda v: 0.0 < v <= 1.0, "in (0, 1] (nu)")
 
 

@@ -1,4 +1,5 @@
-"""The `deepsvdd` command line: train, evaluate, baselines, inspect, report, serve.
+"""The `deepsvdd` command line: train, evaluate, baselines, inspect, report, serve, score,
+calibrate.
 
 Imports are deferred to each command so that `deepsvdd serve` runs from the serving
 install, which has no torch. Every failure the user can fix ends in one line on stderr
@@ -22,6 +23,7 @@ from cli.common import (
     nu_value,
     positive_float,
     positive_int,
+    rate,
 )
 
 # Packages of the `train` extra: absent from the serving install (and its container).
@@ -100,7 +102,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models-dir", type=Path, default=None)
     s.add_argument("--workers", type=positive_int, default=None)
     s.set_defaults(func=serving.cmd_serve)
+    _add_offline_commands(sub)
     return parser
+
+
+def _add_offline_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """`score` and `calibrate`: the service's decoding and ONNX Runtime path, no server."""
+    sc = sub.add_parser("score", help="score image files and folders offline")
+    sc.add_argument("model", help="model.onnx, a model directory, or a name in --models-dir")
+    sc.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    sc.add_argument("--models-dir", type=Path, default=Path("models"))
+    sc.add_argument("--version", type=positive_int, default=None, help="default: the latest")
+    sc.add_argument("--threshold", default=None, help="a threshold name or a number")
+    sc.add_argument("--output", type=Path, default=None, help="F.csv or F.jsonl; default: stdout")
+    sc.add_argument("--batch-size", type=positive_int, default=64)
+    sc.set_defaults(func=serving.cmd_score)
+
+    ca = sub.add_parser("calibrate", help="thresholds from your images, as a new model version")
+    ca.add_argument("model", help="a model directory or a name in --models-dir")
+    ca.add_argument("--normal", type=Path, required=True, help="folder of normal images")
+    ca.add_argument("--anomalies", type=Path, default=None, help="folder of anomalous images")
+    ca.add_argument("--target-rate", type=rate, default=0.05, help="normal images flagged")
+    ca.add_argument("--models-dir", type=Path, default=Path("models"))
+    ca.add_argument("--batch-size", type=positive_int, default=64)
+    ca.set_defaults(func=serving.cmd_calibrate)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

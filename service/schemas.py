@@ -23,13 +23,26 @@ class ImageScore(BaseModel):
     is_anomaly: bool
 
 
+class AnomalyMap(BaseModel):
+    """Where the score comes from: occlusion drops at the model's input size, row-major."""
+
+    width: int
+    height: int
+    values: list[float]
+    png: str  # base64 PNG of the map over the image
+
+
+class ExplainedScore(ImageScore):
+    anomaly_map: AnomalyMap
+
+
 class ScoreResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     model: str
     version: int
     threshold: ThresholdUsed
-    results: list[ImageScore]
+    results: list[ExplainedScore | ImageScore]
 
 
 class VersionInfo(BaseModel):

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -387,6 +388,18 @@ def test_hadolint_passes() -> None:
 
 def test_dockerfile_cmd_is_deepsvdd_serve() -> None:
     assert dockerfile_cmd() == SERVE_CMD
+
+
+def test_dockerfile_copies_every_package_it_installs() -> None:
+    """`pip install .` in the builder ships what pyproject lists: each package must be copied
+    in first, or the image installs without it (as it once did without cli/ and modelfile/)."""
+    builder = dockerfile_stages()[0]
+    copied = {args.split()[0].rstrip("/") for args in instructions(builder, "COPY")}
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    packages = {name for name in include if "*" not in name}
+    assert packages and packages <= copied, sorted(packages - copied)
 
 
 def test_dockerfile_stages() -> None:

@@ -1,5 +1,6 @@
 """What `pip install .` installs: the wheel holds every module, the serving install (no
-extras) has no torch and serves, and `training/` and `service/` never import each other."""
+extras) has no torch and serves, the web page's static files ship, and `training/` and
+`service/` never import each other."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from tests.support.processes import ROOT
 from tests.support.servers import free_port, served
 
-PACKAGES = ("cli", "modelfile", "service", "training")
+PACKAGES = ("cli", "client", "modelfile", "service", "training")
 INSTALL_TIMEOUT_S = 900
 
 
@@ -54,6 +55,8 @@ def test_the_wheel_holds_every_module_of_every_package(tmp_path: Path) -> None:
     }
     assert {"service/app.py", "training/export.py", "cli/main.py", "modelfile/layout.py"} <= sources
     assert sources - shipped == set()
+    page = {f"service/static/{p.name}" for p in (ROOT / "service" / "static").iterdir()}
+    assert page and page - shipped == set()  # the web page at /
     assert any(name.endswith("entry_points.txt") for name in shipped)
 
 
@@ -74,6 +77,7 @@ def imported_modules(path: Path) -> set[str]:
         ("training", {"service", "cli"}),
         ("service", {"training", "cli", "torch"}),
         ("modelfile", {"training", "service", "cli", "torch"}),
+        ("client", {"training", "service", "cli", "torch"}),
     ],
 )
 def test_the_packages_keep_to_their_side(package: str, forbidden: set[str]) -> None:

@@ -1,0 +1,169 @@
+"""Scoring files without the HTTP server: the service's decoding and ONNX Runtime session.
+
+`deepsvdd score` and `deepsvdd calibrate` use it. A file goes through `fast_png` or
+`decode_pixels`, `to_input` and `LoadedModel.run`, the calls `POST /score` makes, so a file
+gets the score the service gives it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from modelfile import MODEL_FILE
+from modelfile.layout import open_model, resolve_model_path
+from modelfile.metadata import ModelMetadata
+from modelfile.pixels import to_input
+from service.decoding import decode_pixels, fast_png
+from service.errors import ApiError
+from service.repository import (
+    LoadedModel,
+    ModelLoadError,
+    SessionConfig,
+    available_providers,
+    load_model,
+)
+
+# The extensions a folder is searched for; a file named on the command line is always tried.
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+    | {".ppm", ".pgm", ".pbm", ".pnm"}
+)
+CPU_PROVIDER = "CPUExecutionProvider"
+DEFAULT_PROVIDERS = ["CUDAExecutionProvider", CPU_PROVIDER]
+MAX_PIXELS = 40_000_000  # the service's default DEEPSVDD_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class FileScore:
+    """One file's outcome: a score, or the reason it was skipped."""
+
+    path: Path
+    score: float | None
+    error: str | None = None
+
+
+def find_images(paths: Iterable[Path]) -> list[Path]:
+    """The files named, and the image files under the folders named (recursively, sorted)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        else:
+            found.append(path)
+    return found
+
+
+def locate(model: str, models_dir: Path, version: int | None = None) -> Path:
+    """A model file by path, directory or name; `version`: that version, else the latest."""
+    if version is None:
+        return resolve_model_path(model, models_dir)
+    base = Path(model) if Path(model).is_dir() else models_dir / model
+    path = base / str(version) / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"model {model!r} has no version {version} (no {path})")
+    return path
+
+
+def env_providers() -> list[str]:
+    """`DEEPSVDD_PROVIDERS` as the service reads it (CPU always last), else CUDA then CPU."""
+    names = [p.strip() for p in os.environ.get("DEEPSVDD_PROVIDERS", "").split(",") if p.strip()]
+    names = [p for p in names or DEFAULT_PROVIDERS if p != CPU_PROVIDER]
+    return [*names, CPU_PROVIDER]
+
+
+def load(path: Path, providers: list[str] | None = None) -> LoadedModel:
+    """The model file loaded, checked and warmed up as the service does it."""
+    _, meta = open_model(path)
+    config = SessionConfig(available_providers(providers or env_providers()), 0)
+    try:
+        return load_model(path, meta.name, meta.version, config)
+    except ModelLoadError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def resolve_threshold(meta: ModelMetadata, requested: str | None) -> tuple[str, float]:
+    """A threshold name of the model, or a non-negative number (named "custom")."""
+    requested = requested if requested is not None else meta.default_threshold
+    if requested in meta.thresholds:
+        return requested, meta.thresholds[requested]
+    try:
+        value = float(requested)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"threshold {requested!r} is neither a non-negative number nor one of "
+            f"{sorted(meta.thresholds)}"
+        )
+    return "custom", value
+
+
+def _pixels(path: Path, model: LoadedModel) -> np.ndarray:
+    data = path.read_bytes()
+    spec = model.metadata.input
+    fast = fast_png(data, spec, MAX_PIXELS)
+    return fast if fast is not None else decode_pixels(data, str(path), spec, MAX_PIXELS)
+
+
+class Progress:
+    """A progress bar on one line of `out`; `note` prints a message on a line of its own."""
+
+    def __init__(self, out: TextIO, total: int, width: int = 30) -> None:
+        self.out, self.total, self.width = out, total, width
+        self.done, self._open, self._drawn = 0, False, 0.0
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if now - self._drawn < 0.2 and self.done < self.total:
+            return
+        self._drawn = now
+        filled = self.width * self.done // max(self.total, 1)
+        bar = "#" * filled + "." * (self.width - filled)
+        self.out.write(f"\rscoring [{bar}] {self.done}/{self.total}")
+        self._open = self.done < self.total
+        if not self._open:
+            self.out.write("\n")
+        self.out.flush()
+
+    def note(self, message: str) -> None:
+        self.out.write(("\n" if self._open else "") + message + "\n")
+        self._open = False
+        self.out.flush()
+
+
+def score_files(
+    model: LoadedModel, files: list[Path], batch_size: int = 64, progress: Progress | None = None
+) -> Iterator[FileScore]:
+    """Scores `files` in batches, in order; an unreadable file yields its error, not a score."""
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        pixels: list[np.ndarray] = []
+        outcome: list[FileScore | None] = []
+        for path in chunk:
+            try:
+                pixels.append(_pixels(path, model))
+                outcome.append(None)
+            except ApiError as exc:
+                outcome.append(FileScore(path, None, str(exc)))
+            except OSError as exc:
+                outcome.append(FileScore(path, None, exc.strerror or type(exc).__name__))
+        scores = iter(model.run(to_input(pixels)).tolist() if pixels else [])
+        for path, result in zip(chunk, outcome, strict=True):
+            yield result if result is not None else FileScore(path, next(scores))
+        if progress is not None:
+            progress.advance(len(chunk))
