@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from modelfile import EMBEDDING_OUTPUT, INPUT_NAME, MODEL_FILE, SCORE_OUTPUT
 from modelfile.metadata import METADATA_KEY, MetadataError, ModelMetadata, is_valid_name
+from service.providers import probe_providers
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +150,9 @@ def _discover(models_dir: Path) -> tuple[list[_Candidate], list[LoadFailure]]:
 
 
 def available_providers(preference: list[str]) -> list[str]:
-    """The preferred providers this ONNX Runtime build offers, in order; CPU always included."""
-    available = set(ort.get_available_providers())
-    chosen = [p for p in preference if p in available]
-    return chosen or ["CPUExecutionProvider"]
+    """The preferred providers that work on this machine, in order; CPU always included.
+    Probed once per process (`service.providers`), so no session asks for a missing one."""
+    return list(probe_providers(tuple(preference)).providers)
 
 
 def _session(path: Path, config: SessionConfig) -> ort.InferenceSession:

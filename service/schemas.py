@@ -23,13 +23,26 @@ class ImageScore(BaseModel):
     is_anomaly: bool
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ImageFailure(BaseModel):
+    """An image of the request that got no score, and why (the others are scored)."""
+
+    index: int
+    filename: str | None
+    error: ErrorDetail
+
+
 class ScoreResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     model: str
     version: int
     threshold: ThresholdUsed
-    results: list[ImageScore]
+    results: list[ImageScore | ImageFailure]
 
 
 class VersionInfo(BaseModel):

@@ -10,9 +10,10 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from modelfile.metadata import ModelMetadata
+from service.decode_pool import Decoded
 from service.decoding import MEDIA_TYPES
 from service.deps import Decoder, State
-from service.errors import ApiError, Unavailable
+from service.errors import ApiError
 from service.metrics import observe_many
 from service.repository import LoadedModel, Repository
 from service.schemas import ScoreResponse, ThresholdUsed
@@ -42,12 +43,19 @@ _BODY_DOC: dict[str, Any] = {
     }
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Undecodable or unusable image"},
+    200: {
+        "description": "At least one image scored; an image that could not be decoded has "
+        "an `error` {code, message} in place of `score` and `is_anomaly`"
+    },
+    400: {"description": "No image could be scored (each one's reason in the message)"},
     404: {"description": "Unknown model or version"},
-    413: {"description": "Body, image count or pixel count over the limits"},
+    413: {"description": "Body or image count over the limits, or the one image too large"},
     415: {"description": "Unsupported media type"},
     422: {"description": "Bad query parameters"},
-    503: {"description": "Queue full or not ready; see Retry-After"},
+    503: {
+        "description": "Queue full or models loading (Retry-After), or no model to serve "
+        "(`no_models`, the message says why)"
+    },
 }
 
 
@@ -85,6 +93,23 @@ def resolve_threshold(meta: ModelMetadata, requested: str | None) -> ThresholdUs
     return ThresholdUsed(name="custom", value=value)
 
 
+# How many images' reasons the 400 for a request with none scored spells out.
+_SHOWN_FAILURES = 5
+
+
+def _none_scored(decoded: Decoded) -> ApiError:
+    """The error when no image decoded: a lone image's own one, else a 400 naming each."""
+    errors = list(decoded.errors.values())
+    if len(errors) == 1:
+        return errors[0]
+    shown = "; ".join(e.message for e in errors[:_SHOWN_FAILURES])
+    more = len(errors) - _SHOWN_FAILURES
+    tail = f"; and {more} more" if more > 0 else ""
+    return ApiError(
+        400, "no_image_scored", f"none of the {len(errors)} images could be scored: {shown}{tail}"
+    )
+
+
 def _record(state: ServiceState, model: LoadedModel, scores: np.ndarray, threshold: float) -> None:
     metrics, version = state.metrics, str(model.version)
     anomalous = int(np.count_nonzero(scores > threshold))
@@ -95,7 +120,11 @@ def _record(state: ServiceState, model: LoadedModel, scores: np.ndarray, thresho
 
 
 def _answer(
-    model: LoadedModel, used: ThresholdUsed, uploads: list[Upload], scores: np.ndarray
+    model: LoadedModel,
+    used: ThresholdUsed,
+    uploads: list[Upload],
+    decoded: Decoded,
+    scores: np.ndarray,
 ) -> Response:
     """The `ScoreResponse` body, serialised directly.
 
@@ -104,18 +133,30 @@ def _answer(
     pydantic, and encoding them with the standard json module, cost more per request than
     scoring the images (orjson: 3 us for 64 results against 65 us).
     """
+    scored = decoded.scored
     if not np.isfinite(scores).all():
-        bad = next(u.what for u, s in zip(uploads, scores, strict=True) if not math.isfinite(s))
+        bad = next(u.what for u, s in zip(scored, scores, strict=True) if not math.isfinite(s))
         raise ApiError(500, "inference_failed", f"the model gave a non-finite score for {bad}")
     threshold = used.value
+    results: list[dict[str, Any]] = [
+        {"index": u.index, "filename": u.filename, "score": s, "is_anomaly": s > threshold}
+        for u, s in zip(scored, scores.tolist(), strict=True)
+    ]
+    if decoded.errors:
+        results.extend(
+            {
+                "index": i,
+                "filename": uploads[i].filename,
+                "error": {"code": e.code, "message": e.message},
+            }
+            for i, e in decoded.errors.items()
+        )
+        results.sort(key=lambda r: int(r["index"]))
     body = {
         "model": model.name,
         "version": model.version,
         "threshold": {"name": used.name, "value": threshold},
-        "results": [
-            {"index": u.index, "filename": u.filename, "score": s, "is_anomaly": s > threshold}
-            for u, s in zip(uploads, scores.tolist(), strict=True)
-        ],
+        "results": results,
     }
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -136,9 +177,12 @@ async def score(
         Query(max_length=64, description="A threshold name of the model, or a number"),
     ] = None,
 ) -> Response:
-    """Scores images: a higher score is further from the normal class's centre."""
+    """Scores images: a higher score is further from the normal class's centre.
+
+    Each result has either a score or, for an image that could not be decoded, its own error.
+    """
     if not state.ready:
-        raise Unavailable("not_ready", "the service is loading its models; retry shortly")
+        raise state.unready_error()
     deployment = state.deployment
     repository = deployment.repository
     name = model if model is not None else repository.default_name(state.settings.default_model)
@@ -147,8 +191,12 @@ async def score(
     batcher = deployment.batcher(found)
     with batcher.lease():
         uploads = await read_uploads(request, state.settings.max_images)
-        images = await decoder.decode(uploads, found.metadata.input)
-        scores = await batcher.score(images)
-    answer = _answer(found, used, uploads, scores)
+        decoded = await decoder.decode(uploads, found.metadata.input)
+        if decoded.errors:
+            state.metrics.images_failed_with(found, [e.code for e in decoded.errors.values()])
+        if not decoded.scored:
+            raise _none_scored(decoded)
+        scores = await batcher.score(decoded.images)
+    answer = _answer(found, used, uploads, decoded, scores)
     _record(state, found, scores, used.value)
     return answer
