@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelfile import MODEL_FILE
+from modelfile.metadata import is_valid_name
 from service.repository import LoadFailure
 
 LAYOUT = f"<name>/<version>/{MODEL_FILE}"
@@ -54,9 +55,10 @@ def layout_problems(models_dir: Path) -> list[str]:
     problems: list[str] = []
     entries = _visible(models_dir)
     for file_name in (p.name for p in entries if p.is_file() and p.suffix == ".onnx"):
+        stem = Path(file_name).stem
+        name = stem if stem != Path(MODEL_FILE).stem and is_valid_name(stem) else "<name>"
         problems.append(
-            f"{file_name} sits directly in the models directory: "
-            f"move it to {Path(file_name).stem}/1/{MODEL_FILE}"
+            f"{file_name} sits directly in the models directory: move it to {name}/1/{MODEL_FILE}"
         )
     for model_dir in (p for p in entries if p.is_dir()):
         problem = _model_dir_problem(model_dir)

@@ -92,7 +92,7 @@ def _missing_library(provider: str) -> str | None:
         # Only a missing file is conclusive; anything else the session below decides.
         if "cannot open" not in text:
             return None
-        return f"{text.split(':')[0]} is not installed (CUDA 13 and cuDNN 9 libraries)"
+        return f"{text.split(':')[0]} not found (it needs the CUDA 13 and cuDNN 9 libraries)"
     return None
 
 

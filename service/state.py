@@ -48,15 +48,12 @@ class ServiceState:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.session_config = SessionConfig(
-            providers=available_providers(settings.provider_preference),
-            intra_op_threads=settings.cpu_threads,
-        )
         self.budget = AdmissionBudget(settings.max_queue, metrics.queue_depth)
         self.deployment = Deployment()
         self.loaded = False
         # Once loading has finished with nothing to serve: why, naming what was found.
         self.problem: str | None = None
+        self._session_config: SessionConfig | None = None
         self._swap_lock = asyncio.Lock()
         self._loader: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
@@ -65,6 +62,17 @@ class ServiceState:
     def ready(self) -> bool:
         """Loaded, and at least one model answered its warm-up inference."""
         return self.loaded and len(self.deployment.repository) > 0
+
+    @property
+    def session_config(self) -> SessionConfig:
+        """How sessions are built; the providers are probed on first use (once per process,
+        `service.providers`), by then the server's logging is set up to report them."""
+        if self._session_config is None:
+            self._session_config = SessionConfig(
+                providers=available_providers(self.settings.provider_preference),
+                intra_op_threads=self.settings.cpu_threads,
+            )
+        return self._session_config
 
     def unready_error(self) -> ApiError:
         """The 503 while not ready: still loading (retry shortly), or nothing to serve (an
