@@ -86,6 +86,9 @@ class VersionInfo(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     latest_version: int
+    # What answers without `?version=`: the latest, or the version `default_version` pins.
+    default_version: int
+    default_version_pinned: bool
     is_default: bool
     versions: list[VersionInfo]
 

@@ -63,14 +63,9 @@ def _resolve_model(repository: Repository, name: str | None, version: int | None
     if name is None:
         raise ApiError(404, "model_not_found", "no default model is loaded")
     model = repository.get(name, version)
-    if model is not None:
-        return model
-    versions = repository.versions(name)
-    if not versions:
-        raise ApiError(404, "model_not_found", f"model {name!r} is not loaded")
-    raise ApiError(
-        404, "version_not_found", f"model {name!r} has no version {version} (loaded: {versions})"
-    )
+    if model is None:
+        raise ApiError(404, *repository.why_missing(name, version))
+    return model
 
 
 def resolve_threshold(meta: ModelMetadata, requested: str | None) -> ThresholdUsed:
@@ -170,7 +165,12 @@ async def score(
         str | None, Query(max_length=64, description="Model name; default: the configured one")
     ] = None,
     version: Annotated[
-        int | None, Query(ge=1, le=2**31, description="Model version; default: the latest")
+        int | None,
+        Query(
+            ge=1,
+            le=2**31,
+            description="Model version; default: the model's default_version file, else the latest",
+        ),
     ] = None,
     threshold: Annotated[
         str | None,
