@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from modelfile.metadata import InputSpec
+from modelfile.metadata import Calibration, InputSpec, ModelMetadata
 from service.repository import LoadedModel, LoadFailure
 
 
@@ -45,6 +45,34 @@ class ScoreResponse(BaseModel):
     results: list[ImageScore | ImageFailure]
 
 
+class ThresholdInfo(BaseModel):
+    """One threshold with the evidence behind its false-alarm rate (None where a model made
+    before calibration was recorded does not say)."""
+
+    value: float
+    expected_anomaly_rate: float | None
+    # Normal images the rate was measured on, and its confidence interval [low, high].
+    held_out: int | None
+    rate_interval: list[float] | None
+    confidence: float | None
+
+    @classmethod
+    def all_of(cls, meta: ModelMetadata) -> dict[str, ThresholdInfo]:
+        calibration = meta.calibration
+        return {
+            name: cls(
+                value=value,
+                expected_anomaly_rate=meta.expected_anomaly_rate.get(name),
+                held_out=calibration.n if calibration is not None else None,
+                rate_interval=(
+                    calibration.rate_interval.get(name) if calibration is not None else None
+                ),
+                confidence=calibration.confidence if calibration is not None else None,
+            )
+            for name, value in meta.thresholds.items()
+        }
+
+
 class VersionInfo(BaseModel):
     version: int
     created: str
@@ -56,6 +84,8 @@ class VersionInfo(BaseModel):
     thresholds: dict[str, float]
     default_threshold: str
     expected_anomaly_rate: dict[str, float]
+    threshold_details: dict[str, ThresholdInfo]
+    calibration: Calibration | None
     metrics: dict[str, float | None]
     dataset: dict[str, Any]
     providers: list[str]
@@ -74,6 +104,8 @@ class VersionInfo(BaseModel):
             thresholds=meta.thresholds,
             default_threshold=meta.default_threshold,
             expected_anomaly_rate=meta.expected_anomaly_rate,
+            threshold_details=ThresholdInfo.all_of(meta),
+            calibration=meta.calibration,
             metrics={
                 k: v if v is not None and math.isfinite(v) else None
                 for k, v in meta.metrics.items()
