@@ -185,6 +185,7 @@ def test_alerts_have_severity_summary_and_description() -> None:
         "DeepSVDDHighLatency",
         "DeepSVDDTargetDown",
         "DeepSVDDModelNotReady",
+        "DeepSVDDNoModelServed",
         "DeepSVDDModelLoadFailures",
         "DeepSVDDRequestsRejected",
     }
