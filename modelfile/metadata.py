@@ -52,6 +52,17 @@ class DatasetInfo(BaseModel):
     n_train: int = Field(ge=1)
 
 
+class Calibration(BaseModel):
+    """How many held-out normal images the thresholds rest on, and how sure their rates are."""
+
+    n: int = Field(ge=1)
+    method: str
+    folds: int | None = None
+    confidence: float = 0.95
+    # Per threshold name: [low, high], the Clopper-Pearson interval of its false-alarm rate.
+    rate_interval: dict[str, list[float]]
+
+
 class ModelMetadata(BaseModel):
     """Everything needed to interpret a model's `score` output, stored in the ONNX file."""
 
@@ -70,6 +81,7 @@ class ModelMetadata(BaseModel):
     # rate a healthy stream of normal images should show, which the alerts compare to.
     expected_anomaly_rate: dict[str, float] = Field(default_factory=dict)
     default_threshold: str
+    calibration: Calibration | None = None
     input: InputSpec
     dataset: DatasetInfo
     metrics: dict[str, float | None] = Field(default_factory=dict)

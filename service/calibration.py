@@ -17,10 +17,12 @@ from modelfile import MODEL_FILE
 from modelfile.layout import claim_version, write_atomic
 from modelfile.metadata import METADATA_KEY, ModelMetadata
 from modelfile.onnx_props import read_props, set_prop
+from modelfile.stats import clopper_pearson
 
 QUANTILE = "calibrated"
 F1 = "calibrated_f1"
 YOUDEN = "calibrated_youden"
+CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,19 @@ def calibrated_metadata(
         **{c.name: c.normal_flagged for c in choices},
     }
     data["default_threshold"] = QUANTILE
+    # The new thresholds rest on the user's normal images; the earlier ones keep their values
+    # but not an interval, which belonged to another set of images.
+    n = counts["n_normal"]
     data["calibration"] = {
+        "n": n,
+        "method": "deepsvdd calibrate",
+        "confidence": CONFIDENCE,
+        "rate_interval": {
+            c.name: list(clopper_pearson(round(c.normal_flagged * n), n, CONFIDENCE))
+            for c in choices
+        },
+    }
+    data["user_calibration"] = {
         "from_version": meta.version,
         **counts,
         "thresholds": [c.as_dict() for c in choices],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,17 +22,33 @@ from service.uploads import Upload
 INLINE_SAMPLES = 64 * 64 * 3
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A request's images after decoding: the model input of those that decoded, in upload
+    order, and the error of each one that did not, by upload index."""
+
+    images: np.ndarray
+    scored: list[Upload]
+    errors: dict[int, ApiError]
+
+
+def _decode_one(
+    upload: Upload, spec: InputSpec, max_pixels: int, try_fast: bool
+) -> np.ndarray | ApiError:
+    if try_fast and (fast := fast_png(upload.data, spec, max_pixels)) is not None:
+        return fast
+    try:
+        return decode_pixels(upload.data, upload.what, spec, max_pixels)
+    except ApiError as exc:
+        return exc
+
+
 def _decode_all(
     uploads: list[Upload], spec: InputSpec, max_pixels: int, try_fast: bool
-) -> list[np.ndarray]:
-    """In a pool thread: uint8 `(H, W, C)` pixels of each upload; the first bad one raises.
-    `try_fast`: try `fast_png` first (False when the event loop has tried it already)."""
-    return [
-        decode_pixels(u.data, u.what, spec, max_pixels)
-        if not try_fast or (fast := fast_png(u.data, spec, max_pixels)) is None
-        else fast
-        for u in uploads
-    ]
+) -> list[np.ndarray | ApiError]:
+    """In a pool thread: uint8 `(H, W, C)` pixels of each upload, or the error that says why
+    not. `try_fast`: try `fast_png` first (False when the event loop has tried it already)."""
+    return [_decode_one(u, spec, max_pixels, try_fast) for u in uploads]
 
 
 class DecodePool:
@@ -42,8 +59,9 @@ class DecodePool:
         self._jobs = max(2, os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(self._jobs, thread_name_prefix="decode")
 
-    async def decode(self, uploads: list[Upload], spec: InputSpec) -> np.ndarray:
-        """Decodes the uploads; float32 `(n, C, H, W)` pixel/255, in upload order.
+    async def decode(self, uploads: list[Upload], spec: InputSpec) -> Decoded:
+        """Decodes the uploads: float32 `(n, C, H, W)` pixel/255 of those that decode, in
+        upload order, and a 400 or 413 `ApiError` for each of the others.
 
         PNGs already in a small model's size and mode decode here on the event loop
         (`service.decoding.fast_png`); the others go to the thread pool in one job per
@@ -52,12 +70,12 @@ class DecodePool:
         """
         max_pixels = self.max_pixels
         inline = spec.channels * spec.height * spec.width <= INLINE_SAMPLES
-        pixels: list[np.ndarray | None]
+        results: list[np.ndarray | ApiError | None] = [u.error for u in uploads]
         if inline:
-            pixels = [fast_png(u.data, spec, max_pixels) for u in uploads]
-        else:
-            pixels = [None] * len(uploads)
-        rest = [i for i, p in enumerate(pixels) if p is None]
+            for i, u in enumerate(uploads):
+                if u.error is None:
+                    results[i] = fast_png(u.data, spec, max_pixels)
+        rest = [i for i, r in enumerate(results) if r is None]
         if rest:
             loop = asyncio.get_running_loop()
             step = -(-len(rest) // self._jobs)
@@ -75,15 +93,25 @@ class DecodePool:
             ]
             decoded = await asyncio.gather(*pending, return_exceptions=True)
             for result in decoded:
-                if isinstance(result, ApiError):
-                    raise result
                 if isinstance(result, BaseException):
                     raise RuntimeError("image decoding failed unexpectedly") from result
             for chunk, result in zip(chunks, decoded, strict=True):
                 assert isinstance(result, list)
-                for i, array in zip(chunk, result, strict=True):
-                    pixels[i] = array
-        return to_input([p for p in pixels if p is not None])
+                for i, item in zip(chunk, result, strict=True):
+                    results[i] = item
+        pixels = [r for r in results if isinstance(r, np.ndarray)]
+        images = (
+            to_input(pixels)
+            if pixels
+            else np.zeros((0, spec.channels, spec.height, spec.width), dtype=np.float32)
+        )
+        return Decoded(
+            images=images,
+            scored=[u for u, r in zip(uploads, results, strict=True) if isinstance(r, np.ndarray)],
+            errors={
+                u.index: r for u, r in zip(uploads, results, strict=True) if isinstance(r, ApiError)
+            },
+        )
 
     def close(self) -> None:
         """Frees the threads; decoding jobs not yet started are dropped."""

@@ -30,10 +30,19 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 REJECTION_REASONS = (
     "queue_full",
     "not_ready",
+    "no_models",
     "body_too_large",
     "too_many_images",
     "too_many_pixels",
     "body_timeout",
+)
+
+# Why an image of a request got no score (the `code` of its error in the answer).
+IMAGE_FAILURE_REASONS = (
+    "invalid_image",
+    "too_many_pixels",
+    "empty_upload",
+    "unsupported_media_type",
 )
 
 
@@ -77,6 +86,12 @@ class Metrics:
             "deepsvdd_anomalies_total",
             "Images scored above the threshold used for their request.",
             ["model", "version"],
+            registry=r,
+        )
+        self.images_failed = Counter(
+            "deepsvdd_images_failed_total",
+            "Images of scoring requests that got an error instead of a score.",
+            ["model", "version", "reason"],
             registry=r,
         )
         self.score_ratio = Histogram(
@@ -146,6 +161,20 @@ class Metrics:
             multiprocess_mode="max",
             registry=r,
         )
+        self.model_expected_anomaly_rate_lower = Gauge(
+            "deepsvdd_model_expected_anomaly_rate_lower",
+            "Lower end of the confidence interval of the default threshold's false-alarm rate.",
+            ["model", "version"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.model_expected_anomaly_rate_upper = Gauge(
+            "deepsvdd_model_expected_anomaly_rate_upper",
+            "Upper end of the confidence interval of the default threshold's false-alarm rate.",
+            ["model", "version"],
+            multiprocess_mode="max",
+            registry=r,
+        )
         self.model_ready = Gauge(
             "deepsvdd_model_ready",
             "1 once the model is loaded and answered its warm-up inference.",
@@ -178,8 +207,22 @@ class Metrics:
         rate = meta.expected_anomaly_rate.get(meta.default_threshold)
         if rate is not None:
             self.model_expected_anomaly_rate.labels(name, version).set(rate)
+        interval = meta.calibration.rate_interval if meta.calibration is not None else {}
+        bounds = interval.get(meta.default_threshold)
+        if bounds is not None and len(bounds) == 2:
+            self.model_expected_anomaly_rate_lower.labels(name, version).set(bounds[0])
+            self.model_expected_anomaly_rate_upper.labels(name, version).set(bounds[1])
         self.images_scored.labels(name, version)
         self.anomalies.labels(name, version)
+        for reason in IMAGE_FAILURE_REASONS:
+            self.images_failed.labels(name, version, reason)
+
+    def images_failed_with(self, model: LoadedModel, codes: list[str]) -> None:
+        """Counts a request's images that got an error, by reason."""
+        version = str(model.version)
+        for code in codes:
+            reason = code if code in IMAGE_FAILURE_REASONS else "other"
+            self.images_failed.labels(model.name, version, reason).inc()
 
     def model_retired(self, model: LoadedModel) -> None:
         """Drops a version's gauges (zeroes them where removal is impossible: multiprocess)."""
@@ -188,6 +231,8 @@ class Metrics:
             (self.model_info, (name, version, model.provider, model.metadata.objective)),
             (self.model_threshold, (name, version)),
             (self.model_expected_anomaly_rate, (name, version)),
+            (self.model_expected_anomaly_rate_lower, (name, version)),
+            (self.model_expected_anomaly_rate_upper, (name, version)),
         ]
         for gauge, labels in series:
             if self.multiprocess:

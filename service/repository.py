@@ -16,11 +16,17 @@ import onnxruntime as ort
 
 from modelfile import EMBEDDING_OUTPUT, INPUT_NAME, MODEL_FILE, SCORE_OUTPUT
 from modelfile.metadata import METADATA_KEY, MetadataError, ModelMetadata, is_valid_name
+from service.providers import probe_providers
 
 log = logging.getLogger(__name__)
 
 # A failure's `model` for directories whose name could not be a model name (a metric label).
 INVALID_NAME = "(invalid)"
+# `<models_dir>/<name>/default_version`: the version that answers requests naming none
+# (default: the latest). Triton ignores the file; its config.pbtxt is not read here.
+DEFAULT_VERSION_FILE = "default_version"
+# Longer than any version number written as text: a bigger file is not one.
+_MAX_DEFAULT_VERSION_BYTES = 32
 
 
 class ModelLoadError(Exception):
@@ -76,12 +82,20 @@ class LoadedModel:
 
 
 class Repository:
-    """An immutable snapshot: model name -> version -> `LoadedModel`."""
+    """An immutable snapshot: model name -> version -> `LoadedModel`, and the default
+    version of each model (the latest unless a loaded version is pinned)."""
 
-    def __init__(self, models: Iterable[LoadedModel] = ()) -> None:
+    def __init__(
+        self, models: Iterable[LoadedModel] = (), pinned: dict[str, int] | None = None
+    ) -> None:
         self._models: dict[str, dict[int, LoadedModel]] = {}
         for model in models:
             self._models.setdefault(model.name, {})[model.version] = model
+        self._pinned = {
+            name: version
+            for name, version in (pinned or {}).items()
+            if version in self._models.get(name, {})
+        }
 
     def __len__(self) -> int:
         return sum(len(versions) for versions in self._models.values())
@@ -95,12 +109,34 @@ class Repository:
     def all(self) -> list[LoadedModel]:
         return [self._models[n][v] for n in self.names() for v in self.versions(n)]
 
-    def get(self, name: str, version: int | None = None) -> LoadedModel | None:
-        """The pinned version, or the latest when `version` is None; None when not loaded."""
+    def default_version(self, name: str) -> int | None:
+        """The version that answers without `?version=`: the pinned one, else the latest."""
         versions = self._models.get(name)
         if not versions:
             return None
-        return versions.get(max(versions) if version is None else version)
+        return self._pinned.get(name, max(versions))
+
+    def is_pinned(self, name: str) -> bool:
+        return name in self._pinned
+
+    def get(self, name: str, version: int | None = None) -> LoadedModel | None:
+        """That version, or the default one when `version` is None; None when not loaded."""
+        versions = self._models.get(name)
+        if not versions:
+            return None
+        return versions.get(self._pinned.get(name, max(versions)) if version is None else version)
+
+    def why_missing(self, name: str, version: int | None) -> tuple[str, str]:
+        """The error code and message for a `get` that found nothing: what is loaded instead."""
+        versions = self.versions(name)
+        if not versions:
+            loaded = ", ".join(self.names()) or "none"
+            return "model_not_found", f"model {name[:64]!r} is not loaded (loaded: {loaded})"
+        return (
+            "version_not_found",
+            f"model {name!r} has no version {version} (loaded: {versions}, "
+            f"default: {self.default_version(name)})",
+        )
 
     def default_name(self, configured: str | None) -> str | None:
         """The configured default model, else the first name in sorted order."""
@@ -117,12 +153,36 @@ class _Candidate:
     path: Path
 
 
-def _discover(models_dir: Path) -> tuple[list[_Candidate], list[LoadFailure]]:
-    """Every `<name>/<version>/model.onnx` under `models_dir`, and the directories refused."""
+def _read_pin(model_dir: Path) -> int | LoadFailure | None:
+    """The version named by `model_dir/default_version`, None without the file."""
+    path = model_dir / DEFAULT_VERSION_FILE
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as f:
+            text = f.read(_MAX_DEFAULT_VERSION_BYTES + 1).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        text = "?"
+    if text.isdigit() and int(text) > 0 and len(text) <= _MAX_DEFAULT_VERSION_BYTES:
+        return int(text)
+    return LoadFailure(
+        model_dir.name,
+        "",
+        f"{model_dir.name}/{DEFAULT_VERSION_FILE} must hold one version number, "
+        f"not {text[:16]!r}; the latest version is the default",
+    )
+
+
+def _discover(
+    models_dir: Path,
+) -> tuple[list[_Candidate], list[LoadFailure], dict[str, int]]:
+    """Every `<name>/<version>/model.onnx` under `models_dir`, the directories refused, and
+    the version each `default_version` file pins."""
     if not models_dir.is_dir():
         raise RepositoryError(f"models directory {str(models_dir)!r} does not exist")
     candidates: list[_Candidate] = []
     failures: list[LoadFailure] = []
+    pins: dict[str, int] = {}
     for model_dir in sorted(models_dir.iterdir()):
         if model_dir.name.startswith(".") or not model_dir.is_dir():
             continue
@@ -131,6 +191,11 @@ def _discover(models_dir: Path) -> tuple[list[_Candidate], list[LoadFailure]]:
                 LoadFailure(INVALID_NAME, "", f"directory {model_dir.name!r} is not a model name")
             )
             continue
+        pin = _read_pin(model_dir)
+        if isinstance(pin, LoadFailure):
+            failures.append(pin)
+        elif pin is not None:
+            pins[model_dir.name] = pin
         for version_dir in sorted(model_dir.iterdir()):
             if version_dir.name.startswith(".") or not version_dir.is_dir():
                 continue
@@ -145,14 +210,13 @@ def _discover(models_dir: Path) -> tuple[list[_Candidate], list[LoadFailure]]:
                 log.info("skipping %s/%s: no %s yet", model_dir.name, text, MODEL_FILE)
                 continue
             candidates.append(_Candidate(model_dir.name, int(text), path))
-    return candidates, failures
+    return candidates, failures, pins
 
 
 def available_providers(preference: list[str]) -> list[str]:
-    """The preferred providers this ONNX Runtime build offers, in order; CPU always included."""
-    available = set(ort.get_available_providers())
-    chosen = [p for p in preference if p in available]
-    return chosen or ["CPUExecutionProvider"]
+    """The preferred providers that work on this machine, in order; CPU always included.
+    Probed once per process (`service.providers`), so no session asks for a missing one."""
+    return list(probe_providers(tuple(preference)).providers)
 
 
 def _session(path: Path, config: SessionConfig) -> ort.InferenceSession:
@@ -259,7 +323,7 @@ def load_repository(
     A version that fails keeps its `previous` session when there was one, so a broken
     file dropped over a served model never takes it out of service.
     """
-    candidates, failures = _discover(models_dir)
+    candidates, failures, pins = _discover(models_dir)
     models: list[LoadedModel] = []
     for c in candidates:
         try:
@@ -270,6 +334,17 @@ def load_repository(
             failures.append(LoadFailure(c.name, str(c.version), f"{exc}{kept}"))
             if old is not None:
                 models.append(old)
+    loaded = {(m.name, m.version) for m in models}
+    for name, version in sorted(pins.items()):
+        if (name, version) not in loaded and any(m.name == name for m in models):
+            failures.append(
+                LoadFailure(
+                    name,
+                    str(version),
+                    f"{name}/{DEFAULT_VERSION_FILE} pins version {version}, which is not "
+                    "loaded; the latest version is the default",
+                )
+            )
     for f in failures:
         log.error("refused model %s version %s: %s", f.model, f.version or "-", f.reason)
     for m in models:
@@ -282,4 +357,9 @@ def load_repository(
                 config.providers[0],
                 m.providers[0],
             )
-    return Repository(models), failures
+    for name, version in sorted(pins.items()):
+        if (name, version) in loaded:
+            log.info(
+                "model %s: version %d is the default (%s)", name, version, DEFAULT_VERSION_FILE
+            )
+    return Repository(models, pins), failures

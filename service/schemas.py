@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from modelfile.metadata import InputSpec
+from modelfile.metadata import Calibration, InputSpec, ModelMetadata
 from service.repository import LoadedModel, LoadFailure
 
 
@@ -36,13 +36,54 @@ class ExplainedScore(ImageScore):
     anomaly_map: AnomalyMap
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ImageFailure(BaseModel):
+    """An image of the request that got no score, and why (the others are scored)."""
+
+    index: int
+    filename: str | None
+    error: ErrorDetail
+
+
 class ScoreResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     model: str
     version: int
     threshold: ThresholdUsed
-    results: list[ExplainedScore | ImageScore]
+    results: list[ExplainedScore | ImageScore | ImageFailure]
+
+
+class ThresholdInfo(BaseModel):
+    """One threshold with the evidence behind its false-alarm rate (None where a model made
+    before calibration was recorded does not say)."""
+
+    value: float
+    expected_anomaly_rate: float | None
+    # Normal images the rate was measured on, and its confidence interval [low, high].
+    held_out: int | None
+    rate_interval: list[float] | None
+    confidence: float | None
+
+    @classmethod
+    def all_of(cls, meta: ModelMetadata) -> dict[str, ThresholdInfo]:
+        calibration = meta.calibration
+        return {
+            name: cls(
+                value=value,
+                expected_anomaly_rate=meta.expected_anomaly_rate.get(name),
+                held_out=calibration.n if calibration is not None else None,
+                rate_interval=(
+                    calibration.rate_interval.get(name) if calibration is not None else None
+                ),
+                confidence=calibration.confidence if calibration is not None else None,
+            )
+            for name, value in meta.thresholds.items()
+        }
 
 
 class VersionInfo(BaseModel):
@@ -56,6 +97,8 @@ class VersionInfo(BaseModel):
     thresholds: dict[str, float]
     default_threshold: str
     expected_anomaly_rate: dict[str, float]
+    threshold_details: dict[str, ThresholdInfo]
+    calibration: Calibration | None
     metrics: dict[str, float | None]
     dataset: dict[str, Any]
     providers: list[str]
@@ -74,6 +117,8 @@ class VersionInfo(BaseModel):
             thresholds=meta.thresholds,
             default_threshold=meta.default_threshold,
             expected_anomaly_rate=meta.expected_anomaly_rate,
+            threshold_details=ThresholdInfo.all_of(meta),
+            calibration=meta.calibration,
             metrics={
                 k: v if v is not None and math.isfinite(v) else None
                 for k, v in meta.metrics.items()
@@ -86,6 +131,9 @@ class VersionInfo(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     latest_version: int
+    # What answers without `?version=`: the latest, or the version `default_version` pins.
+    default_version: int
+    default_version_pinned: bool
     is_default: bool
     versions: list[VersionInfo]
 

@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass, field
 
 from service.batching import AdmissionBudget, Batcher
+from service.diagnosis import explain_nothing_served, layout_problems
+from service.errors import ApiError, Unavailable
 from service.metrics import Metrics
 from service.repository import (
     INVALID_NAME,
@@ -46,13 +48,12 @@ class ServiceState:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.session_config = SessionConfig(
-            providers=available_providers(settings.provider_preference),
-            intra_op_threads=settings.cpu_threads,
-        )
         self.budget = AdmissionBudget(settings.max_queue, metrics.queue_depth)
         self.deployment = Deployment()
         self.loaded = False
+        # Once loading has finished with nothing to serve: why, naming what was found.
+        self.problem: str | None = None
+        self._session_config: SessionConfig | None = None
         self._swap_lock = asyncio.Lock()
         self._loader: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
@@ -62,6 +63,28 @@ class ServiceState:
         """Loaded, and at least one model answered its warm-up inference."""
         return self.loaded and len(self.deployment.repository) > 0
 
+    @property
+    def session_config(self) -> SessionConfig:
+        """How sessions are built; the providers are probed on first use (once per process,
+        `service.providers`), by then the server's logging is set up to report them."""
+        if self._session_config is None:
+            self._session_config = SessionConfig(
+                providers=available_providers(self.settings.provider_preference),
+                intra_op_threads=self.settings.cpu_threads,
+            )
+        return self._session_config
+
+    def unready_error(self) -> ApiError:
+        """The 503 while not ready: still loading (retry shortly), or nothing to serve (an
+        operator has to act, so no Retry-After; `/admin/reload` picks up the fix)."""
+        if not self.loaded:
+            return Unavailable(
+                "not_ready",
+                f"the service is loading its models from {str(self.settings.models_dir)!r}; "
+                "retry shortly",
+            )
+        return ApiError(503, "no_models", self.problem or "no model could be loaded")
+
     def start(self) -> None:
         """Loads the repository in the background; the server answers meanwhile (not ready)."""
         self._loader = asyncio.create_task(self._initial_load(), name="load-models")
@@ -69,8 +92,9 @@ class ServiceState:
     async def _initial_load(self) -> None:
         try:
             await self.reload()
-        except RepositoryError as exc:
-            log.error("no models served: %s", exc)
+        except RepositoryError:
+            self.problem = explain_nothing_served(self.settings.models_dir, [])
+            log.error("not ready: %s", self.problem)
         except Exception:
             log.exception("loading the models failed")
         # What exists now (modules, the app, sessions) lives as long as the process: keep it
@@ -84,11 +108,25 @@ class ServiceState:
         """Re-reads the models directory and swaps the new snapshot in; returns it and refusals."""
         async with self._swap_lock:
             previous = self.deployment.repository
-            repository, failures = await asyncio.to_thread(
-                load_repository, self.settings.models_dir, self.session_config, previous
-            )
+            repository, failures, problems = await asyncio.to_thread(self._load, previous)
             self._swap(repository, failures)
+            if len(repository) == 0:
+                self.problem = problems[0]
+                log.error("not ready: %s", self.problem)
+            else:
+                self.problem = None
+                for problem in problems:
+                    log.warning("not served: %s", problem)
             return repository, failures
+
+    def _load(self, previous: Repository) -> tuple[Repository, list[LoadFailure], list[str]]:
+        """In a thread: the new snapshot, its refusals, and what of the directory is not
+        served (one line saying why nothing is, when nothing is)."""
+        models_dir = self.settings.models_dir
+        repository, failures = load_repository(models_dir, self.session_config, previous)
+        if len(repository) == 0:
+            return repository, failures, [explain_nothing_served(models_dir, failures)]
+        return repository, failures, layout_problems(models_dir)
 
     def _swap(self, repository: Repository, failures: list[LoadFailure]) -> None:
         old = self.deployment

@@ -6,7 +6,7 @@ a callback-per-event streaming parser did (bench/serving.md). Delimiters are cou
 chunks arrive, so a body of thousands of parts ends in a 413 before the rest of it is read.
 Parts follow RFC 7578: a delimiter line, header lines, a blank line, the data; the part
 headers are bounded, and every malformed body is a 400 `bad_multipart` that says what is
-wrong.
+wrong. An empty part or a part of a non-image type spoils only itself: it carries its error.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class Upload:
     index: int
     filename: str | None
     data: bytes
+    # Set when the part itself is unusable (empty, not an image type); `data` is then unused.
+    error: ApiError | None = None
 
     @property
     def what(self) -> str:
@@ -98,8 +100,10 @@ def _disposition(value: bytes) -> tuple[str | None, str | None]:
     )
 
 
-def _check_part(headers: dict[bytes, bytes], index: int, max_images: int) -> str | None:
-    """Checks one part's headers; returns its file name."""
+def _check_part(
+    headers: dict[bytes, bytes], index: int, max_images: int
+) -> tuple[str | None, ApiError | None]:
+    """Checks one part's headers; returns its file name and what spoils the part, if anything."""
     field, filename = _disposition(headers.get(b"content-disposition", b""))
     if field != FILES_FIELD:
         shown = "without a form-data name" if field is None else f"named {field[:64]!r}"
@@ -114,12 +118,13 @@ def _check_part(headers: dict[bytes, bytes], index: int, max_images: int) -> str
     if media not in _MEDIA_BYTES:
         media = parse_options_header(media)[0]
     if media not in _MEDIA_BYTES:
-        raise _unsupported(media.decode("latin-1"), Upload(index, filename, b"").what)
-    return filename
+        return filename, _unsupported(media.decode("latin-1"), Upload(index, filename, b"").what)
+    return filename, None
 
 
 def split_multipart(body: bytes, boundary: bytes, max_images: int) -> list[Upload]:
-    """The `files` parts of a whole multipart body, in order; raises `ApiError` otherwise."""
+    """The `files` parts of a whole multipart body, in order; raises `ApiError` when the body
+    as a whole is unusable (malformed, a part not named `files`, too many parts)."""
     dash = b"--" + boundary
     delimiter = b"\r\n" + dash
     if body.startswith(dash):
@@ -147,13 +152,16 @@ def split_multipart(body: bytes, boundary: bytes, max_images: int) -> list[Uploa
             if headers_end - start > MAX_PART_HEADER_BYTES:
                 raise _bad(f"the headers of part {index} are over {MAX_PART_HEADER_BYTES} bytes")
             data_start = headers_end + 4
-        filename = _check_part(_part_headers(body[start:headers_end], index), index, max_images)
+        headers = _part_headers(body[start:headers_end], index)
+        filename, error = _check_part(headers, index, max_images)
         end = _next_delimiter(body, delimiter, data_start)
         if end < 0:
             raise _bad("the body ends inside a part")
-        upload = Upload(index, filename, body[data_start:end])
-        if not upload.data:
-            raise ApiError(400, "empty_upload", f"{upload.what} is empty")
+        upload = Upload(index, filename, body[data_start:end], error)
+        if error is None and not upload.data:
+            upload = Upload(
+                index, filename, b"", ApiError(400, "empty_upload", f"{upload.what} is empty")
+            )
         uploads.append(upload)
         pos = end + len(delimiter)
     if not uploads:

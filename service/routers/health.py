@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from service.deps import State
-from service.errors import RETRY_AFTER_SECONDS, error_response
+from service.errors import error_response
 from service.schemas import HealthStatus
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -21,11 +21,16 @@ async def live(state: State) -> HealthStatus:
 @router.get(
     "/ready",
     response_model=HealthStatus,
-    responses={503: {"description": "Models still loading, or none could be loaded"}},
+    responses={
+        503: {
+            "description": "`not_ready` with Retry-After while the models load; `no_models` "
+            "(no Retry-After) once loading found nothing to serve, the message says why"
+        }
+    },
 )
 async def ready(state: State) -> HealthStatus | JSONResponse:
     """Answers 200 once every served model has answered a warm-up inference, else 503."""
     if not state.ready:
-        message = "models are loading" if not state.loaded else "no model could be loaded"
-        return error_response(503, "not_ready", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        error = state.unready_error()
+        return error_response(error.status, error.code, error.message, error.headers)
     return HealthStatus(status="ready", models=state.deployment.repository.names())

@@ -17,6 +17,8 @@ def _info(repository: Repository, name: str, default: str | None) -> ModelInfo:
     return ModelInfo(
         name=name,
         latest_version=max(v.version for v in versions),
+        default_version=repository.default_version(name) or 0,
+        default_version_pinned=repository.is_pinned(name),
         is_default=name == default,
         versions=versions,
     )
@@ -38,5 +40,5 @@ async def get_model(name: str, state: State) -> ModelInfo:
     """Describes one loaded model and all its versions."""
     repository = state.deployment.repository
     if repository.get(name) is None:
-        raise ApiError(404, "model_not_found", f"model {name[:64]!r} is not loaded")
+        raise ApiError(404, *repository.why_missing(name, None))
     return _info(repository, name, repository.default_name(state.settings.default_model))

@@ -11,9 +11,10 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from modelfile.metadata import ModelMetadata
+from service.decode_pool import Decoded
 from service.decoding import MEDIA_TYPES
 from service.deps import State, decoder_of
-from service.errors import ApiError, Unavailable
+from service.errors import ApiError
 from service.explain import COST, explain_answers, explain_batch
 from service.metrics import observe_many
 from service.repository import LoadedModel, Repository
@@ -44,12 +45,19 @@ _BODY_DOC: dict[str, Any] = {
     }
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Undecodable or unusable image"},
+    200: {
+        "description": "At least one image scored; an image that could not be decoded has "
+        "an `error` {code, message} in place of `score` and `is_anomaly`"
+    },
+    400: {"description": "No image could be scored (each one's reason in the message)"},
     404: {"description": "Unknown model or version"},
-    413: {"description": "Body, image count or pixel count over the limits"},
+    413: {"description": "Body or image count over the limits, or the one image too large"},
     415: {"description": "Unsupported media type"},
     422: {"description": "Bad query parameters"},
-    503: {"description": "Queue full or not ready; see Retry-After"},
+    503: {
+        "description": "Queue full or models loading (Retry-After), or no model to serve "
+        "(`no_models`, the message says why)"
+    },
 }
 
 
@@ -57,14 +65,9 @@ def _resolve_model(repository: Repository, name: str | None, version: int | None
     if name is None:
         raise ApiError(404, "model_not_found", "no default model is loaded")
     model = repository.get(name, version)
-    if model is not None:
-        return model
-    versions = repository.versions(name)
-    if not versions:
-        raise ApiError(404, "model_not_found", f"model {name!r} is not loaded")
-    raise ApiError(
-        404, "version_not_found", f"model {name!r} has no version {version} (loaded: {versions})"
-    )
+    if model is None:
+        raise ApiError(404, *repository.why_missing(name, version))
+    return model
 
 
 def resolve_threshold(meta: ModelMetadata, requested: str | None) -> ThresholdUsed:
@@ -87,6 +90,23 @@ def resolve_threshold(meta: ModelMetadata, requested: str | None) -> ThresholdUs
     return ThresholdUsed(name="custom", value=value)
 
 
+# How many images' reasons the 400 for a request with none scored spells out.
+_SHOWN_FAILURES = 5
+
+
+def _none_scored(decoded: Decoded) -> ApiError:
+    """The error when no image decoded: a lone image's own one, else a 400 naming each."""
+    errors = list(decoded.errors.values())
+    if len(errors) == 1:
+        return errors[0]
+    shown = "; ".join(e.message for e in errors[:_SHOWN_FAILURES])
+    more = len(errors) - _SHOWN_FAILURES
+    tail = f"; and {more} more" if more > 0 else ""
+    return ApiError(
+        400, "no_image_scored", f"none of the {len(errors)} images could be scored: {shown}{tail}"
+    )
+
+
 def _record(state: ServiceState, model: LoadedModel, scores: np.ndarray, threshold: float) -> None:
     metrics, version = state.metrics, str(model.version)
     anomalous = int(np.count_nonzero(scores > threshold))
@@ -100,6 +120,7 @@ def _answer(
     model: LoadedModel,
     used: ThresholdUsed,
     uploads: list[Upload],
+    decoded: Decoded,
     scores: np.ndarray,
     maps: list[dict[str, object]] | None = None,
 ) -> Response:
@@ -110,16 +131,27 @@ def _answer(
     pydantic, and encoding them with the standard json module, cost more per request than
     scoring the images (orjson is far cheaper; bench/serving.md has the figures).
     """
+    scored = decoded.scored
     if not np.isfinite(scores).all():
-        bad = next(u.what for u, s in zip(uploads, scores, strict=True) if not math.isfinite(s))
+        bad = next(u.what for u, s in zip(scored, scores, strict=True) if not math.isfinite(s))
         raise ApiError(500, "inference_failed", f"the model gave a non-finite score for {bad}")
     threshold = used.value
-    results: list[dict[str, object]] = [
+    results: list[dict[str, Any]] = [
         {"index": u.index, "filename": u.filename, "score": s, "is_anomaly": s > threshold}
-        for u, s in zip(uploads, scores.tolist(), strict=True)
+        for u, s in zip(scored, scores.tolist(), strict=True)
     ]
     for result, anomaly_map in zip(results, maps or (), strict=False):
         result["anomaly_map"] = anomaly_map
+    if decoded.errors:
+        results.extend(
+            {
+                "index": i,
+                "filename": uploads[i].filename,
+                "error": {"code": e.code, "message": e.message},
+            }
+            for i, e in decoded.errors.items()
+        )
+        results.sort(key=lambda r: int(r["index"]))
     body = {
         "model": model.name,
         "version": model.version,
@@ -149,7 +181,12 @@ async def score(
         str | None, Query(max_length=64, description="Model name; default: the configured one")
     ] = None,
     version: Annotated[
-        int | None, Query(ge=1, le=2**31, description="Model version; default: the latest")
+        int | None,
+        Query(
+            ge=1,
+            le=2**31,
+            description="Model version; default: the model's default_version file, else the latest",
+        ),
     ] = None,
     threshold: Annotated[
         str | None,
@@ -160,9 +197,12 @@ async def score(
         Query(description=f"Add an occlusion anomaly map to each result ({COST} inferences each)"),
     ] = False,
 ) -> Response:
-    """Scores images: a higher score is further from the normal class's centre."""
+    """Scores images: a higher score is further from the normal class's centre.
+
+    Each result has either a score or, for an image that could not be decoded, its own error.
+    """
     if not state.ready:
-        raise Unavailable("not_ready", "the service is loading its models; retry shortly")
+        raise state.unready_error()
     deployment = state.deployment
     repository = deployment.repository
     name = model if model is not None else repository.default_name(state.settings.default_model)
@@ -173,15 +213,20 @@ async def score(
         uploads = await read_uploads(request, state.settings.max_images)
         if explain:
             _check_explain_count(state, len(uploads))
-        images = await decoder_of(request).decode(uploads, found.metadata.input)
+        decoded = await decoder_of(request).decode(uploads, found.metadata.input)
+        if decoded.errors:
+            state.metrics.images_failed_with(found, [e.code for e in decoded.errors.values()])
+        if not decoded.scored:
+            raise _none_scored(decoded)
+        maps = None
         if explain:
-            # Off the loop: the copies are 169 times the images (130 MB for one 256x256 RGB).
-            batch, grid = await asyncio.to_thread(explain_batch, images)
+            # Off the loop: the copies are many times the images (COST per image).
+            batch, grid = await asyncio.to_thread(explain_batch, decoded.images)
             scores, maps = await asyncio.to_thread(
-                explain_answers, images, await batcher.score(batch), grid
+                explain_answers, decoded.images, await batcher.score(batch), grid
             )
         else:
-            scores, maps = await batcher.score(images), None
-    answer = _answer(found, used, uploads, scores, maps)
+            scores = await batcher.score(decoded.images)
+    answer = _answer(found, used, uploads, decoded, scores, maps)
     _record(state, found, scores, used.value)
     return answer

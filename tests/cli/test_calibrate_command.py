@@ -77,6 +77,10 @@ def test_calibrate_writes_a_new_version_that_a_running_service_takes_on_reload(
         assert meta.default_threshold == "calibrated" and meta.version == 2
         assert {k: meta.thresholds[k] for k in old_meta.thresholds} == old_meta.thresholds
         assert meta.center == old_meta.center and meta.name == NAME
+        # The new thresholds' false-alarm rates come with the count and interval behind them.
+        assert meta.calibration is not None and meta.calibration.n == 50
+        low, high = meta.calibration.rate_interval["calibrated"]
+        assert low < chosen["calibrated"]["normal_flagged"] < high
 
         before = client.get(f"/models/{NAME}").json()
         reload = client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})

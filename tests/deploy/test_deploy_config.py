@@ -47,12 +47,15 @@ COUNTERS = [
     "deepsvdd_anomalies_total",
     "deepsvdd_rejected_requests_total",
     "deepsvdd_model_load_failures_total",
+    "deepsvdd_images_failed_total",
 ]
 GAUGES = [
     "deepsvdd_queue_depth",
     "deepsvdd_model_info",
     "deepsvdd_model_threshold",
     "deepsvdd_model_expected_anomaly_rate",
+    "deepsvdd_model_expected_anomaly_rate_lower",
+    "deepsvdd_model_expected_anomaly_rate_upper",
     "deepsvdd_model_ready",
     "up",
 ]
@@ -183,6 +186,7 @@ def test_alerts_have_severity_summary_and_description() -> None:
         "DeepSVDDHighLatency",
         "DeepSVDDTargetDown",
         "DeepSVDDModelNotReady",
+        "DeepSVDDNoModelServed",
         "DeepSVDDModelLoadFailures",
         "DeepSVDDRequestsRejected",
     }
@@ -332,6 +336,8 @@ def test_dashboard_is_sound() -> None:
     assert {
         "model:deepsvdd_anomaly_rate:ratio_rate5m",
         "model:deepsvdd_expected_anomaly_rate:max",
+        "model:deepsvdd_expected_anomaly_rate_upper:max",
+        "deepsvdd_images_failed_total",
         "deepsvdd_score_ratio_bucket",
         "route_status:deepsvdd_requests:rate5m",
         "model:deepsvdd_images_scored:rate5m",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,13 +49,30 @@ def test_odd_but_valid_images_score(client: httpx.Client, name: str) -> None:
     assert as_part.json()["results"][0]["score"] == raw.json()["results"][0]["score"]
 
 
+# The codes an image's own error may have, by the status the image alone gets.
+IMAGE_ERROR_CODES = {
+    400: {"invalid_image", "empty_upload"},
+    413: {"too_many_pixels"},
+    415: {"unsupported_media_type"},
+}
+
+
 @pytest.mark.parametrize("name", sorted(broken_images()))
 def test_hostile_uploads_get_client_errors(client: httpx.Client, name: str) -> None:
     data, ctype, status = broken_images()[name]
     good = ("good.png", image_bytes(noise_image(1)), "image/png")
-    as_part = client.post("/score", files=[("files", good), ("files", (name, data, ctype))])
-    assert as_part.status_code == status, as_part.text
-    assert name in as_part.json()["error"]["message"]
+    # Beside a good image: the good one scores, the bad one carries its own error.
+    mixed = client.post("/score", files=[("files", good), ("files", (name, data, ctype))])
+    assert mixed.status_code == 200, mixed.text
+    scored, failed = mixed.json()["results"]
+    assert scored["index"] == 0 and math.isfinite(scored["score"])
+    assert failed["index"] == 1 and failed["filename"] == name and "score" not in failed
+    assert failed["error"]["code"] in IMAGE_ERROR_CODES[status]
+    assert name in failed["error"]["message"]
+    # Alone, the image is the request: its own status and code.
+    alone = client.post("/score", files=[("files", (name, data, ctype))])
+    assert alone.status_code == status, alone.text
+    assert _code(alone) == failed["error"]["code"]
     if ctype != "application/octet-stream":
         raw = client.post("/score", content=data, headers={"content-type": ctype})
         assert raw.status_code == status, raw.text
@@ -93,9 +111,13 @@ def test_malformed_bodies(client: httpx.Client, case: str) -> None:
 
 def test_part_problems(client: httpx.Client) -> None:
     png = image_bytes(noise_image(1))
-    body, headers = _multipart([_part(png), _part(b"")])
+    body, headers = _multipart([_part(png), _part(b"", filename="b.png")])
     empty = client.post("/score", content=body, headers=headers)
-    assert empty.status_code == 400 and _code(empty) == "empty_upload"
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["results"][1]["error"]["code"] == "empty_upload"
+    body, headers = _multipart([_part(b"", filename="b.png")])
+    alone = client.post("/score", content=body, headers=headers)
+    assert alone.status_code == 400 and _code(alone) == "empty_upload"
     body, headers = _multipart([_part(png, name="file")])
     misnamed = client.post("/score", content=body, headers=headers)
     assert misnamed.status_code == 400 and _code(misnamed) == "unexpected_field"
@@ -210,6 +232,9 @@ def test_an_empty_repository_is_never_ready(start_server: StartServer, tmp_path:
         while not live.app.state.service.loaded:
             time.sleep(0.01)
         ready = client.get("/health/ready")
-        assert ready.status_code == 503 and "no model" in ready.json()["error"]["message"]
+        assert ready.status_code == 503 and _code(ready) == "no_models"
+        assert "is empty" in ready.json()["error"]["message"]
+        assert "retry-after" not in ready.headers  # nothing will come of retrying
         files = {"files": ("a.png", image_bytes(noise_image(1)), "image/png")}
-        assert client.post("/score", files=files).status_code == 503
+        score = client.post("/score", files=files)
+        assert score.status_code == 503 and _code(score) == "no_models"

@@ -119,20 +119,28 @@ def test_dispositions(disposition: str, filename: str | None) -> None:
         (_body([b" Folded: x\r\n\r\nx"]), "bad_multipart", "Name: value"),
         (_body([b"X: " + b"y" * MAX_PART_HEADER_BYTES + b"\r\n\r\nx"]), "bad_multipart", "over"),
         (b"--" + BOUNDARY + b"--", "no_images", "no 'files'"),
-        (_body([_part(b"")]), "empty_upload", "'a.png'"),
         (_body([_part(b"x", 'form-data; name="file"')]), "unexpected_field", "'file'"),
         (_body([_part(b"x", 'attachment; name="files"')]), "unexpected_field", "without"),
-        (
-            _body([_part(b"x").replace(b"image/png", b"text/html")]),
-            "unsupported_media_type",
-            "a.png",
-        ),
     ],
 )
 def test_malformed(body: bytes, code: str, words: str) -> None:
     _, got, message = _error(body)
     assert got == code
     assert words in message
+
+
+@pytest.mark.parametrize(
+    ("part", "status", "code"),
+    [
+        (_part(b""), 400, "empty_upload"),
+        (_part(b"x").replace(b"image/png", b"text/html"), 415, "unsupported_media_type"),
+    ],
+)
+def test_an_unusable_part_carries_its_own_error(part: bytes, status: int, code: str) -> None:
+    good, bad = split_multipart(_body([_part(b"data"), part]), BOUNDARY, 10)
+    assert good.error is None and good.data == b"data"
+    assert bad.error is not None and (bad.error.status, bad.error.code) == (status, code)
+    assert "'a.png' (image 1)" in bad.error.message
 
 
 def test_part_count_limit() -> None:
