@@ -145,7 +145,12 @@ async function scoreFiles(files) {
       for (const f of group) state.rows.push({ file: f, error: text });
     } else {
       const body = await response.json();
-      body.results.forEach((r, i) => state.rows.push({ file: group[i], result: r }));
+      // An image the service could not use has its own error; the others are scored.
+      body.results.forEach((r, i) => state.rows.push(
+        r.error
+          ? { file: group[i], error: `${r.error.code}: ${r.error.message}` }
+          : { file: group[i], result: r },
+      ));
     }
     done += group.length;
     render();
