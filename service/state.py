@@ -80,6 +80,8 @@ class ServiceState:
         self.budget = AdmissionBudget(settings.max_queue, metrics.queue_depth)
         self.deployment = Deployment()
         self.loaded = False
+        # Set on SIGTERM (service.server): readiness fails while requests are still answered.
+        self.draining = False
         self._decode_jobs = max(2, os.cpu_count() or 1)
         self._decode_pool = ThreadPoolExecutor(self._decode_jobs, thread_name_prefix="decode")
         self._swap_lock = asyncio.Lock()

@@ -24,7 +24,11 @@ async def live(state: State) -> HealthStatus:
     responses={503: {"description": "Models still loading, or none could be loaded"}},
 )
 async def ready(state: State) -> HealthStatus | JSONResponse:
-    """Answers 200 once every served model has answered a warm-up inference, else 503."""
+    """Answers 200 once every served model has answered a warm-up inference, else 503 (and
+    503 while draining before a stop)."""
+    if state.draining:
+        message = "the service is draining before it stops"
+        return error_response(503, "draining", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
     if not state.ready:
         message = "models are loading" if not state.loaded else "no model could be loaded"
         return error_response(503, "not_ready", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
