@@ -21,6 +21,8 @@ RUN python3 -m venv /opt/venv
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY cli/ cli/
+COPY modelfile/ modelfile/
 COPY service/ service/
 COPY training/ training/
 
