@@ -97,7 +97,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
     if header_length is None:
         return body, memoryview(b"")
     text = header_length.strip()
-    if not text.isdigit() or int(text) > len(body):
+    if not (text.isascii() and text.isdigit()) or int(text) > len(body):
         raise bad_request(
             f"{HEADER_LENGTH} {header_length[:32]!r} is not a length within the "
             f"{len(body)}-byte body"

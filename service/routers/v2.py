@@ -174,13 +174,59 @@ async def _infer(request: Request, state: ServiceState, name: str, version: str 
     return Response(answer.body, media_type=answer.media_type, headers=answer.headers)
 
 
-@router.post("/models/{name}/infer")
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "datatype": {"type": "string"},
+        "parameters": {"type": "object"},
+        "data": {"type": "array", "description": "row-major, flat or nested"},
+    },
+}
+_INFER_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "inputs": {"type": "array", "items": _TENSOR},
+                        "outputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "parameters": {"type": "object"},
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": f"the JSON header, {HEADER_LENGTH} bytes long, then the tensors",
+            },
+        },
+    }
+}
+
+
+@router.post("/models/{name}/infer", openapi_extra=_INFER_DOC)
 async def infer(name: str, request: Request, state: State) -> Response:
     """Scores the `image` FP32 tensor (JSON data or binary); outputs `score`, `embedding`."""
     return await _infer(request, state, name, None)
 
 
-@router.post("/models/{name}/versions/{version}/infer")
+@router.post("/models/{name}/versions/{version}/infer", openapi_extra=_INFER_DOC)
 async def version_infer(name: str, version: str, request: Request, state: State) -> Response:
     """Inference on one version of the model."""
     return await _infer(request, state, name, version)

@@ -12,11 +12,15 @@ import numpy as np
 import orjson
 import pytest
 import tritonclient.http as triton
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
 from modelfile.metadata import InputSpec
 from modelfile.pixels import to_input
 from service.decoding import decode_pixels
+from service.errors import ApiError
+from service.oip import parse_infer
 from tests.service.conftest import ModelRepo
 from tests.service.support import LiveServer, image_bytes, metric_value, noise_image
 
@@ -370,3 +374,64 @@ def test_readiness_fails_while_draining_but_scoring_goes_on(
     finally:
         state.draining = False
     assert client.get("/v2/health/ready").status_code == 200
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+TENSORS = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.sampled_from(["image", "x"]) | JSON,
+        "shape": st.lists(st.integers(-2, 30), max_size=5) | st.just([2, 1, 28, 28]) | JSON,
+        "datatype": st.sampled_from(["FP32", "BOOL"]) | JSON,
+        "data": st.lists(st.floats(0, 1, width=32), max_size=8) | JSON,
+        "parameters": st.fixed_dictionaries(
+            {}, optional={"binary_data_size": st.integers(-4, 7000) | JSON}
+        ),
+    },
+)
+REQUESTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": JSON,
+        "parameters": st.fixed_dictionaries(
+            {}, optional={"threshold": JSON, "binary_data_output": JSON}
+        )
+        | JSON,
+        "inputs": st.lists(TENSORS, max_size=2) | JSON,
+        "outputs": st.lists(
+            st.fixed_dictionaries(
+                {"name": st.sampled_from(["score", "embedding", "is_anomaly", "y"]) | JSON}
+            ),
+            max_size=3,
+        )
+        | JSON,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None, database=None, derandomize=True)
+@given(request=REQUESTS, tail=st.binary(max_size=6400), header=st.none() | st.text(max_size=6))
+def test_any_infer_body_parses_or_gets_a_client_error(
+    request: Any, tail: bytes, header: str | None
+) -> None:
+    body = orjson.dumps(request)
+    length = str(len(body)) if header == "" else header
+    try:
+        parsed = parse_infer(body + tail, length, SPECS["digits"][0], max_images=16)
+    except ApiError as exc:
+        assert 400 <= exc.status < 500 and exc.message
+        return
+    assert parsed.images.dtype == np.float32 and parsed.images.shape[1:] == (1, 28, 28)
+    assert parsed.outputs and all(
+        o.name in ("score", "embedding", "is_anomaly") for o in parsed.outputs
+    )
