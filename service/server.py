@@ -75,7 +75,7 @@ class DrainOnSigterm:
 
     The handler is installed at lifespan start-up, inside the serving process's event loop
     (each worker's, with several), over the one uvicorn has just installed; a second SIGTERM
-    during the drain stops at once.
+    during the drain stops at once. Answers given while draining close their connection.
     """
 
     def __init__(self, app: FastAPI, drain_s: float) -> None:
@@ -86,6 +86,9 @@ class DrainOnSigterm:
         self._timer: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.state.draining:
+            await self.app(scope, receive, _closing(send))
+            return
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
@@ -133,6 +136,20 @@ class DrainOnSigterm:
         """Hands SIGTERM to the handler that was there before (uvicorn's: shut down)."""
         self._uninstall()
         signal.raise_signal(signal.SIGTERM)
+
+
+def _closing(send: Send) -> Send:
+    """`send` with `Connection: close` on the answer: while draining, a keep-alive client
+    reconnects for its next request (to a ready replica) instead of reusing this connection
+    until the listener closes under it."""
+
+    async def send_closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", []), (b"connection", b"close")]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_closing
 
 
 def app_from_environment() -> DrainOnSigterm:
