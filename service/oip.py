@@ -21,7 +21,7 @@ from service.repository import LoadedModel
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PLATFORM = "onnxruntime_onnx"
-EXTENSIONS = ("binary_tensor_data", "parameters")
+EXTENSIONS = ("binary_tensor_data", "parameters", "model_configuration")
 # Beside the graph's outputs: the threshold decision, BOOL [N], on request (see `parse_infer`).
 IS_ANOMALY_OUTPUT = "is_anomaly"
 OUTPUTS = (SCORE_OUTPUT, EMBEDDING_OUTPUT, IS_ANOMALY_OUTPUT)
@@ -69,6 +69,30 @@ def model_metadata(model: LoadedModel, versions: list[int]) -> dict[str, Any]:
             {"name": SCORE_OUTPUT, "datatype": "FP32", "shape": [-1]},
             {"name": EMBEDDING_OUTPUT, "datatype": "FP32", "shape": [-1, model.metadata.rep_dim]},
         ],
+    }
+
+
+def model_config(model: LoadedModel, max_batch_size: int) -> dict[str, Any]:
+    """`GET /v2/models/{name}/config`: the model's Triton ModelConfig in its JSON form, with
+    the largest batch one request may carry here."""
+    spec = model.metadata.input
+    return {
+        "name": model.name,
+        "platform": PLATFORM,
+        "backend": "onnxruntime",
+        "max_batch_size": max_batch_size,
+        "input": [
+            {
+                "name": INPUT_NAME,
+                "data_type": "TYPE_FP32",
+                "dims": [spec.channels, spec.height, spec.width],
+            }
+        ],
+        "output": [
+            {"name": SCORE_OUTPUT, "data_type": "TYPE_FP32", "dims": [1], "reshape": {"shape": []}},
+            {"name": EMBEDDING_OUTPUT, "data_type": "TYPE_FP32", "dims": [model.metadata.rep_dim]},
+        ],
+        "dynamic_batching": {},
     }
 
 

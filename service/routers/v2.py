@@ -25,6 +25,7 @@ from service.oip import (
     IS_ANOMALY_OUTPUT,
     decompress,
     infer_answer,
+    model_config,
     model_metadata,
     parse_infer,
 )
@@ -118,6 +119,20 @@ async def version_metadata(name: str, version: str, state: State) -> dict[str, A
     repository = state.deployment.repository
     model = _model(repository, name, version)
     return model_metadata(model, [model.version])
+
+
+@router.get("/models/{name}/config")
+async def config(name: str, state: State) -> dict[str, Any]:
+    """The latest version's configuration, in Triton's ModelConfig JSON form."""
+    model = _model(state.deployment.repository, name, None)
+    return model_config(model, state.settings.max_images)
+
+
+@router.get("/models/{name}/versions/{version}/config")
+async def version_config(name: str, version: str, state: State) -> dict[str, Any]:
+    """One version's configuration, in Triton's ModelConfig JSON form."""
+    model = _model(state.deployment.repository, name, version)
+    return model_config(model, state.settings.max_images)
 
 
 @router.get("/models/{name}/ready")

@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 import pytest
 import tritonclient.http as triton
+from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
@@ -21,6 +22,7 @@ from modelfile.pixels import to_input
 from service.decoding import decode_pixels
 from service.errors import ApiError
 from service.oip import parse_infer
+from tests.deploy.test_triton_repository import PB
 from tests.service.conftest import ModelRepo
 from tests.service.support import LiveServer, image_bytes, metric_value, noise_image
 
@@ -74,6 +76,26 @@ def test_health_and_server_metadata(oip: triton.InferenceServerClient) -> None:
     assert oip.is_model_ready("digits", "1")
     assert not oip.is_model_ready("digits", "7")
     assert not oip.is_model_ready("nope")
+
+
+def test_model_config_is_a_triton_model_config(oip: triton.InferenceServerClient) -> None:
+    config = json_format.ParseDict(oip.get_model_config("colour"), PB.ModelConfig())
+    assert (config.name, config.platform, config.max_batch_size) == (
+        "colour",
+        "onnxruntime_onnx",
+        256,
+    )
+    (image,) = config.input
+    assert (image.name, PB.DataType.Name(image.data_type), list(image.dims)) == (
+        "image",
+        "TYPE_FP32",
+        [3, 32, 32],
+    )
+    score, embedding = config.output
+    assert score.name == "score" and list(score.dims) == [1] and score.HasField("reshape")
+    assert embedding.name == "embedding" and list(embedding.dims) == [8]
+    assert oip.get_model_config("digits", "1")["name"] == "digits"
+    assert "model_configuration" in oip.get_server_metadata()["extensions"]
 
 
 def test_model_metadata_is_tritons_view_of_the_repository(
