@@ -4,7 +4,9 @@ live server: health, metadata, inference in JSON and binary, and the same scores
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -24,7 +26,7 @@ from service.errors import ApiError
 from service.oip import parse_infer
 from tests.deploy.test_triton_repository import PB
 from tests.service.conftest import ModelRepo
-from tests.service.support import LiveServer, image_bytes, metric_value, noise_image
+from tests.service.support import LiveServer, image_bytes, make_settings, metric_value, noise_image
 
 MAX_PIXELS = 40_000_000
 
@@ -457,3 +459,50 @@ def test_any_infer_body_parses_or_gets_a_client_error(
     assert parsed.outputs and all(
         o.name in ("score", "embedding", "is_anomaly") for o in parsed.outputs
     )
+
+
+def _request(batch: np.ndarray) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {
+                "name": "image",
+                "shape": list(batch.shape),
+                "datatype": "FP32",
+                "data": batch.reshape(-1).tolist(),
+            }
+        ]
+    }
+
+
+def test_the_body_limit_and_the_queue_apply_as_for_score(
+    start_server: Callable[..., LiveServer], model_repo: ModelRepo
+) -> None:
+    live = start_server(
+        make_settings(
+            model_repo.path, max_body_bytes=64 * 1024, max_queue=4, max_images=4, max_delay_ms=1500
+        )
+    )
+    batch = tensor(pngs(range(4), (28, 28), "L"), SPECS["digits"][0])
+    with live.client() as client:
+        big = post(client, "/v2/models/digits/infer", b"[" + b"0.5," * 40_000 + b"0.5]")
+        assert big.status_code == 413 and "over the limit" in big.json()["error"]
+        held: list[httpx.Response] = []
+
+        def hold() -> None:
+            with httpx.Client(base_url=live.url, timeout=30) as other:
+                held.append(post(other, "/v2/models/digits/infer", _request(batch)))
+
+        first = threading.Thread(target=hold)
+        first.start()
+        end = time.monotonic() + 10
+        while metric_value(client.get("/metrics").text, "deepsvdd_queue_depth") < 4:
+            assert time.monotonic() < end, "the first request never reached the queue"
+            time.sleep(0.02)
+        shed = post(client, "/v2/models/digits/infer", _request(batch[:1]))
+        first.join(timeout=30)
+        text = client.get("/metrics").text
+    assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+    assert "queue is full" in shed.json()["error"]
+    assert held[0].status_code == 200
+    assert metric_value(text, "deepsvdd_rejected_requests_total", reason="queue_full") == 1
+    assert metric_value(text, "deepsvdd_rejected_requests_total", reason="body_too_large") == 1
