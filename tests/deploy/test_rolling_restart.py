@@ -151,9 +151,14 @@ def replicas(tiny_models_dir: Path, tmp_path: Path) -> Iterator[list[Replica]]:
         yield started
     finally:
         for replica in started:
+            # SIGTERM first: a SIGKILLed parent would leave its uvicorn workers running.
             if replica.process is not None and replica.process.poll() is None:
-                replica.process.kill()
-                replica.process.wait()
+                replica.process.terminate()
+                try:
+                    replica.process.wait(timeout=WAIT_S)
+                except subprocess.TimeoutExpired:
+                    replica.process.kill()
+                    replica.process.wait()
 
 
 def test_rolling_restart_behind_haproxy_loses_no_request(

@@ -58,8 +58,13 @@ def replica(
             time.sleep(0.1)
         yield process, url
     finally:
+        # SIGTERM first: a SIGKILLed parent would leave its uvicorn workers running.
         if process.poll() is None:
-            process.kill()
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
         process.wait()
 
 
