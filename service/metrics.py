@@ -8,6 +8,7 @@ workers), values live in shared files and each scrape merges them afresh.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 
 import numpy as np
@@ -216,6 +217,14 @@ class Metrics:
         self.anomalies.labels(name, version)
         for reason in IMAGE_FAILURE_REASONS:
             self.images_failed.labels(name, version, reason)
+
+    def scored(self, model: LoadedModel, scores: np.ndarray, threshold: float) -> None:
+        """Counts a request's scored images and anomalies, and their score / threshold ratios."""
+        version = str(model.version)
+        self.images_scored.labels(model.name, version).inc(len(scores))
+        self.anomalies.labels(model.name, version).inc(int(np.count_nonzero(scores > threshold)))
+        ratios = scores / threshold if threshold > 0 else np.where(scores > 0, math.inf, 0.0)
+        observe_many(self.score_ratio.labels(model.name), ratios)
 
     def images_failed_with(self, model: LoadedModel, codes: list[str]) -> None:
         """Counts a request's images that got an error, by reason."""

@@ -80,6 +80,18 @@ class LoadedModel:
             )
         return scores
 
+    def run_with_embedding(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`run`'s scores and the float32 `(N, p)` embeddings, from one ONNX Runtime run."""
+        scores, embedding = self.session.run([SCORE_OUTPUT, EMBEDDING_OUTPUT], {INPUT_NAME: images})
+        scores = np.asarray(scores, dtype=np.float64)
+        embedding = np.asarray(embedding, dtype=np.float32)
+        if scores.shape != (images.shape[0],) or embedding.shape[0] != images.shape[0]:
+            raise RuntimeError(
+                f"model {self.name} v{self.version} returned shapes {scores.shape} and "
+                f"{embedding.shape} for {images.shape[0]} images"
+            )
+        return scores, embedding
+
 
 class Repository:
     """An immutable snapshot: model name -> version -> `LoadedModel`, and the default

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     admin_token: SecretStr | None = None
     workers: int = Field(default=1, ge=1, le=256)
+    # After SIGTERM: seconds of answering with readiness failing, so that load balancers and
+    # Kubernetes endpoints stop routing here before the listener closes; 0 closes it at once.
+    drain_s: float = Field(default=5.0, ge=0.0, le=3600.0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     # 0: the CPUs this process may use, shared out between the workers.

@@ -54,6 +54,8 @@ class ServiceState:
         # Once loading has finished with nothing to serve: why, naming what was found.
         self.problem: str | None = None
         self._session_config: SessionConfig | None = None
+        # Set on SIGTERM (service.server): readiness fails while requests are still answered.
+        self.draining = False
         self._swap_lock = asyncio.Lock()
         self._loader: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from service.deps import State
-from service.errors import error_response
+from service.errors import RETRY_AFTER_SECONDS, error_response
 from service.schemas import HealthStatus
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -29,7 +29,11 @@ async def live(state: State) -> HealthStatus:
     },
 )
 async def ready(state: State) -> HealthStatus | JSONResponse:
-    """Answers 200 once every served model has answered a warm-up inference, else 503."""
+    """Answers 200 once every served model has answered a warm-up inference, else 503 (and
+    503 while draining before a stop)."""
+    if state.draining:
+        message = "the service is draining before it stops"
+        return error_response(503, "draining", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
     if not state.ready:
         error = state.unready_error()
         return error_response(error.status, error.code, error.message, error.headers)

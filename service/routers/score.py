@@ -16,7 +16,6 @@ from service.decoding import MEDIA_TYPES
 from service.deps import State, decoder_of
 from service.errors import ApiError
 from service.explain import COST, explain_answers, explain_batch
-from service.metrics import observe_many
 from service.repository import LoadedModel, Repository
 from service.schemas import ScoreResponse, ThresholdUsed
 from service.state import ServiceState
@@ -105,15 +104,6 @@ def _none_scored(decoded: Decoded) -> ApiError:
     return ApiError(
         400, "no_image_scored", f"none of the {len(errors)} images could be scored: {shown}{tail}"
     )
-
-
-def _record(state: ServiceState, model: LoadedModel, scores: np.ndarray, threshold: float) -> None:
-    metrics, version = state.metrics, str(model.version)
-    anomalous = int(np.count_nonzero(scores > threshold))
-    metrics.images_scored.labels(model.name, version).inc(len(scores))
-    metrics.anomalies.labels(model.name, version).inc(anomalous)
-    ratios = scores / threshold if threshold > 0 else np.where(scores > 0, math.inf, 0.0)
-    observe_many(metrics.score_ratio.labels(model.name), ratios)
 
 
 def _answer(
@@ -228,5 +218,5 @@ async def score(
         else:
             scores = await batcher.score(decoded.images)
     answer = _answer(found, used, uploads, decoded, scores, maps)
-    _record(state, found, scores, used.value)
+    state.metrics.scored(found, scores, used.value)
     return answer

@@ -6,6 +6,7 @@ decoder and POST /score. Client input never gets a 5xx; every error is the SPEC'
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +23,7 @@ from schemathesis.generation import GenerationMode
 from modelfile.metadata import InputSpec
 from service.decoding import decode_image
 from service.errors import ApiError
-from tests.support.http import CLIENT_STATUSES, check_error
+from tests.support.http import CLIENT_STATUSES, LEAKS, check_error
 from tests.support.images import noise_image
 from tests.support.models import ModelRepo
 from tests.support.servers import ADMIN_TOKEN, LiveServer, make_settings, running_server
@@ -60,12 +61,24 @@ def _operations(live: LiveServer) -> list[Any]:
     return [result.ok() for result in results if isinstance(result, Ok)]
 
 
-def _check(response: Any, repo: ModelRepo, what: str) -> None:
+def _check(response: Any, repo: ModelRepo, what: str, protocol: bool = False) -> None:
+    """No 5xx; a 4xx in the SPEC's error form (`protocol`: the Open Inference Protocol's)."""
     status = response.status_code
     assert status < 500, f"{what}: {status} {response.text[:300]}"
     if status >= 400:
         assert status in CLIENT_STATUSES, f"{what}: {status}"
-        check_error(httpx.Response(status, content=response.content), repo.path)
+        if protocol:
+            _check_protocol_error(response.text, repo)
+        else:
+            check_error(httpx.Response(status, content=response.content), repo.path)
+
+
+def _check_protocol_error(text: str, repo: ModelRepo) -> None:
+    """The Open Inference Protocol's form, `{"error": "<message>"}`, naming no internals."""
+    body = json.loads(text)
+    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"], body
+    for needle in (*LEAKS, str(repo.path)):
+        assert needle not in text, f"{needle!r} in {text!r}"
 
 
 def _fuzz_operation(
@@ -75,7 +88,8 @@ def _fuzz_operation(
     @given(case=operation.as_strategy(generation_mode=mode))
     def fuzz(case: Any) -> None:
         response = case.call(base_url=live.url, timeout=30)
-        _check(response, repo, f"{operation.label} {case.query} {case.path_parameters}")
+        what = f"{operation.label} {case.query} {case.path_parameters}"
+        _check(response, repo, what, protocol=operation.path.startswith("/v2"))
 
     fuzz()
 

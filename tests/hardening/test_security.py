@@ -24,7 +24,15 @@ from tests.support.processes import ROOT
 from tests.support.servers import ADMIN_TOKEN, AUTH, LiveServer, make_settings, running_server
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-PUBLIC_MUTATING = frozenset({"/score"})  # scoring changes nothing but counters
+# Scoring changes nothing but counters; /v2/{path:path} only answers 404 or 405.
+PUBLIC_MUTATING = frozenset(
+    {
+        "/score",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
+        "/v2/{path:path}",
+    }
+)
 
 
 @pytest.fixture(scope="module")

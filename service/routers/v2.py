@@ -1,0 +1,252 @@
+"""The Open Inference Protocol v2 (KServe, Triton) over REST, on the models, batchers, limits
+and metrics that serve /score. Errors here take the protocol's form, `{"error": "..."}`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from modelfile import EMBEDDING_OUTPUT, SCORE_OUTPUT
+from service.deps import State
+from service.errors import RETRY_AFTER_SECONDS, ApiError
+from service.metrics import REJECTION_REASONS
+from service.oip import (
+    EXTENSIONS,
+    HEADER_LENGTH,
+    IS_ANOMALY_OUTPUT,
+    decompress,
+    infer_answer,
+    model_config,
+    model_metadata,
+    parse_infer,
+)
+from service.repository import LoadedModel, Repository
+from service.routers.score import resolve_threshold
+from service.state import ServiceState
+
+
+def oip_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class OipRoute(APIRoute):
+    """A route whose errors are the protocol's `{"error": "<message>"}`, with the status and
+    headers the product API would give them; rejections are counted as there."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def protocol_errors(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                if exc.code in REJECTION_REASONS:
+                    request.app.state.service.metrics.rejected.labels(exc.code).inc()
+                return oip_error(exc.status, exc.message, exc.headers)
+            except RequestValidationError as exc:
+                problems = "; ".join(str(e["msg"]) for e in exc.errors())
+                return oip_error(422, problems or "invalid request parameters")
+            except StarletteHTTPException as exc:
+                return oip_error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+        return protocol_errors
+
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=OipRoute)
+_NOT_READY = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+def _model(repository: Repository, name: str, version: str | None) -> LoadedModel:
+    """The named model at `version` (default: the latest); 404 naming what is loaded."""
+    number: int | None = None
+    if version is not None:
+        if not (version.isascii() and version.isdigit()) or len(version) > 10:
+            raise ApiError(404, "version_not_found", f"version {version[:16]!r} is not a number")
+        number = int(version)
+    model = repository.get(name, number)
+    if model is not None:
+        return model
+    versions = repository.versions(name)
+    if not versions:
+        raise ApiError(404, "model_not_found", f"model {name[:64]!r} is not loaded")
+    raise ApiError(
+        404, "version_not_found", f"model {name!r} has no version {version} (loaded: {versions})"
+    )
+
+
+@router.get("")
+async def server_metadata(request: Request) -> dict[str, Any]:
+    """Server metadata: name, version and the protocol extensions supported."""
+    return {"name": "deepsvdd-serve", "version": request.app.version, "extensions": EXTENSIONS}
+
+
+@router.get("/health/live")
+async def live() -> Response:
+    """200 while the process serves."""
+    return Response(status_code=200)
+
+
+@router.get("/health/ready")
+async def ready(state: State) -> Response:
+    """200 once every model is loaded and warmed up; 503 before, and while draining to stop."""
+    if state.draining:
+        return oip_error(503, "the server is draining before it stops", _NOT_READY)
+    if not state.ready:
+        error = state.unready_error()  # still loading, or loaded nothing (and why)
+        return oip_error(503, error.message, error.headers)
+    return Response(status_code=200)
+
+
+@router.get("/models/{name}")
+async def metadata(name: str, state: State) -> dict[str, Any]:
+    """Model metadata of the latest version: inputs and outputs, -1 for the batch axis."""
+    repository = state.deployment.repository
+    model = _model(repository, name, None)
+    return model_metadata(model, repository.versions(name))
+
+
+@router.get("/models/{name}/versions/{version}")
+async def version_metadata(name: str, version: str, state: State) -> dict[str, Any]:
+    """Model metadata of one version."""
+    repository = state.deployment.repository
+    model = _model(repository, name, version)
+    return model_metadata(model, [model.version])
+
+
+@router.get("/models/{name}/config")
+async def config(name: str, state: State) -> dict[str, Any]:
+    """The latest version's configuration, in Triton's ModelConfig JSON form."""
+    model = _model(state.deployment.repository, name, None)
+    return model_config(model, state.settings.max_images)
+
+
+@router.get("/models/{name}/versions/{version}/config")
+async def version_config(name: str, version: str, state: State) -> dict[str, Any]:
+    """One version's configuration, in Triton's ModelConfig JSON form."""
+    model = _model(state.deployment.repository, name, version)
+    return model_config(model, state.settings.max_images)
+
+
+@router.get("/models/{name}/ready")
+async def model_ready(name: str, state: State) -> Response:
+    """200 when the model is loaded and warmed up; 404 when it is not."""
+    _model(state.deployment.repository, name, None)
+    return Response(status_code=200)
+
+
+@router.get("/models/{name}/versions/{version}/ready")
+async def version_ready(name: str, version: str, state: State) -> Response:
+    """200 when that version is loaded and warmed up; 404 when it is not."""
+    _model(state.deployment.repository, name, version)
+    return Response(status_code=200)
+
+
+async def _infer(request: Request, state: ServiceState, name: str, version: str | None) -> Response:
+    if not state.ready:
+        raise state.unready_error()
+    deployment = state.deployment
+    model = _model(deployment.repository, name, version)
+    batcher = deployment.batcher(model)
+    with batcher.lease():
+        body = decompress(
+            await request.body(),
+            request.headers.get("content-encoding"),
+            state.settings.max_body_bytes,
+        )
+        header_length = request.headers.get(HEADER_LENGTH)
+        parsed = parse_infer(body, header_length, model.metadata.input, state.settings.max_images)
+        used = resolve_threshold(model.metadata, parsed.threshold)
+        scores, embeddings = await batcher.infer(
+            parsed.images, embeddings=parsed.wants(EMBEDDING_OUTPUT)
+        )
+    if not np.isfinite(scores).all():
+        raise ApiError(500, "inference_failed", f"model {model.name} gave a non-finite score")
+    tensors = {SCORE_OUTPUT: scores.astype(np.float32), IS_ANOMALY_OUTPUT: scores > used.value}
+    if embeddings is not None:
+        tensors[EMBEDDING_OUTPUT] = embeddings
+    parameters = None
+    if parsed.threshold is not None or parsed.wants(IS_ANOMALY_OUTPUT):
+        parameters = {"threshold": used.name, "threshold_value": used.value}
+    answer = infer_answer(model, parsed, tensors, parameters)
+    state.metrics.scored(model, scores, used.value)
+    return Response(answer.body, media_type=answer.media_type, headers=answer.headers)
+
+
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "datatype": {"type": "string"},
+        "parameters": {"type": "object"},
+        "data": {"type": "array", "description": "row-major, flat or nested"},
+    },
+}
+_INFER_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "inputs": {"type": "array", "items": _TENSOR},
+                        "outputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "parameters": {"type": "object"},
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": f"the JSON header, {HEADER_LENGTH} bytes long, then the tensors",
+            },
+        },
+    }
+}
+
+
+@router.post("/models/{name}/infer", openapi_extra=_INFER_DOC)
+async def infer(name: str, request: Request, state: State) -> Response:
+    """Scores the `image` FP32 tensor (JSON data or binary); outputs `score`, `embedding`."""
+    return await _infer(request, state, name, None)
+
+
+@router.post("/models/{name}/versions/{version}/infer", openapi_extra=_INFER_DOC)
+async def version_infer(name: str, version: str, request: Request, state: State) -> Response:
+    """Inference on one version of the model."""
+    return await _infer(request, state, name, version)
+
+
+@router.api_route(
+    "/{path:path}",
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    include_in_schema=False,
+)
+async def unknown(path: str, request: Request) -> Response:
+    """Every other /v2 path: 404, or 405 where the path exists with another method."""
+    for route in router.routes:
+        endpoint = getattr(route, "endpoint", None)
+        if endpoint is not unknown and route.matches(request.scope)[0] is Match.PARTIAL:
+            return oip_error(405, f"{request.method} is not allowed on {request.url.path[:128]}")
+    return oip_error(404, f"no route {request.url.path[:128]!r} in the protocol")
