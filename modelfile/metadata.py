@@ -52,6 +52,28 @@ class DatasetInfo(BaseModel):
     n_train: int = Field(ge=1)
 
 
+class Calibration(BaseModel):
+    """How many held-out normal images the thresholds rest on, and how uncertain their rates are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    n: int = Field(ge=1)  # normal images the thresholds were calibrated on
+    method: Literal["holdout", "cross-fit"]
+    folds: int | None = None  # cross-fit only
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    # Threshold name -> [low, high]: Clopper-Pearson interval, at `confidence`, of the
+    # false-alarm rate on normal images at that threshold.
+    rate_interval: dict[str, list[float]] = Field(default_factory=dict)
+
+    @field_validator("rate_interval")
+    @classmethod
+    def _intervals(cls, intervals: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, bounds in intervals.items():
+            if len(bounds) != 2 or not 0.0 <= bounds[0] <= bounds[1] <= 1.0:
+                raise ValueError(f"rate_interval[{name!r}] must be [low, high] in [0, 1]")
+        return intervals
+
+
 class ModelMetadata(BaseModel):
     """Everything needed to interpret a model's `score` output, stored in the ONNX file."""
 
@@ -73,6 +95,7 @@ class ModelMetadata(BaseModel):
     input: InputSpec
     dataset: DatasetInfo
     metrics: dict[str, float | None] = Field(default_factory=dict)
+    calibration: Calibration | None = None  # absent in models made before it was recorded
     training: dict[str, Any] = Field(default_factory=dict)
     software: dict[str, str] = Field(default_factory=dict)
 
