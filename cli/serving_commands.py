@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from cli.common import UsageError
 
@@ -12,7 +13,20 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     from modelfile.layout import open_model, resolve_model_path
 
     _, meta = open_model(resolve_model_path(args.model, args.models_dir))
-    print(json.dumps(meta.model_dump(mode="json"), indent=2))
+    shown = meta.model_dump(mode="json")
+    if not args.full:
+        shown["center"] = summarise_center(meta.center)
+    print(json.dumps(shown, indent=2))
+
+
+def summarise_center(center: list[float], first: int = 4) -> dict[str, object]:
+    """The centre in three lines instead of one per coordinate (`inspect --full` shows all)."""
+    return {
+        "dim": len(center),
+        "norm": math.sqrt(sum(v * v for v in center)),
+        "first": center[:first],
+        "full": "deepsvdd inspect --full",
+    }
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

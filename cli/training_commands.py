@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 
 from cli.common import UsageError, emit
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    if not args.quiet:
+        print("deepsvdd train: starting (importing PyTorch)...", file=sys.stderr, flush=True)
+    import torch
+
     from training.deepsvdd import TrainConfig
+    from training.labelled import parse_classes
     from training.pipeline import RunSpec, train_and_export
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.labelled_fraction > 1:
+        raise UsageError(f"--labelled-fraction {args.labelled_fraction} must be in (0, 1]")
 
     cfg = TrainConfig(
         objective=args.objective,
@@ -40,6 +50,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         resume=args.resume,
         checkpoint_every=args.checkpoint_every,
         progress=not args.quiet,
+        anomaly_classes=parse_classes(args.anomaly_classes),
+        labelled_fraction=args.labelled_fraction,
+        strict=args.strict,
     )
     if args.name is not None:
         from modelfile.metadata import NAME_PATTERN, is_valid_name
@@ -52,16 +65,29 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from training.evaluate import evaluate
 
-    emit(
-        evaluate(
-            args.model,
-            args.dataset,
-            args.normal_class,
-            args.data_dir,
-            download=args.download,
-            models_dir=args.models_dir,
-        )
+    result = evaluate(
+        args.model,
+        args.dataset,
+        args.normal_class,
+        args.data_dir,
+        download=args.download,
+        models_dir=args.models_dir,
+        allow_other=args.allow_other_class,
+        threshold=args.threshold,
     )
+    auc = "n/a" if result["auc"] is None else f"{result['auc']:.3f}"
+    fpr, tpr = _share(result["false_positive_rate"]), _share(result["true_positive_rate"])
+    print(
+        f"deepsvdd evaluate: {result['name']} v{result['version']} on {result['dataset']} "
+        f"(normal: {result['normal_class']}): AUC {auc}; at {result['threshold']}, "
+        f"{fpr} of normal images flagged and {tpr} of anomalies",
+        file=sys.stderr,
+    )
+    emit(result)
+
+
+def _share(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate:.1%}"
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
@@ -92,29 +118,31 @@ def cmd_baselines(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from training.data import load_dataset, resolve_class
-    from training.data.download import download_missing
-    from training.evaluate import open_model, ort_scores, resolve_model_path, training_seed
+    from training.evaluate import (
+        load_target,
+        open_model,
+        ort_scores,
+        pick_threshold,
+        resolve_model_path,
+    )
     from training.report import write_report
 
     path = resolve_model_path(args.model, args.models_dir)
     session, meta = open_model(path)
-    if args.download:
-        download_missing(args.dataset, args.data_dir)
-    data = load_dataset(
+    thresholds = meta.thresholds
+    if args.threshold is not None:
+        name, value = pick_threshold(meta, args.threshold)
+        thresholds = {name: value}
+    target = load_target(
+        meta,
         args.dataset,
+        args.normal_class,
         args.data_dir,
-        image_size=meta.input.height,
-        channels=meta.input.channels,
-        seed=training_seed(meta),
+        download=args.download,
+        allow_other=args.allow_other_class,
     )
-    if data.x_test is None or data.y_test is None:
-        raise UsageError(f"dataset {args.dataset!r} has no test split")
-    k = resolve_class(data, args.normal_class)
-    scores = ort_scores(session, data.x_test)
-    labels = (data.y_test != k).astype(np.int64)
-    out = args.out or Path("bench") / "figures"
-    paths = write_report(data.x_test, scores, labels, meta.thresholds, out, name=meta.name)
+    scores = ort_scores(session, target.images)
+    out = args.out if args.out is not None else path.parent / "report"
+    paths = write_report(target.images, scores, target.labels, thresholds, out, name=meta.name)
+    print(f"deepsvdd report: wrote {len(paths)} figures to {out}", file=sys.stderr)
     emit({"model_path": str(path), **{kind: str(p) for kind, p in paths.items()}})

@@ -50,6 +50,7 @@ class DatasetInfo(BaseModel):
     normal_class: int | str
     class_name: str | None = None
     n_train: int = Field(ge=1)
+    data_dir: str | None = None  # where the training data lay; evaluate and report default to it
 
 
 class Calibration(BaseModel):
