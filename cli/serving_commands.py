@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 
 from cli.common import UsageError
+
+_NUMBER_LIST = re.compile(r"\[\s*((?:-?[0-9.eE+-]+,?\s*)+)\]")
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -16,7 +19,13 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     shown = meta.model_dump(mode="json")
     if not args.full:
         shown["center"] = summarise_center(meta.center)
-    print(json.dumps(shown, indent=2))
+    print(compact_json(shown))
+
+
+def compact_json(value: object) -> str:
+    """Indented JSON with every list of numbers on one line."""
+    text = json.dumps(value, indent=2)
+    return _NUMBER_LIST.sub(lambda m: f"[{', '.join(m.group(1).replace(',', ' ').split())}]", text)
 
 
 def summarise_center(center: list[float], first: int = 4) -> dict[str, object]:

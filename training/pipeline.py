@@ -294,4 +294,5 @@ def run_summary(
         "labelled": meta.training.get("labelled"),
         "export_rel_diff": export_rel_diff,
         "device": cfg.device,
+        "threads": torch.get_num_threads(),
     }

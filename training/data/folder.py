@@ -45,7 +45,7 @@ def _read_folder_split(
             x[i] = read_image(path, color, size)
         except DataError as e:
             keep[i] = False
-            skipped.append((str(path), str(e).removeprefix(f"{path}: ")))
+            skipped.append((str(path), str(e.__cause__ or e)))
     y = np.array([label for _, label in paths], dtype=np.int64)
     return x[keep], y[keep], skipped
 
