@@ -76,9 +76,12 @@ def _checked_class(
         return own if own is not None else resolve_class(data, model_class(meta))
     k = resolve_class(data, normal_class)
     if own is not None and k != own:
+        given = repr(data.class_names[k])
+        if normal_class != data.class_names[k]:
+            given = f"{normal_class} ({given})"
         raise DataError(
-            f"--normal-class {normal_class} is {data.class_names[k]!r}, but model {meta.name} "
-            f"was trained on {data.class_names[own]!r} as normal; leave out --normal-class, "
+            f"--normal-class {given} contradicts model {meta.name}, trained with "
+            f"{data.class_names[own]!r} as normal; leave out --normal-class, "
             "or pass --allow-other-class to score it anyway"
         )
     return k
