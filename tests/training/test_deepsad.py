@@ -3,6 +3,9 @@ no collapse."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -45,3 +48,26 @@ def test_labelled_anomalies_are_pushed_out_and_the_net_is_not_constant() -> None
     assert float(ratio_sad) > float(ratio_svdd)
     embeddings = embed(sad.net, blobs(8, False, 2))
     assert float(embeddings.std(dim=0).max()) > 1e-4  # not constant
+
+
+def test_npz_anomalies_labelled_minus_one_are_picked_by_label(tmp_path: Path) -> None:
+    from cli.main import build_parser
+    from training.data import load_dataset
+    from training.labelled import parse_classes, pick_labelled
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (60, 28, 28), dtype=np.uint8)
+    y = np.array([0] * 40 + [-1] * 20)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:10], y_test=y[:10])
+    data = load_dataset("npz", tmp_path / "d.npz")
+    args = build_parser().parse_args(
+        ["train", "--dataset", "npz", "--normal-class", "0", "--anomaly-classes", "-1"]
+    )
+    normal = data.class_names.index("0")
+    labelled = pick_labelled(data, normal, parse_classes(args.anomaly_classes), 0.5, seed=0)
+    assert labelled is not None and labelled.classes == ["-1"]
+    assert labelled.record()["n_labelled_anomalies"] == 10 == len(labelled.x)
+    # Every picked image is one of the -1 images, none a normal one.
+    anomalies = {row.tobytes() for row in x[40:]}
+    assert all(img[..., 0].tobytes() in anomalies for img in labelled.x)
+    assert pick_labelled(data, normal, (), 0.5, seed=0) is None
