@@ -30,13 +30,32 @@ from cli.common import (
 TRAINING_ONLY = ("torch", "onnx", "onnxscript", "sklearn", "matplotlib", "tqdm")
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=DATASETS)
-    p.add_argument("--normal-class", required=True, help="class index or name (folder: sub-folder)")
+def _add_data_args(p: argparse.ArgumentParser, from_model: bool = False) -> None:
+    """Data arguments; `from_model`: dataset and class default to what the model records."""
+    hint = " (default: the model's)" if from_model else ""
+    p.add_argument("--dataset", required=not from_model, choices=DATASETS, help=hint or None)
+    p.add_argument(
+        "--normal-class",
+        required=not from_model,
+        help=f"class index or name (folder: sub-folder){hint}",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="where the data lie")
     p.add_argument("--download", action="store_true", help="fetch mnist/fashion-mnist/cifar10")
     p.add_argument("--image-size", type=positive_int, default=None)
     p.add_argument("--channels", type=int, choices=(1, 3), default=None)
+
+
+def _add_model_check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-other-class",
+        "--force",
+        dest="allow_other_class",
+        action="store_true",
+        help="evaluate on a dataset or normal class other than the model's",
+    )
+    p.add_argument(
+        "--threshold", default=None, help="a threshold name (q0.99, max...) or a score value"
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,12 +90,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     t.add_argument("--checkpoint-every", type=positive_int, default=10, help="epochs")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--anomaly-classes",
+        default=None,
+        help="Deep SAD: classes whose training images are labelled anomalies, A[,B] "
+        "(folder: sub-folders of train/; npz: a label such as -1)",
+    )
+    t.add_argument(
+        "--labelled-fraction",
+        type=positive_float,
+        default=1.0,
+        help="share of each anomaly class's training images used as labelled (default 1)",
+    )
+    t.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
+    t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     t.set_defaults(func=training.cmd_train)
 
     e = sub.add_parser("evaluate", help="score a test split through ONNX Runtime")
     e.add_argument("model", help="model.onnx, a model directory, or a name in --models-dir")
-    _add_data_args(e)
+    _add_data_args(e, from_model=True)
     e.add_argument("--models-dir", type=Path, default=Path("models"))
+    _add_model_check_args(e)
     e.set_defaults(func=training.cmd_evaluate)
 
     b = sub.add_parser("baselines", help="OC-SVM, KDE and Isolation Forest on PCA (95%%)")
@@ -87,13 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print a model's metadata as JSON")
     i.add_argument("model")
     i.add_argument("--models-dir", type=Path, default=Path("models"))
+    i.add_argument("--full", action="store_true", help="every coordinate of the centre")
     i.set_defaults(func=serving.cmd_inspect)
 
     r = sub.add_parser("report", help="figures: extremes grid, ROC, score histograms")
     r.add_argument("model")
-    _add_data_args(r)
+    _add_data_args(r, from_model=True)
     r.add_argument("--models-dir", type=Path, default=Path("models"))
-    r.add_argument("--out", type=Path, default=None, help="default: bench/figures")
+    r.add_argument("--out", type=Path, default=None, help="default: <model>/<version>/report")
+    _add_model_check_args(r)
     r.set_defaults(func=training.cmd_report)
 
     s = sub.add_parser("serve", help="run the HTTP service")

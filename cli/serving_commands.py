@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -18,12 +20,33 @@ if TYPE_CHECKING:
 
 SCORE_COLUMNS = ("path", "score", "threshold", "is_anomaly")
 
+_NUMBER_LIST = re.compile(r"\[\s*((?:-?[0-9.eE+-]+,?\s*)+)\]")
+
 
 def cmd_inspect(args: argparse.Namespace) -> None:
     from modelfile.layout import open_model, resolve_model_path
 
     _, meta = open_model(resolve_model_path(args.model, args.models_dir))
-    print(json.dumps(meta.model_dump(mode="json"), indent=2))
+    shown = meta.model_dump(mode="json")
+    if not args.full:
+        shown["center"] = summarise_center(meta.center)
+    print(compact_json(shown))
+
+
+def compact_json(value: object) -> str:
+    """Indented JSON with every list of numbers on one line."""
+    text = json.dumps(value, indent=2)
+    return _NUMBER_LIST.sub(lambda m: f"[{', '.join(m.group(1).replace(',', ' ').split())}]", text)
+
+
+def summarise_center(center: list[float], first: int = 4) -> dict[str, object]:
+    """The centre in three lines instead of one per coordinate (`inspect --full` shows all)."""
+    return {
+        "dim": len(center),
+        "norm": math.sqrt(sum(v * v for v in center)),
+        "first": center[:first],
+        "full": "deepsvdd inspect --full",
+    }
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 
 from cli.common import UsageError, emit
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    if not args.quiet:
+        print("deepsvdd train: starting (importing PyTorch)...", file=sys.stderr, flush=True)
+    import torch
+
     from training.deepsvdd import TrainConfig
+    from training.labelled import parse_classes
     from training.pipeline import RunSpec, train_and_export
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.labelled_fraction > 1:
+        raise UsageError(f"--labelled-fraction {args.labelled_fraction} must be in (0, 1]")
 
     cfg = TrainConfig(
         objective=args.objective,
@@ -40,6 +50,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         resume=args.resume,
         checkpoint_every=args.checkpoint_every,
         progress=not args.quiet,
+        anomaly_classes=parse_classes(args.anomaly_classes),
+        labelled_fraction=args.labelled_fraction,
+        strict=args.strict,
     )
     if args.name is not None:
         from modelfile.metadata import NAME_PATTERN, is_valid_name
@@ -52,16 +65,29 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from training.evaluate import evaluate
 
-    emit(
-        evaluate(
-            args.model,
-            args.dataset,
-            args.normal_class,
-            args.data_dir,
-            download=args.download,
-            models_dir=args.models_dir,
-        )
+    result = evaluate(
+        args.model,
+        args.dataset,
+        args.normal_class,
+        args.data_dir,
+        download=args.download,
+        models_dir=args.models_dir,
+        allow_other=args.allow_other_class,
+        threshold=args.threshold,
     )
+    auc = "n/a" if result["auc"] is None else f"{result['auc']:.3f}"
+    fpr, tpr = _share(result["false_positive_rate"]), _share(result["true_positive_rate"])
+    print(
+        f"deepsvdd evaluate: {result['name']} v{result['version']} on {result['dataset']} "
+        f"(normal: {result['normal_class']}): AUC {auc}; at {result['threshold']}, "
+        f"{fpr} of normal images flagged and {tpr} of anomalies",
+        file=sys.stderr,
+    )
+    emit(result)
+
+
+def _share(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate:.1%}"
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
@@ -81,7 +107,7 @@ def cmd_baselines(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from training.evaluate import score_test_split
+    from training.evaluate import pick_threshold, score_test_split
     from training.report import write_report
 
     scored = score_test_split(
@@ -91,10 +117,16 @@ def cmd_report(args: argparse.Namespace) -> None:
         args.data_dir,
         download=args.download,
         models_dir=args.models_dir,
+        allow_other=args.allow_other_class,
     )
-    out = args.out or Path("bench") / "figures"
     meta = scored.meta
+    thresholds = meta.thresholds
+    if args.threshold is not None:
+        name, value = pick_threshold(meta, args.threshold)
+        thresholds = {name: value}
+    out = args.out if args.out is not None else scored.path.parent / "report"
     paths = write_report(
-        scored.images, scored.scores, scored.labels, meta.thresholds, out, name=meta.name
+        scored.images, scored.scores, scored.labels, thresholds, out, name=meta.name
     )
+    print(f"deepsvdd report: wrote {len(paths)} figures to {out}", file=sys.stderr)
     emit({"model_path": str(scored.path), **{kind: str(p) for kind, p in paths.items()}})

@@ -50,17 +50,30 @@ class DatasetInfo(BaseModel):
     normal_class: int | str
     class_name: str | None = None
     n_train: int = Field(ge=1)
+    data_dir: str | None = None  # where the training data lay; evaluate and report default to it
 
 
 class Calibration(BaseModel):
-    """How many held-out normal images the thresholds rest on, and how sure their rates are."""
+    """How many held-out normal images the thresholds rest on, and how uncertain their rates are."""
 
-    n: int = Field(ge=1)
-    method: str
-    folds: int | None = None
-    confidence: float = 0.95
-    # Per threshold name: [low, high], the Clopper-Pearson interval of its false-alarm rate.
-    rate_interval: dict[str, list[float]]
+    model_config = ConfigDict(extra="allow")
+
+    n: int = Field(ge=1)  # normal images the thresholds were calibrated on
+    # holdout: normal training images never trained on; calibrate: the user's own images.
+    method: Literal["holdout", "cross-fit", "calibrate"]
+    folds: int | None = None  # cross-fit only
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    # Threshold name -> [low, high]: Clopper-Pearson interval, at `confidence`, of the
+    # false-alarm rate on normal images at that threshold.
+    rate_interval: dict[str, list[float]] = Field(default_factory=dict)
+
+    @field_validator("rate_interval")
+    @classmethod
+    def _intervals(cls, intervals: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, bounds in intervals.items():
+            if len(bounds) != 2 or not 0.0 <= bounds[0] <= bounds[1] <= 1.0:
+                raise ValueError(f"rate_interval[{name!r}] must be [low, high] in [0, 1]")
+        return intervals
 
 
 class ModelMetadata(BaseModel):
@@ -81,10 +94,10 @@ class ModelMetadata(BaseModel):
     # rate a healthy stream of normal images should show, which the alerts compare to.
     expected_anomaly_rate: dict[str, float] = Field(default_factory=dict)
     default_threshold: str
-    calibration: Calibration | None = None
     input: InputSpec
     dataset: DatasetInfo
     metrics: dict[str, float | None] = Field(default_factory=dict)
+    calibration: Calibration | None = None  # absent in models made before it was recorded
     training: dict[str, Any] = Field(default_factory=dict)
     software: dict[str, str] = Field(default_factory=dict)
 

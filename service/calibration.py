@@ -103,7 +103,7 @@ def calibrated_metadata(
     n = counts["n_normal"]
     data["calibration"] = {
         "n": n,
-        "method": "deepsvdd calibrate",
+        "method": "calibrate",
         "confidence": CONFIDENCE,
         "rate_interval": {
             c.name: list(clopper_pearson(round(c.normal_flagged * n), n, CONFIDENCE))

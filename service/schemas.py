@@ -123,7 +123,8 @@ class VersionInfo(BaseModel):
                 k: v if v is not None and math.isfinite(v) else None
                 for k, v in meta.metrics.items()
             },
-            dataset=meta.dataset.model_dump(),
+            # Where the training data lay is the trainer's path, not for clients.
+            dataset=meta.dataset.model_dump(exclude={"data_dir"}),
             providers=list(model.providers),
         )
 

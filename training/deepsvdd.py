@@ -23,6 +23,10 @@ from training.networks import Autoencoder, Encoder, NetConfig
 Objective = Literal["one-class", "soft-boundary"]
 # Paper section 3.3: coordinates of c this close to zero are pushed out to +-eps.
 C_EPS = 0.1
+# Deep SAD (Ruff et al., ICLR 2020): weight of the labelled terms and the offset that keeps
+# the inverse distance of a labelled anomaly finite.
+SAD_ETA = 1.0
+SAD_EPS = 1e-6
 
 
 @dataclass
@@ -136,6 +140,15 @@ def svdd_loss(dist: torch.Tensor, objective: Objective, R: float, nu: float) -> 
     return R**2 + slack.mean() / nu
 
 
+def deepsad_loss(
+    dist: torch.Tensor, semi_targets: torch.Tensor, eta: float = SAD_ETA, eps: float = SAD_EPS
+) -> torch.Tensor:
+    """Deep SAD over a batch: dist for unlabelled rows (target 0), eta (dist + eps)^y for
+    labelled ones (y = +1 normal, -1 anomaly: pushed out by the inverse distance)."""
+    labelled = eta * (dist + eps) ** semi_targets.to(dist.dtype)
+    return torch.where(semi_targets == 0, dist, labelled).mean()
+
+
 def _optimizer(
     params: Iterator[nn.Parameter], cfg: TrainConfig, milestone: int
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.MultiStepLR]:
@@ -212,7 +225,8 @@ def pretrain_dcae(
     start, history, _ = phase.resume(ckpt)
     x = training_layout(ae, x)
     timer = _EpochTimer()
-    for epoch in _epochs("pretrain DCAE", start, cfg.pretrain_epochs, progress):
+    bar = _epochs("pretrain DCAE", start, cfg.pretrain_epochs, progress)
+    for epoch in bar:
         ae.train()
         total = 0.0
         with timer:
@@ -225,6 +239,7 @@ def pretrain_dcae(
                 total += float(loss.detach()) * len(idx)
             sched.step()
         history.append(total / len(x))
+        bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
         if ckpt is not None and ckpt.due(epoch + 1, cfg.pretrain_epochs):
             ckpt.save(phase.snapshot(epoch + 1, history))
     standard_layout(ae)
@@ -237,23 +252,31 @@ def train_deepsvdd(
     cfg: TrainConfig,
     ckpt: Checkpointer | None = None,
     progress: bool = False,
+    semi_targets: torch.Tensor | None = None,
 ) -> TrainState:
-    """Minimises the one-class or soft-boundary objective with c fixed."""
+    """Minimises the one-class or soft-boundary objective with c fixed; with `semi_targets`
+    (one per row of x: 0 unlabelled, +1 labelled normal, -1 labelled anomaly) Deep SAD's."""
     phase = _Phase("train", net, *_optimizer(net.parameters(), cfg, cfg.milestone), cfg.seed + 1)
     opt, sched, gen = phase.opt, phase.sched, phase.gen
-    c, R = init_center_c(net, x), 0.0
+    normal = x if semi_targets is None else x[semi_targets >= 0]  # c never sees anomalies
+    c, R = init_center_c(net, normal), 0.0
     start, history, saved = phase.resume(ckpt)
     if saved is not None:
         c, R = saved["c"].to(x.device), saved["R"]
     soft = cfg.objective == "soft-boundary"
     x = training_layout(net, x)
     timer = _EpochTimer()
-    for epoch in _epochs("train Deep SVDD", start, cfg.epochs, progress):
+    bar = _epochs("train Deep SVDD", start, cfg.epochs, progress)
+    for epoch in bar:
         net.train()
         total = 0.0
         with timer:
             for idx in batches(len(x), cfg.batch_size, gen):
-                loss = svdd_loss(sq_dist(net(x[idx]), c), cfg.objective, R, cfg.nu)
+                dist = sq_dist(net(x[idx]), c)
+                if semi_targets is None:
+                    loss = svdd_loss(dist, cfg.objective, R, cfg.nu)
+                else:
+                    loss = deepsad_loss(dist, semi_targets[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -264,6 +287,7 @@ def train_deepsvdd(
             # epochs, with k = 1): the nu-property then holds for the final R.
             R = get_radius(sq_dist(embed(net, x), c), cfg.nu)
         history.append(total / len(x))
+        bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
         if ckpt is not None and ckpt.due(epoch + 1, cfg.epochs):
             ckpt.save(phase.snapshot(epoch + 1, history, c=c, R=R))
     if soft:

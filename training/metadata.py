@@ -12,7 +12,8 @@ import torch
 
 from modelfile.imaging import Color
 from modelfile.metadata import FORMAT_VERSION, DatasetInfo, InputSpec, ModelMetadata
-from training.calibration import DEFAULT_THRESHOLD, Calibration
+from modelfile.metadata import Calibration as CalibrationRecord
+from training.calibration import CONFIDENCE, DEFAULT_THRESHOLD, Calibration
 from training.deepsvdd import TrainConfig, TrainState
 from training.networks import NetConfig
 from training.preprocess import Preprocess
@@ -34,11 +35,17 @@ def seconds_per_epoch(state: TrainState, pretrain: float | None) -> dict[str, fl
 
 
 def training_record(
-    cfg: TrainConfig, net_cfg: NetConfig, pre: Preprocess, epochs: dict[str, float | None]
+    cfg: TrainConfig,
+    net_cfg: NetConfig,
+    pre: Preprocess,
+    epochs: dict[str, float | None],
+    labelled: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """The resolved configuration and the method's choices, as the metadata's `training`."""
     return {
         **cfg.to_dict(),
+        "method": "deep-svdd" if labelled is None else "deep-sad",
+        "labelled": labelled,
         "net": net_cfg.to_dict(),
         "preprocessing": {"gcn": "l1", "min": float(pre.lo), "max": float(pre.hi)},
         "center_eps": 0.1,
@@ -61,6 +68,7 @@ def build_metadata(
     dataset: DatasetInfo,
     calibration: Calibration,
     pretrain_seconds_per_epoch: float | None,
+    labelled: dict[str, object] | None = None,
 ) -> ModelMetadata:
     """Everything the service and `deepsvdd inspect` read about a model, `c` and `R` included."""
     return ModelMetadata(
@@ -87,8 +95,15 @@ def build_metadata(
             "train_fraction_outside": calibration.train_fraction_outside,
             "train_score_std": calibration.train_score_std,
         },
+        calibration=CalibrationRecord(
+            n=calibration.n_holdout,
+            method="holdout",
+            folds=None,
+            confidence=CONFIDENCE,
+            rate_interval=calibration.rate_interval,
+        ),
         training=training_record(
-            cfg, net_cfg, pre, seconds_per_epoch(state, pretrain_seconds_per_epoch)
+            cfg, net_cfg, pre, seconds_per_epoch(state, pretrain_seconds_per_epoch), labelled
         ),
         software=software_versions(),
     )

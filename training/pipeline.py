@@ -15,12 +15,14 @@ import torch
 from modelfile.layout import claim_version
 from modelfile.metadata import DatasetInfo, ModelMetadata
 from training import preprocess
-from training.calibration import Calibration, calibrate
+from training.advice import Notes, calibration_warnings, skipped_warning
+from training.calibration import Calibration, calibrate, holdout_size
 from training.checkpoint import Checkpointer
-from training.data import ImageSet, load_dataset, resolve_class
+from training.data import DataError, ImageSet, load_dataset, resolve_class
 from training.data.download import download_missing
 from training.deepsvdd import TrainConfig, TrainState, pretrain_dcae, score, train_deepsvdd
 from training.export import ScoringModel, export_model
+from training.labelled import Labelled, pick_labelled
 from training.metadata import build_metadata, seconds_per_epoch
 from training.networks import Encoder, NetConfig, make_config
 
@@ -45,6 +47,9 @@ class RunSpec:
     resume: bool = False
     checkpoint_every: int = 10
     progress: bool = True
+    anomaly_classes: tuple[str, ...] = ()  # Deep SAD: classes whose training images are labelled
+    labelled_fraction: float = 1.0  # share of each such class's training images used
+    strict: bool = False  # stop at the first unreadable image file instead of skipping it
 
 
 @dataclass
@@ -54,7 +59,7 @@ class Trained:
 
     state: TrainState
     pre: preprocess.Preprocess
-    x: torch.Tensor  # preprocessed training images, on the training device
+    x: torch.Tensor  # preprocessed normal training images, on the training device
     seconds: float  # wall time of pretraining and training together
     pretrain_seconds_per_epoch: float | None  # None when pretraining did not run
 
@@ -92,7 +97,7 @@ def split_normal(data: ImageSet, k: int, holdout: float, seed: int) -> Split:
             f"normal class {data.class_names[k]!r} has {len(normal)} training image(s)"
         )
     order = np.random.default_rng(seed).permutation(len(normal))
-    n_hold = min(len(normal) - 1, round(holdout * len(normal)))
+    n_hold = holdout_size(len(normal), holdout)
     labels = None if data.y_test is None else (data.y_test != k).astype(np.int64)
     return Split(normal[order[n_hold:]], normal[order[:n_hold]], data.x_test, labels)
 
@@ -108,9 +113,15 @@ def net_config_for(spec: RunSpec, data: ImageSet) -> NetConfig:
 
 
 def fit(
-    net_cfg: NetConfig, x: torch.Tensor, cfg: TrainConfig, ckpt: Checkpointer | None, progress: bool
+    net_cfg: NetConfig,
+    x: torch.Tensor,
+    cfg: TrainConfig,
+    ckpt: Checkpointer | None,
+    progress: bool,
+    semi_targets: torch.Tensor | None = None,
 ) -> tuple[TrainState, float | None]:
-    """Pretrains (unless off, or a resumed run is past it), then trains Deep SVDD."""
+    """Pretrains (unless off, or a resumed run is past it), then trains Deep SVDD (Deep SAD
+    with `semi_targets`; the autoencoder then sees the labelled images too, as in Deep SAD)."""
     seed_everything(cfg.seed)
     net = Encoder(net_cfg).to(x.device)
     pre_seconds = None
@@ -118,44 +129,69 @@ def fit(
     if cfg.pretrain and not skip_pretrain:
         encoder, _, pre_seconds = pretrain_dcae(net_cfg, x, cfg, ckpt, progress)
         net.load_state_dict(encoder.state_dict())  # weights and BN buffers
-    state = train_deepsvdd(net, x, cfg, ckpt, progress)
+    state = train_deepsvdd(net, x, cfg, ckpt, progress, semi_targets)
     return state, pre_seconds
 
 
-def load_training_data(spec: RunSpec, seed: int) -> ImageSet:
-    """Downloads first where asked, then loads the dataset at the requested size and channels."""
+def load_training_data(spec: RunSpec, seed: int, notes: Notes) -> ImageSet:
+    """Downloads first where asked, then loads the dataset at the requested size and channels;
+    unreadable files are skipped with a warning, or stop the run under `strict`."""
     if spec.download:
         download_missing(spec.dataset, spec.data_dir)
-    return load_dataset(
+    notes.say(f"loading {spec.dataset} data...")
+    data = load_dataset(
         spec.dataset,
         spec.data_dir,
         image_size=spec.image_size,
         channels=spec.channels,
         seed=seed,
     )
+    if data.skipped and spec.strict:
+        file, why = data.skipped[0]
+        raise DataError(f"{file}: cannot read the image ({why}); --strict stops at the first")
+    if data.skipped:
+        notes.warn(skipped_warning(data.skipped))
+    return data
 
 
 def checkpointer_for(
-    spec: RunSpec, name: str, k: int, net_cfg: NetConfig, cfg: TrainConfig
+    spec: RunSpec,
+    name: str,
+    k: int,
+    net_cfg: NetConfig,
+    cfg: TrainConfig,
+    labelled: Labelled | None,
+    notes: Notes,
 ) -> Checkpointer:
     """The run's checkpoint; its key makes a resumed run refuse a checkpoint of other settings."""
     key = {"dataset": spec.dataset, "class": k, "net": net_cfg.to_dict(), "cfg": cfg.to_dict()}
-    return Checkpointer(
-        spec.models_dir / name / ".checkpoint" / "train.pt",
-        key,
-        every=spec.checkpoint_every,
-        resume=spec.resume,
-    )
+    if labelled is not None:
+        key["labelled"] = labelled.record()
+    path = spec.models_dir / name / ".checkpoint" / "train.pt"
+    if spec.resume and not path.exists():
+        notes.warn(f"--resume: no checkpoint at {path}; starting afresh")
+    return Checkpointer(path, key, every=spec.checkpoint_every, resume=spec.resume)
 
 
 def train_split(
-    net_cfg: NetConfig, split: Split, cfg: TrainConfig, ckpt: Checkpointer, progress: bool
+    net_cfg: NetConfig,
+    split: Split,
+    cfg: TrainConfig,
+    ckpt: Checkpointer,
+    progress: bool,
+    labelled: Labelled | None = None,
 ) -> Trained:
-    """Fits the preprocessing on the normal training images, then the network on them."""
+    """Fits the preprocessing on the normal training images, then the network on them and
+    on the labelled anomalies, if any (semi-target -1, after the normal rows' 0)."""
     pre = preprocess.fit_preprocess(split.train)
     x = preprocess.apply(pre, split.train).to(cfg.device)
+    x_fit, semi = x, None
+    if labelled is not None:
+        anomalies = preprocess.apply(pre, labelled.x).to(cfg.device)
+        x_fit = torch.cat([x, anomalies])
+        semi = torch.cat([torch.zeros(len(x)), -torch.ones(len(anomalies))]).to(cfg.device)
     started = time.perf_counter()
-    state, pretrain_spe = fit(net_cfg, x, cfg, ckpt, progress)
+    state, pretrain_spe = fit(net_cfg, x_fit, cfg, ckpt, progress, semi)
     return Trained(state, pre, x, time.perf_counter() - started, pretrain_spe)
 
 
@@ -176,14 +212,23 @@ def calibrate_trained(trained: Trained, split: Split) -> Calibration:
 def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
     """Loads data, trains, calibrates thresholds, evaluates and exports; returns the summary."""
     started = time.perf_counter()
+    notes = Notes(status=spec.progress)
     cfg.device = resolve_device(cfg.device)
-    data = load_training_data(spec, cfg.seed)
+    if spec.anomaly_classes and cfg.objective != "one-class":
+        raise ValueError("--anomaly-classes (Deep SAD) needs the one-class objective")
+    data = load_training_data(spec, cfg.seed, notes)
     k = resolve_class(data, spec.normal_class)
+    labelled = pick_labelled(data, k, spec.anomaly_classes, spec.labelled_fraction, cfg.seed)
     name = spec.name or default_name(spec.dataset, data.class_names[k])
     net_cfg = net_config_for(spec, data)
     split = split_normal(data, k, spec.holdout, cfg.seed)
-    ckpt = checkpointer_for(spec, name, k, net_cfg, cfg)
-    trained = train_split(net_cfg, split, cfg, ckpt, spec.progress)
+    ckpt = checkpointer_for(spec, name, k, net_cfg, cfg, labelled, notes)
+    notes.say(
+        f"training on {len(split.train)} normal images"
+        + (f" and {len(labelled.x)} labelled anomalies" if labelled else "")
+        + f"; thresholds from {len(split.holdout)} held out"
+    )
+    trained = train_split(net_cfg, split, cfg, ckpt, spec.progress, labelled)
     calibration = calibrate_trained(trained, split)
 
     version, version_dir = claim_version(spec.models_dir / name)
@@ -200,19 +245,27 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
             normal_class=k,
             class_name=data.class_names[k],
             n_train=len(split.train),
+            data_dir=None if spec.data_dir is None else str(Path(spec.data_dir).resolve()),
         ),
         calibration=calibration,
         pretrain_seconds_per_epoch=trained.pretrain_seconds_per_epoch,
+        labelled=None if labelled is None else labelled.record(),
     )
+    for warning in calibration_warnings(calibration, meta.default_threshold):
+        notes.warn(warning)
     sample = preprocess.to_unit_tensor(
         split.holdout[:64] if len(split.holdout) else split.train[:64]
     )
     scoring = ScoringModel(trained.pre, trained.state.net, trained.state.c.cpu())
     model_path, rel = export_model(scoring, meta, version_dir, sample)
     ckpt.remove()
-    return run_summary(
+    auc = "no test split" if calibration.auc is None else f"test AUC {calibration.auc:.3f}"
+    notes.say(f"exported {model_path} ({auc})")
+    summary = run_summary(
         model_path, meta, trained, cfg, rel, total_seconds=time.perf_counter() - started
     )
+    skipped = [{"file": file, "error": why} for file, why in data.skipped]
+    return {**summary, "skipped": skipped, "n_skipped": len(skipped), "warnings": notes.warnings}
 
 
 def run_summary(
@@ -237,6 +290,9 @@ def run_summary(
         "default_threshold": meta.default_threshold,
         "thresholds": meta.thresholds,
         "n_train": meta.dataset.n_train,
+        "calibration": None if meta.calibration is None else meta.calibration.model_dump(),
+        "labelled": meta.training.get("labelled"),
         "export_rel_diff": export_rel_diff,
         "device": cfg.device,
+        "threads": torch.get_num_threads(),
     }

@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from modelfile.metadata import NAME_PATTERN
@@ -26,6 +27,7 @@ LOG_SCALE_RATIO = 100.0
 HISTOGRAM_BINS = 50
 TILE_PAD = 2  # pixels of background between tiles of an extremes grid
 DPI = 100
+FILE_MODE = 0o644  # figures are for sharing: readable by all, like any file the user writes
 
 
 def extreme_indices(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,11 +42,18 @@ def extreme_indices(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def plot_extremes(
-    images: np.ndarray, scores: np.ndarray, path: Path, *, n: int = 32, title: str = ""
+    images: np.ndarray,
+    scores: np.ndarray,
+    path: Path,
+    *,
+    n: int = 32,
+    title: str = "",
+    labels: np.ndarray | None = None,
 ) -> Path:
     """The n most normal and n most anomalous images side by side, as in the paper's Figure 2.
 
-    images: uint8 (N, H, W, C) with C in {1, 3}; scores (N,), higher = more anomalous.
+    images: uint8 (N, H, W, C) with C in {1, 3}; scores (N,), higher = more anomalous;
+    labels (N,), 1 = truly anomalous: those tiles get a red frame.
     """
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in (1, 3):
         raise ValueError(
@@ -53,6 +62,9 @@ def plot_extremes(
         )
     if len(images) != len(scores):
         raise ValueError(f"images has {len(images)} entries but scores has {len(scores)}")
+    if labels is not None:
+        _check_labels(labels, len(scores), need_both=False)
+        title = f"{title} (red frame: truly anomalous)".strip()
     normal, anomalous = extreme_indices(scores, n)
     fig = _figure(10, 5.6)
     for ax, idx, label in zip(
@@ -65,6 +77,8 @@ def plot_extremes(
             ax.imshow(grid)
         ax.set_title(f"{label} (scores {scores[idx].min():.4g} .. {scores[idx].max():.4g})")
         ax.set_axis_off()
+        if labels is not None:
+            _frame_anomalies(ax, labels[idx], images.shape[1], images.shape[2], len(idx))
     return _save(fig, path, title)
 
 
@@ -134,7 +148,9 @@ def write_report(
         raise ValueError(f"report name {name!r} must match {NAME_PATTERN}")
     out_dir.mkdir(parents=True, exist_ok=True)
     return {
-        "extremes": plot_extremes(images, scores, out_dir / f"{name}-extremes.png", title=name),
+        "extremes": plot_extremes(
+            images, scores, out_dir / f"{name}-extremes.png", title=name, labels=labels
+        ),
         "roc": plot_roc(scores, labels, out_dir / f"{name}-roc.png", title=name),
         "scores": plot_score_histograms(
             scores, labels, thresholds, out_dir / f"{name}-scores.png", title=name
@@ -162,6 +178,16 @@ def _mosaic(images: np.ndarray) -> np.ndarray:
         top, left = (i // cols) * (h + TILE_PAD), (i % cols) * (w + TILE_PAD)
         grid[top : top + h, left : left + w] = image
     return grid
+
+
+def _frame_anomalies(ax: Axes, labels: np.ndarray, h: int, w: int, k: int) -> None:
+    """Red frames around the mosaic tiles (laid out as `_mosaic` does) whose label is 1."""
+    cols = math.ceil(math.sqrt(k))
+    for i in np.flatnonzero(labels == 1).tolist():
+        top, left = (i // cols) * (h + TILE_PAD), (i % cols) * (w + TILE_PAD)
+        ax.add_patch(
+            Rectangle((left - 1, top - 1), w + 1, h + 1, fill=False, edgecolor="red", linewidth=1.5)
+        )
 
 
 def _draw_thresholds(ax: Axes, thresholds: Mapping[str, float]) -> None:
@@ -200,6 +226,7 @@ def _save(fig: Figure, path: Path, title: str) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png")
+        os.chmod(tmp, FILE_MODE)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -36,7 +36,8 @@ def last_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    # Status lines ("deepsvdd train: loading ... data...") may come first; one error line ends it.
+    lines = [line for line in proc.stderr.strip().splitlines() if not line.endswith("...")]
     assert len(lines) == 1, proc.stderr
     for word in words:
         assert word in lines[0], lines[0]
@@ -91,7 +92,22 @@ def test_tiny_model_beats_stated_auc(tiny_model: dict[str, Any]) -> None:
 def test_inspect_prints_metadata(tiny_model: dict[str, Any]) -> None:
     proc = deepsvdd("inspect", "tiny", "--models-dir", tiny_model["models_dir"])
     meta = json.loads(proc.stdout)
-    assert meta["name"] == "tiny" and meta["version"] == 1 and len(meta["center"]) == 32
+    assert meta["name"] == "tiny" and meta["version"] == 1
+    # Issue 17.9: the centre is summarised (not 32 lines of numbers) unless --full.
+    assert meta["center"]["dim"] == 32 and len(meta["center"]["first"]) == 4
+    full_text = deepsvdd(
+        "inspect", "tiny", "--full", "--models-dir", tiny_model["models_dir"]
+    ).stdout
+    for text in (proc.stdout, full_text):  # no line holds a lone number
+        assert not [line for line in text.splitlines() if line.strip().rstrip(",")[:1].isdigit()]
+    full = json.loads(full_text)
+    assert len(full["center"]) == 32
+    assert meta["center"]["norm"] == pytest.approx(float(np.linalg.norm(full["center"])))
+    # Issue 17.2: how many images the thresholds rest on, and how uncertain their rates are.
+    calibration = meta["calibration"]
+    assert calibration["n"] == tiny_model["calibration"]["n"] >= 100
+    low, high = calibration["rate_interval"]["q0.95"]
+    assert low < meta["expected_anomaly_rate"]["q0.95"] < high
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +118,7 @@ def shapes_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     yy, xx = np.mgrid[:40, :40]
     for cls in ("disc", "square"):
         (root / "train" / cls).mkdir(parents=True)
-        for i in range(120):
+        for i in range(250):
             cy, cx, r = rng.integers(14, 26), rng.integers(14, 26), rng.integers(6, 11)
             if cls == "disc":
                 mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2

@@ -394,19 +394,25 @@ def test_folder_reads_a_test_split_with_its_own_classes(tmp_path: Path) -> None:
         resolve_class(images, "wolves")
 
 
-def test_folder_unreadable_image_is_named(tmp_path: Path) -> None:
+def test_folder_unreadable_image_is_skipped_and_named(tmp_path: Path) -> None:
     write_folder(tmp_path, "L")
+    complete = load_dataset("folder", tmp_path)
     (tmp_path / "train" / "dogs" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    with pytest.raises(DataError, match=r"dogs/broken.png: cannot read the image"):
-        load_dataset("folder", tmp_path)
+    images = load_dataset("folder", tmp_path)
+    assert images.color == "L"  # the unreadable file does not decide the colour
+    assert images.y_test is not None and complete.y_test is not None
+    assert len(images.y_train) + len(images.y_test) == len(complete.y_train) + len(complete.y_test)
+    [(file, why)] = images.skipped
+    assert file.endswith("dogs/broken.png") and why
 
 
-def test_folder_truncated_image_is_named(tmp_path: Path) -> None:
+def test_folder_truncated_images_are_all_listed(tmp_path: Path) -> None:
     write_folder(tmp_path, "RGB")
-    path = tmp_path / "train" / "cats" / "0.png"
-    path.write_bytes(path.read_bytes()[:-30])
-    with pytest.raises(DataError, match=r"cats/0.png: cannot read the image"):
-        load_dataset("folder", tmp_path, channels=3)
+    for name in ("0.png", "1.png"):
+        path = tmp_path / "train" / "cats" / name
+        path.write_bytes(path.read_bytes()[:-30])
+    images = load_dataset("folder", tmp_path, channels=3)
+    assert sorted(Path(file).name for file, _ in images.skipped) == ["0.png", "1.png"]
 
 
 def test_folder_empty_class_or_train_dir_is_reported(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ class ImageSet:
     y_test: np.ndarray | None
     class_names: list[str]  # class index -> human name
     color: Literal["L", "RGB"]
+    skipped: tuple[tuple[str, str], ...] = ()  # (file, why) of image files that did not decode
 
 
 class Splits(NamedTuple):
@@ -40,6 +41,7 @@ class Splits(NamedTuple):
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list[str]
+    skipped: tuple[tuple[str, str], ...] = ()  # (file, why): unreadable files left out
 
 
 # A loader reads a dataset's folder; size and colour are None where the caller left them open.

@@ -31,14 +31,30 @@ def _class_files(split_dir: Path) -> dict[str, list[Path]]:
 
 def _read_folder_split(
     files: dict[str, list[Path]], classes: list[str], color: Color, size: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Decodes every file; one that does not decode is left out and listed with the reason,
+    so that a user sees all the bad files of a folder at once."""
     index = {name: i for i, name in enumerate(classes)}
     paths = [(path, index[name]) for name, group in files.items() for path in group]
     channels = 1 if color == "L" else 3
     x = np.empty((len(paths), size, size, channels), dtype=np.uint8)
+    keep = np.ones(len(paths), dtype=bool)
+    skipped = []
     for i, (path, _) in enumerate(paths):
-        x[i] = read_image(path, color, size)
-    return x, np.array([label for _, label in paths], dtype=np.int64)
+        try:
+            x[i] = read_image(path, color, size)
+        except DataError as e:
+            keep[i] = False
+            skipped.append((str(path), str(e.__cause__ or e)))
+    y = np.array([label for _, label in paths], dtype=np.int64)
+    return x[keep], y[keep], skipped
+
+
+def _mode_or_none(path: Path) -> str | None:
+    try:
+        return image_mode(path)
+    except DataError:
+        return None  # listed as skipped when the images are decoded
 
 
 def load_folder(root: Path, size: int | None, color: Color | None, seed: int) -> Splits:
@@ -52,12 +68,13 @@ def load_folder(root: Path, size: int | None, color: Color | None, seed: int) ->
     test = _class_files(test_dir) if test_dir.is_dir() else None
     classes = sorted(set(train) | set(test or {}))
     if color is None:
-        grey = all(image_mode(p) in GRAY_MODES for group in train.values() for p in group)
-        color = "L" if grey else "RGB"
+        modes = [_mode_or_none(p) for group in train.values() for p in group]
+        color = "L" if all(m in GRAY_MODES for m in modes if m is not None) else "RGB"
     size = size or (28 if color == "L" else 32)
-    x_train, y_train = _read_folder_split(train, classes, color, size)
+    x_train, y_train, skipped = _read_folder_split(train, classes, color, size)
     if test is None:
         x_train, y_train, x_test, y_test = hold_out(x_train, y_train, seed)
     else:
-        x_test, y_test = _read_folder_split(test, classes, color, size)
-    return Splits(x_train, y_train, x_test, y_test, classes)
+        x_test, y_test, skipped_test = _read_folder_split(test, classes, color, size)
+        skipped += skipped_test
+    return Splits(x_train, y_train, x_test, y_test, classes, tuple(skipped))

@@ -94,6 +94,7 @@ def load_dataset(
         y_test=splits.y_test,
         class_names=splits.class_names,
         color=color,
+        skipped=splits.skipped,
     )
 
 

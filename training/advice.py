@@ -1,0 +1,58 @@
+"""What a training run tells its user as it goes: status lines, and warnings that say what
+to try. Both go to stderr at once; warnings are also kept for the run's JSON summary."""
+
+from __future__ import annotations
+
+import sys
+
+from training.calibration import MIN_HOLDOUT, Calibration
+
+LOW_AUC = 0.6  # below this a model barely beats chance on its own test split
+SHOWN_SKIPPED = 5  # unreadable files named in the warning line (all are in the JSON)
+
+
+class Notes:
+    """Prints `deepsvdd train: ...` lines on stderr and keeps the warnings in order."""
+
+    def __init__(self, status: bool = True, prefix: str = "deepsvdd train") -> None:
+        self.status, self.prefix = status, prefix
+        self.warnings: list[str] = []
+
+    def say(self, message: str) -> None:
+        """A status line, left out under --quiet."""
+        if self.status:
+            print(f"{self.prefix}: {message}", file=sys.stderr, flush=True)
+
+    def warn(self, message: str) -> None:
+        """A warning line, always printed, and kept for the summary."""
+        self.warnings.append(message)
+        print(f"{self.prefix}: warning: {message}", file=sys.stderr, flush=True)
+
+
+def skipped_warning(skipped: tuple[tuple[str, str], ...]) -> str:
+    names = ", ".join(f"{file} ({why})" for file, why in skipped[:SHOWN_SKIPPED])
+    more = f" and {len(skipped) - SHOWN_SKIPPED} more" if len(skipped) > SHOWN_SKIPPED else ""
+    return (
+        f"skipped {len(skipped)} unreadable image file(s): {names}{more}; "
+        "the JSON summary lists them all (--strict stops at the first instead)"
+    )
+
+
+def calibration_warnings(cal: Calibration, default_threshold: str) -> list[str]:
+    """Warnings about a model whose test AUC is low or whose thresholds rest on few images."""
+    found = []
+    if cal.auc is not None and cal.auc < LOW_AUC:
+        found.append(
+            f"test AUC {cal.auc:.3f} is below {LOW_AUC}: the model barely tells the test "
+            "anomalies from normal images. Try a longer schedule (e.g. --epochs 100 "
+            "--pretrain-epochs 150), keep pretraining on (--pretrain), or add normal images"
+        )
+    if cal.n_holdout < MIN_HOLDOUT:
+        low, high = cal.rate_interval[default_threshold]
+        found.append(
+            f"thresholds rest on {cal.n_holdout} held-out normal images (fewer than "
+            f"{MIN_HOLDOUT}): the false-alarm rate at {default_threshold} lies anywhere in "
+            f"{low:.1%}..{high:.1%} (95% interval). Add normal images: with "
+            f"{2 * MIN_HOLDOUT} or more, {MIN_HOLDOUT} are held out"
+        )
+    return found
