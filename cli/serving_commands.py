@@ -90,7 +90,8 @@ def _score_paths(
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from service.offline import load, locate, resolve_threshold
+    from modelfile.metadata import resolve_threshold
+    from service.offline import load, locate
 
     model = load(locate(args.model, args.models_dir, args.version))
     name, value = resolve_threshold(model.metadata, args.threshold)

@@ -107,7 +107,8 @@ def cmd_baselines(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from training.evaluate import pick_threshold, score_test_split
+    from modelfile.metadata import resolve_threshold
+    from training.evaluate import score_test_split
     from training.report import write_report
 
     scored = score_test_split(
@@ -122,7 +123,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     meta = scored.meta
     thresholds = meta.thresholds
     if args.threshold is not None:
-        name, value = pick_threshold(meta, args.threshold)
+        name, value = resolve_threshold(meta, args.threshold)
         thresholds = {name: value}
     out = args.out if args.out is not None else scored.path.parent / "report"
     paths = write_report(

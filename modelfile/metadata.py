@@ -169,3 +169,25 @@ class ModelMetadata(BaseModel):
             raise MetadataError(
                 f"'{METADATA_KEY}' metadata is invalid at {where}: {first['msg']}"
             ) from exc
+
+
+CUSTOM_THRESHOLD = "custom"
+
+
+def resolve_threshold(meta: ModelMetadata, requested: str | None) -> tuple[str, float]:
+    """A threshold name of the model, or a non-negative number (named "custom"); None: the
+    model's default. The one rule for `/score`, the Open Inference Protocol, `deepsvdd score`
+    and `deepsvdd evaluate`. Raises ValueError naming the choices."""
+    requested = requested if requested is not None else meta.default_threshold
+    if requested in meta.thresholds:
+        return requested, meta.thresholds[requested]
+    try:
+        value = float(requested)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"threshold {requested!r} is neither a non-negative number nor one of "
+            f"{sorted(meta.thresholds)}"
+        )
+    return CUSTOM_THRESHOLD, value

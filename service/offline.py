@@ -7,7 +7,6 @@ gets the score the service gives it.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -19,7 +18,6 @@ import numpy as np
 
 from modelfile import MODEL_FILE
 from modelfile.layout import open_model, resolve_model_path
-from modelfile.metadata import ModelMetadata
 from modelfile.pixels import to_input
 from service.decoding import decode_pixels, fast_png
 from service.errors import ApiError
@@ -93,23 +91,6 @@ def load(path: Path, providers: list[str] | None = None) -> LoadedModel:
         return load_model(path, meta.name, meta.version, config)
     except ModelLoadError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-
-
-def resolve_threshold(meta: ModelMetadata, requested: str | None) -> tuple[str, float]:
-    """A threshold name of the model, or a non-negative number (named "custom")."""
-    requested = requested if requested is not None else meta.default_threshold
-    if requested in meta.thresholds:
-        return requested, meta.thresholds[requested]
-    try:
-        value = float(requested)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"threshold {requested!r} is neither a non-negative number nor one of "
-            f"{sorted(meta.thresholds)}"
-        )
-    return "custom", value
 
 
 def _pixels(path: Path, model: LoadedModel) -> np.ndarray:

@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from modelfile import INPUT_NAME, SCORE_OUTPUT
 from modelfile.layout import open_model, resolve_model_path
-from modelfile.metadata import ModelMetadata
+from modelfile.metadata import ModelMetadata, resolve_threshold
 from modelfile.pixels import to_input
 from training.calibration import auc_or_none
 from training.data import DataError, ImageSet, load_dataset, resolve_class
@@ -87,25 +87,6 @@ def _checked_class(
     return k
 
 
-def pick_threshold(meta: ModelMetadata, wanted: str | None) -> tuple[str, float]:
-    """`--threshold`: a name among the model's thresholds, or a score value; default the
-    model's default threshold."""
-    if wanted is None:
-        return meta.default_threshold, meta.thresholds[meta.default_threshold]
-    if wanted in meta.thresholds:
-        return wanted, meta.thresholds[wanted]
-    try:
-        value = float(wanted)
-    except ValueError:
-        raise DataError(
-            f"--threshold {wanted!r} is neither a number nor one of the model's thresholds: "
-            f"{', '.join(meta.thresholds)}"
-        ) from None
-    if not np.isfinite(value):
-        raise DataError(f"--threshold {wanted!r} is not a finite number")
-    return wanted, value
-
-
 def training_seed(meta: ModelMetadata) -> int:
     """The seed the model was trained with: it fixes held-out test splits of sources
     that have none, so evaluation never scores the model's own training images."""
@@ -176,7 +157,7 @@ def evaluate(
         model, dataset, normal_class, data_dir, download, models_dir, allow_other=allow_other
     )
     meta, target, scores, labels = scored.meta, scored.target, scored.scores, scored.labels
-    name, value = pick_threshold(meta, threshold)
+    name, value = resolve_threshold(meta, threshold)
     normal = labels == 0
     return {
         "model_path": str(scored.path),

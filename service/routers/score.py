@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from modelfile.metadata import ModelMetadata
+from modelfile.metadata import resolve_threshold as threshold_for
 from service.decode_pool import Decoded
 from service.decoding import MEDIA_TYPES
 from service.deps import State, decoder_of
@@ -70,23 +71,12 @@ def _resolve_model(repository: Repository, name: str | None, version: int | None
 
 
 def resolve_threshold(meta: ModelMetadata, requested: str | None) -> ThresholdUsed:
-    """A threshold name from the model's metadata, or a number (named "custom")."""
-    if requested is None:
-        requested = meta.default_threshold
-    if requested in meta.thresholds:
-        return ThresholdUsed(name=requested, value=meta.thresholds[requested])
+    """The `threshold` query parameter resolved by the model file's rule; 422 if unusable."""
     try:
-        value = float(requested)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise ApiError(
-            422,
-            "invalid_parameters",
-            f"threshold {requested!r} is neither a non-negative number nor one of "
-            f"{sorted(meta.thresholds)}",
-        )
-    return ThresholdUsed(name="custom", value=value)
+        name, value = threshold_for(meta, requested)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_parameters", str(exc)) from exc
+    return ThresholdUsed(name=name, value=value)
 
 
 # How many images' reasons the 400 for a request with none scored spells out.
