@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings
+from service.cpus import available_cpus
+from service.settings import MAX_AUTO_WORKERS, Settings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -20,7 +21,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.default_model is None
     assert settings.provider_preference == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert (settings.max_batch, settings.max_queue, settings.max_images) == (64, 1024, 256)
-    assert settings.admin_token is None and settings.workers == 1
+    assert settings.admin_token is None
+    assert settings.workers == min(available_cpus(), MAX_AUTO_WORKERS)
     assert settings.cpu_threads >= 1
 
 
@@ -69,7 +71,8 @@ def test_the_environment_sets_every_field(monkeypatch: pytest.MonkeyPatch, tmp_p
         ("max_pixels", 10**12, "max_pixels"),
         ("default_model", "../etc", "default_model"),
         ("admin_token", "short", "admin_token"),
-        ("workers", 0, "workers"),
+        ("workers", -1, "workers"),
+        ("workers", "many", "workers"),
         ("port", 70000, "port"),
         ("log_level", "loud", "log_level"),
     ],
