@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # 0: the CPUs this process may use (service.cpus), shared out between the workers.
     intra_op_threads: int = Field(default=0, ge=0, le=1024)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # uvicorn's line per request: formatting and writing it cost a measurable share of a
+    # single-image request (bench/serving.md); the request metrics count every request anyway.
+    access_log: bool = False
 
     @field_validator("models_dir")
     @classmethod
