@@ -22,6 +22,8 @@ MODEL = os.environ.get("PEER_MODEL", "")
 WORKERS = int(os.environ.get("PEER_WORKERS", "1"))
 THREADS = int(os.environ.get("PEER_THREADS", "1"))
 MAX_BATCH = int(os.environ.get("PEER_MAX_BATCH", "64"))
+# BentoML's default is 60 s; its dispatcher sheds a request it expects to wait longer.
+MAX_LATENCY_MS = int(os.environ.get("PEER_MAX_LATENCY_MS", "1000"))
 MAX_PIXELS = 40_000_000
 
 
@@ -38,7 +40,7 @@ class Scorer:
         self.session = ort.InferenceSession(MODEL, options, providers=["CPUExecutionProvider"])
         self.spec = meta.input
 
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=1000)
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=MAX_LATENCY_MS)
     def score(self, files: list[Path]) -> list[float]:
         """Scores the images of every request in this batch in one ONNX Runtime run."""
         pixels = []

@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 REPO = Path(__file__).resolve().parents[1]
+NOTES = Path(__file__).resolve().parent / "serving_notes.md"  # appended as it is
 BATCHED_VS_RAW = 0.55  # batched uploads: at least this fraction of raw ORT batch-64 images/s
 SINGLE_VS_PLAIN = 2.0  # single images: at least this many times the plain endpoint's requests/s
 SINGLE_P99_MS = 10.0  # ... with a p99 at most this
@@ -174,7 +175,9 @@ def markdown(report: dict) -> str:
         f"It took {report['wall_seconds']:.0f} s.",
         "",
     ]
-    return "\n".join(lines)
+    notes = NOTES.read_text() if NOTES.exists() else ""
+    notes = "\n".join(line for line in notes.splitlines() if not line.startswith("<!--"))
+    return "\n".join(lines) + notes.lstrip("\n") + "\n"
 
 
 def plot(report: dict, path: Path) -> None:
