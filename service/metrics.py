@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 from bisect import bisect_left
+from collections.abc import Iterator
 
 import numpy as np
 from prometheus_client import (
@@ -21,6 +22,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.repository import LoadedModel
@@ -65,6 +67,24 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     for i, count in counts.items():
         buckets[i].inc(count)
     total.inc(math.fsum(listed))
+
+
+class _EveryFamily:
+    """Every worker's samples merged, and each family that no worker has a sample of yet
+    with its HELP and TYPE lines alone, as one process exports it: the merged files alone
+    leave out a labelled family until its first observation (the batch sizes, say)."""
+
+    def __init__(self, own: CollectorRegistry) -> None:
+        self._own = own
+        self._merged = MultiProcessCollector(None)
+
+    def collect(self) -> Iterator[Metric]:
+        merged = list(self._merged.collect())
+        seen = {family.name for family in merged}
+        yield from merged
+        for family in self._own.collect():
+            if family.name not in seen:
+                yield Metric(family.name, family.documentation, family.type, family.unit)
 
 
 def multiprocess_mode() -> bool:
@@ -174,7 +194,7 @@ class Metrics:
         """The body and content type of a scrape."""
         if self.multiprocess:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            registry.register(_EveryFamily(self.registry))
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
