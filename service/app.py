@@ -11,6 +11,7 @@ from service.decode_pool import DecodePool
 from service.errors import install_error_handlers
 from service.metrics import REJECTION_REASONS, Metrics
 from service.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from service.reload_sync import ReloadSync
 from service.routers import admin, health, metrics, models, score, ui, v2
 from service.settings import Settings
 from service.state import ServiceState
@@ -21,13 +22,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     state = ServiceState(settings, Metrics())
     decoder = DecodePool(settings.max_pixels)
+    reload_sync = ReloadSync.from_environment(state)  # None in one process
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.start()
+        if reload_sync is not None:
+            reload_sync.start()
         try:
             yield
         finally:
+            if reload_sync is not None:
+                await reload_sync.stop()
             await state.stop()
             decoder.close()
 
@@ -39,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = state
     app.state.decoder = decoder
+    app.state.reload_sync = reload_sync
     rejected = state.metrics.rejected
 
     def count_rejection(code: str) -> None:

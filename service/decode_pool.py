@@ -4,7 +4,6 @@ a thread pool, in one job per CPU; `service.decoding` holds the decoders themsel
 from __future__ import annotations
 
 import asyncio
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from modelfile.metadata import InputSpec
 from modelfile.pixels import to_input
+from service.cpus import available_cpus
 from service.decoding import decode_pixels, fast_png
 from service.errors import ApiError
 from service.uploads import Upload
@@ -56,7 +56,7 @@ class DecodePool:
 
     def __init__(self, max_pixels: int) -> None:
         self.max_pixels = max_pixels
-        self._jobs = max(2, os.cpu_count() or 1)
+        self._jobs = max(2, available_cpus())
         self._pool = ThreadPoolExecutor(self._jobs, thread_name_prefix="decode")
 
     async def decode(self, uploads: list[Upload], spec: InputSpec) -> Decoded:

@@ -179,6 +179,7 @@ def serve(settings: Settings) -> None:
         "port": settings.port,
         "log_level": settings.log_level,
         "log_config": _log_config(settings.log_level),
+        "access_log": settings.access_log,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }
     _exit_zero_after_graceful_shutdown()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,8 +11,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelfile.metadata import NAME_PATTERN, is_valid_name
+from service.cpus import available_cpus
 
 CPU_PROVIDER = "CPUExecutionProvider"
+# `DEEPSVDD_WORKERS=auto` (or 0, the default) starts one worker per available CPU, up to this:
+# each worker holds every model and its own batch queue, so past a few the batches thin out.
+MAX_AUTO_WORKERS = 8
 
 
 class Settings(BaseSettings):
@@ -41,15 +44,19 @@ class Settings(BaseSettings):
     # Seconds a request body may go without a byte arriving; then 408 and the connection closes.
     body_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     admin_token: SecretStr | None = None
-    workers: int = Field(default=1, ge=1, le=256)
+    # 0 or "auto": one per CPU available (affinity and cgroup quota), at most MAX_AUTO_WORKERS.
+    workers: int = Field(default=0, ge=0, le=256)
     # After SIGTERM: seconds of answering with readiness failing, so that load balancers and
     # Kubernetes endpoints stop routing here before the listener closes; 0 closes it at once.
     drain_s: float = Field(default=5.0, ge=0.0, le=3600.0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    # 0: the CPUs this process may use, shared out between the workers.
+    # 0: the CPUs this process may use (service.cpus), shared out between the workers.
     intra_op_threads: int = Field(default=0, ge=0, le=1024)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # uvicorn's line per request: formatting and writing it cost a measurable share of a
+    # single-image request (bench/serving.md); the request metrics count every request anyway.
+    access_log: bool = False
 
     @field_validator("models_dir")
     @classmethod
@@ -62,6 +69,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: object) -> object:
+        return 0 if isinstance(value, str) and value.strip().lower() == "auto" else value
 
     @field_validator("default_model")
     @classmethod
@@ -94,6 +106,12 @@ class Settings(BaseSettings):
         return ",".join(names)
 
     @model_validator(mode="after")
+    def _resolve_auto_workers(self) -> Settings:
+        if self.workers == 0:
+            self.workers = min(available_cpus(), MAX_AUTO_WORKERS)
+        return self
+
+    @model_validator(mode="after")
     def _limits_fit_together(self) -> Settings:
         if self.max_images > self.max_queue:
             raise ValueError(
@@ -113,8 +131,7 @@ class Settings(BaseSettings):
         """Intra-op threads for each ONNX Runtime session of one worker."""
         if self.intra_op_threads:
             return self.intra_op_threads
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return max(1, (cpus or 1) // self.workers)
+        return max(1, available_cpus() // self.workers)
 
     def to_env(self) -> dict[str, str]:
         """The environment that rebuilds these settings in another process (uvicorn workers)."""

@@ -6,7 +6,7 @@ import hmac
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.deps import State
@@ -45,7 +45,7 @@ Admin = Annotated[None, Depends(require_admin)]
     response_model=ReloadResponse,
     responses={401: {"description": "Wrong or missing token"}, 404: {"description": "No token"}},
 )
-async def reload(state: State, _: Admin) -> ReloadResponse:
+async def reload(request: Request, state: State, _: Admin) -> ReloadResponse:
     """Re-reads the models directory and swaps the new models in without failing a request."""
     try:
         repository, failures = await state.reload()
@@ -54,6 +54,8 @@ async def reload(state: State, _: Admin) -> ReloadResponse:
         raise ApiError(
             500, "reload_failed", "the models directory cannot be read; nothing changed"
         ) from exc
+    if request.app.state.reload_sync is not None:  # several workers: the others follow
+        request.app.state.reload_sync.announce()
     return ReloadResponse(
         loaded=[
             LoadedVersion(name=m.name, version=m.version, providers=list(m.providers))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from service.metrics import SCORE_RATIO_BUCKETS, observe_many
+from service.metrics import MULTIPROC_ENV, SCORE_RATIO_BUCKETS, observe_many
 
 
 def _histogram() -> tuple[CollectorRegistry, Histogram]:
@@ -59,3 +63,34 @@ def test_observe_many_falls_back_without_the_private_counters() -> None:
     plain = Plain()
     observe_many(plain, np.array([0.5, 2.0]))  # type: ignore[arg-type]
     assert plain.seen == [0.5, 2.0]
+
+
+def test_a_multiprocess_scrape_names_every_family(tmp_path: Path) -> None:
+    """With several workers (metrics in files), a family nobody has observed yet still has
+    its TYPE line, as with one process (less the `_created` time stamps, which
+    multiprocess mode has none of), and the values are there."""
+    families = {}
+    for mode in ("single", "multi"):
+        env = {k: v for k, v in os.environ.items() if k != MULTIPROC_ENV}
+        if mode == "multi":
+            env[MULTIPROC_ENV] = str(tmp_path)
+        code = (
+            "import re\n"
+            "from service.metrics import Metrics\n"
+            "metrics = Metrics()\n"
+            "metrics.images_scored.labels('m', '1').inc(3)\n"
+            "body, _ = metrics.render()\n"
+            "text = body.decode()\n"
+            "names = set(re.findall(r'^# TYPE (\\S+) ', text, re.M))\n"
+            "print(sorted(n for n in names if not n.endswith('_created')))\n"
+            'print(\'deepsvdd_images_scored_total{model="m",version="1"} 3.0\' in text)\n'
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        names, merged = done.stdout.splitlines()
+        families[mode] = names
+        assert merged == "True"
+    assert "deepsvdd_batch_size" in families["multi"]
+    assert families["multi"] == families["single"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings
+from service.cpus import available_cpus
+from service.settings import MAX_AUTO_WORKERS, Settings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -20,7 +21,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.default_model is None
     assert settings.provider_preference == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert (settings.max_batch, settings.max_queue, settings.max_images) == (64, 1024, 256)
-    assert settings.admin_token is None and settings.workers == 1
+    assert settings.admin_token is None and settings.access_log is False
+    assert settings.workers == min(available_cpus(), MAX_AUTO_WORKERS)
     assert settings.cpu_threads >= 1
 
 
@@ -39,6 +41,7 @@ def test_the_environment_sets_every_field(monkeypatch: pytest.MonkeyPatch, tmp_p
         "DEEPSVDD_WORKERS": "2",
         "DEEPSVDD_INTRA_OP_THREADS": "3",
         "DEEPSVDD_LOG_LEVEL": "DEBUG",
+        "DEEPSVDD_ACCESS_LOG": "true",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -48,7 +51,7 @@ def test_the_environment_sets_every_field(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert (s.max_batch, s.max_delay_ms, s.max_queue, s.max_body_bytes) == (8, 5.0, 100, 2048)
     assert (s.max_images, s.max_pixels, s.workers, s.cpu_threads) == (10, 1000, 2, 3)
     assert s.admin_token is not None and s.admin_token.get_secret_value() == "a-long-secret"
-    assert s.log_level == "debug"
+    assert s.log_level == "debug" and s.access_log is True
     assert "a-long-secret" not in repr(s)
     for key in env:
         monkeypatch.delenv(key)
@@ -69,7 +72,8 @@ def test_the_environment_sets_every_field(monkeypatch: pytest.MonkeyPatch, tmp_p
         ("max_pixels", 10**12, "max_pixels"),
         ("default_model", "../etc", "default_model"),
         ("admin_token", "short", "admin_token"),
-        ("workers", 0, "workers"),
+        ("workers", -1, "workers"),
+        ("workers", "many", "workers"),
         ("port", 70000, "port"),
         ("log_level", "loud", "log_level"),
     ],

@@ -52,8 +52,9 @@ def make_settings(models_dir: Path, **overrides: Any) -> Settings:
 
 
 def service_env(models_dir: Path, port: int, **extra: str) -> dict[str, str]:
-    """The environment of a service subprocess: CPU, one thread, no inherited DEEPSVDD_*
-    settings or metrics directory."""
+    """The environment of a service subprocess: CPU, one worker of one thread (the default
+    sizes them from the machine's CPUs), no inherited DEEPSVDD_* settings or metrics
+    directory; `extra` overrides any of them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSVDD_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(
@@ -61,9 +62,10 @@ def service_env(models_dir: Path, port: int, **extra: str) -> dict[str, str]:
         DEEPSVDD_PORT=str(port),
         DEEPSVDD_PROVIDERS="CPUExecutionProvider",
         DEEPSVDD_INTRA_OP_THREADS="1",
+        DEEPSVDD_WORKERS="1",
         DEEPSVDD_LOG_LEVEL="warning",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
