@@ -50,6 +50,6 @@ def test_several_workers_rebuild_the_app_from_the_environment(
     monkeypatch.setenv("DEEPSVDD_WORKERS", "auto")  # replaced by the resolved count
     server.serve(Settings(models_dir=tmp_path, workers=3))
     ((app, options),) = uvicorn_calls
-    assert app == "service.app:create_app" and options["factory"] is True
+    assert app == "service.server:app_from_environment" and options["factory"] is True
     assert options["workers"] == 3 and options["access_log"] is False
     assert Settings().workers == 3
