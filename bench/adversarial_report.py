@@ -171,7 +171,8 @@ def figure4(path: Path, out: Path, results: dict[str, Any], data: ImageSet) -> N
     normal = data.x_test[sets["normal"]].astype(np.float32) / 255
     scores = np.array(run["one_class_scores"])
     attacks = s["attacks"]
-    fig = Figure(figsize=(16, 2.4 * len(attacks)), dpi=100)
+    height = 0.6 + 2.2 * len(attacks)
+    fig = Figure(figsize=(16, height), dpi=100)
     FigureCanvasAgg(fig)
     start = len(normal)
     for row, a in enumerate(attacks):
@@ -202,7 +203,9 @@ def figure4(path: Path, out: Path, results: dict[str, Any], data: ImageSet) -> N
         f"{s['dataset']}, normal class {run['class_name']}, seed {run['seed']}: most anomalous "
         "test images by one-class Deep SVDD, most anomalous first"
     )
-    fig.tight_layout()
+    fig.subplots_adjust(
+        left=0.01, right=0.99, bottom=0.01, top=1 - 0.6 / height, wspace=0.05, hspace=0.35
+    )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
     try:
