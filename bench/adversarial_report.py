@@ -152,20 +152,21 @@ def write_report(out: Path, results: dict[str, Any], data: ImageSet) -> None:
         *[f"      {c}" for c in results["commands"]],
         "",
         f"Raw figures: `{dataset}.json`; adversarial sets: `{dataset}-<class>-sets.npz`; "
-        f"Figure 4: `figure4-{dataset}.png`.",
+        f"Figure 4: `figure4-{dataset}-<class>.png`.",
         "",
     ]
     write_atomic(out / f"{dataset}.md", "\n".join(lines).encode())
-    if results["runs"]:
-        figure4(out / f"figure4-{dataset}.png", out, results, data)
+    for c in classes:
+        figure4(out / f"figure4-{dataset}-{c}.png", out, results, data, c)
 
 
-def figure4(path: Path, out: Path, results: dict[str, Any], data: ImageSet) -> None:
-    """Per attack, the most anomalous test images by one-class Deep SVDD (first class, lowest
-    seed), adversarial ones framed in green, as the paper's Figure 4."""
+def figure4(path: Path, out: Path, results: dict[str, Any], data: ImageSet, name: str) -> None:
+    """Per attack, the most anomalous test images by one-class Deep SVDD (normal class `name`,
+    its lowest seed), adversarial ones framed in green, as the paper's Figure 4."""
     assert data.x_test is not None
     s = results["schedule"]
-    run = min(results["runs"].values(), key=lambda r: (r["class"], r["seed"]))
+    runs = [r for r in results["runs"].values() if r["class_name"] == name]
+    run = min(runs, key=lambda r: r["seed"])
     with np.load(out / f"{s['dataset']}-{run['class_name']}-sets.npz") as f:
         sets = {k: f[k] for k in f.files}
     normal = data.x_test[sets["normal"]].astype(np.float32) / 255

@@ -112,7 +112,7 @@ def test_gtsrb_protocol_end_to_end(tmp_path: Path) -> None:
     report = (out / "gtsrb.md").read_text()
     for head in ("Table 2: Boundary Attack", "One-class Deep SVDD", "AnoGAN", "80.3 ± 2.8"):
         assert head in report
-    assert (out / "figure4-gtsrb.png").stat().st_size > 0
+    assert (out / "figure4-gtsrb-00014.png").stat().st_size > 0
 
     # A resumed run with the same flags has nothing left to do; other flags are refused.
     again = run_bench(tmp_path / "data", out, "--seeds", "0", "1", "--resume")
