@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     t.add_argument("--checkpoint-every", type=positive_int, default=10, help="epochs")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--cache-dir", type=Path, default=None, help="folder: memory-mapped cache of decoded images"
+    )
     t.set_defaults(func=training.cmd_train)
 
     e = sub.add_parser("evaluate", help="score a test split through ONNX Runtime")
@@ -110,6 +113,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("training.data", "DataError"),
         ("training.checkpoint", "CheckpointError"),
         ("training.export", "ExportError"),
+        ("training.distributed", "DistributedError"),
     ):
         mod = sys.modules.get(module)
         if mod is not None:

@@ -40,13 +40,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         resume=args.resume,
         checkpoint_every=args.checkpoint_every,
         progress=not args.quiet,
+        cache_dir=args.cache_dir,
     )
     if args.name is not None:
         from modelfile.metadata import NAME_PATTERN, is_valid_name
 
         if not is_valid_name(args.name):
             raise UsageError(f"--name {args.name!r} must match {NAME_PATTERN}")
-    emit(train_and_export(spec, cfg))
+    summary = train_and_export(spec, cfg)
+    if summary is not None:  # under torchrun, rank 0 alone reports
+        emit(summary)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -113,8 +116,9 @@ def cmd_report(args: argparse.Namespace) -> None:
     if data.x_test is None or data.y_test is None:
         raise UsageError(f"dataset {args.dataset!r} has no test split")
     k = resolve_class(data, args.normal_class)
-    scores = ort_scores(session, data.x_test)
+    x_test = np.asarray(data.x_test)
+    scores = ort_scores(session, x_test)
     labels = (data.y_test != k).astype(np.int64)
     out = args.out or Path("bench") / "figures"
-    paths = write_report(data.x_test, scores, labels, meta.thresholds, out, name=meta.name)
+    paths = write_report(x_test, scores, labels, meta.thresholds, out, name=meta.name)
     emit({"model_path": str(path), **{kind: str(p) for kind, p in paths.items()}})

@@ -62,7 +62,7 @@ def evaluate(
             f"the model takes {spec.height}x{spec.width}"
         )
     k = resolve_class(data, normal_class)
-    scores = ort_scores(session, data.x_test)
+    scores = ort_scores(session, np.asarray(data.x_test))
     labels = (data.y_test != k).astype(np.int64)
     threshold = meta.thresholds[meta.default_threshold]
     normal = labels == 0

@@ -34,9 +34,14 @@ def seconds_per_epoch(state: TrainState, pretrain: float | None) -> dict[str, fl
 
 
 def training_record(
-    cfg: TrainConfig, net_cfg: NetConfig, pre: Preprocess, epochs: dict[str, float | None]
+    cfg: TrainConfig,
+    net_cfg: NetConfig,
+    pre: Preprocess,
+    epochs: dict[str, float | None],
+    distributed: dict[str, object] | None = None,
 ) -> dict[str, object]:
-    """The resolved configuration and the method's choices, as the metadata's `training`."""
+    """The resolved configuration and the method's choices, as the metadata's `training`;
+    `distributed`: world size, backend and how BatchNorm statistics were shared."""
     return {
         **cfg.to_dict(),
         "net": net_cfg.to_dict(),
@@ -46,6 +51,7 @@ def training_record(
         "from warm_up_epochs on (paper: line search every k epochs)",
         "score": "squared distance ||phi(x) - c||^2",
         "seconds_per_epoch": epochs,
+        "distributed": distributed or {"world_size": 1, "backend": None, "batchnorm": "local"},
     }
 
 
@@ -61,6 +67,7 @@ def build_metadata(
     dataset: DatasetInfo,
     calibration: Calibration,
     pretrain_seconds_per_epoch: float | None,
+    distributed: dict[str, object] | None = None,
 ) -> ModelMetadata:
     """Everything the service and `deepsvdd inspect` read about a model, `c` and `R` included."""
     return ModelMetadata(
@@ -88,7 +95,7 @@ def build_metadata(
             "train_score_std": calibration.train_score_std,
         },
         training=training_record(
-            cfg, net_cfg, pre, seconds_per_epoch(state, pretrain_seconds_per_epoch)
+            cfg, net_cfg, pre, seconds_per_epoch(state, pretrain_seconds_per_epoch), distributed
         ),
         software=software_versions(),
     )

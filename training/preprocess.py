@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from modelfile.pixels import to_input
+from training.data.rows import ImageArray
 
 # Guards a constant image (zero deviation) from a division by zero; real images have
 # deviations many orders of magnitude larger, so their values are unchanged.
@@ -45,18 +46,28 @@ def to_unit_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(to_input(images))
 
 
-def fit_preprocess(train_images: np.ndarray, chunk: int = 8192) -> Preprocess:
-    """Computes the min-max constants on the normal training images."""
+def gcn_range(train_images: ImageArray, chunk: int = 8192) -> tuple[float, float]:
+    """The smallest and largest value after GCN-L1, read in chunks of `chunk` images
+    ((inf, -inf) for no images): min and max combine exactly across chunks and ranks."""
     lo, hi = float("inf"), float("-inf")
     for start in range(0, len(train_images), chunk):
         g = gcn_l1(to_unit_tensor(train_images[start : start + chunk]))
         lo, hi = min(lo, float(g.min())), max(hi, float(g.max()))
+    return lo, hi
+
+
+def fit_preprocess(train_images: ImageArray, chunk: int = 8192) -> Preprocess:
+    """Computes the min-max constants on the normal training images."""
+    return preprocess_from_range(*gcn_range(train_images, chunk))
+
+
+def preprocess_from_range(lo: float, hi: float) -> Preprocess:
     if not hi > lo:
         raise ValueError("min-max constants are degenerate: every training image is constant")
     return Preprocess(lo, hi)
 
 
-def apply(pre: Preprocess, images: np.ndarray, chunk: int = 8192) -> torch.Tensor:
+def apply(pre: Preprocess, images: ImageArray, chunk: int = 8192) -> torch.Tensor:
     """Preprocesses a whole uint8 array once, so that epochs index a ready tensor."""
     with torch.no_grad():
         parts = [pre(to_unit_tensor(images[s : s + chunk])) for s in range(0, len(images), chunk)]

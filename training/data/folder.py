@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from modelfile.imaging import Color
+from training.data.cache import cached_images
 from training.data.common import DataError, Splits, hold_out
 from training.data.images import GRAY_MODES, image_mode, read_image
+from training.data.rows import ImageArray
 
 
 def _class_files(split_dir: Path) -> dict[str, list[Path]]:
@@ -30,18 +32,31 @@ def _class_files(split_dir: Path) -> dict[str, list[Path]]:
 
 
 def _read_folder_split(
-    files: dict[str, list[Path]], classes: list[str], color: Color, size: int
-) -> tuple[np.ndarray, np.ndarray]:
+    files: dict[str, list[Path]],
+    classes: list[str],
+    color: Color,
+    size: int,
+    cache_dir: Path | None = None,
+) -> tuple[ImageArray, np.ndarray]:
     index = {name: i for i, name in enumerate(classes)}
     paths = [(path, index[name]) for name, group in files.items() for path in group]
     channels = 1 if color == "L" else 3
+    labels = np.array([label for _, label in paths], dtype=np.int64)
+    if cache_dir is not None:
+        images = [path for path, _ in paths]
+        return cached_images(
+            cache_dir, images, size, channels, lambda p: read_image(p, color, size)
+        ), labels
     x = np.empty((len(paths), size, size, channels), dtype=np.uint8)
     for i, (path, _) in enumerate(paths):
         x[i] = read_image(path, color, size)
-    return x, np.array([label for _, label in paths], dtype=np.int64)
+    return x, labels
 
 
-def load_folder(root: Path, size: int | None, color: Color | None, seed: int) -> Splits:
+def load_folder(
+    root: Path, size: int | None, color: Color | None, seed: int, cache_dir: Path | None = None
+) -> Splits:
+    """Reads the folder; with `cache_dir`, decoded images come from (or go to) a memory map."""
     train_dir, test_dir = root / "train", root / "test"
     if not train_dir.is_dir():
         raise DataError(
@@ -55,9 +70,9 @@ def load_folder(root: Path, size: int | None, color: Color | None, seed: int) ->
         grey = all(image_mode(p) in GRAY_MODES for group in train.values() for p in group)
         color = "L" if grey else "RGB"
     size = size or (28 if color == "L" else 32)
-    x_train, y_train = _read_folder_split(train, classes, color, size)
+    x_train, y_train = _read_folder_split(train, classes, color, size, cache_dir)
     if test is None:
         x_train, y_train, x_test, y_test = hold_out(x_train, y_train, seed)
     else:
-        x_test, y_test = _read_folder_split(test, classes, color, size)
+        x_test, y_test = _read_folder_split(test, classes, color, size, cache_dir)
     return Splits(x_train, y_train, x_test, y_test, classes)
