@@ -125,7 +125,7 @@ class Dist:
         if self.device.startswith("cuda"):
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             return DistributedDataParallel(model, device_ids=[self.local_rank])
-        return DistributedDataParallel(model, broadcast_buffers=True)
+        return DistributedDataParallel(model)  # rank 0's buffers go out at every forward
 
     def shard(self, rows: torch.Tensor) -> torch.Tensor:
         """This rank's share of a global batch (or of any index vector): every world-th."""
@@ -171,6 +171,16 @@ def from_environment(device: str) -> Dist:
     return Dist(rank=rank, world=world, local_rank=local_rank, device=device)
 
 
+def _lost_a_peer(exc: Exception) -> bool:
+    """Whether a collective failed because another rank went away (gloo, NCCL, timeouts)."""
+    if isinstance(exc, torch_dist.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        mark in text for mark in ("gloo", "NCCL", "Connection closed", "Connection reset")
+    )
+
+
 @contextlib.contextmanager
 def joined(device: str) -> Iterator[Dist]:
     """The run's `Dist` for the `with` block; the process group is left at its end.
@@ -186,6 +196,11 @@ def joined(device: str) -> Iterator[Dist]:
         if not dist.active or isinstance(exc, DistributedError):
             raise
         message = " ".join(str(exc).split()) or "no message"
+        if _lost_a_peer(exc):  # a consequence: the rank that failed first says why
+            raise DistributedError(
+                f"rank {dist.rank} of {dist.world} stopped: lost contact with another rank "
+                f"({message[:160]})"
+            ) from exc
         raise DistributedError(
             f"rank {dist.rank} of {dist.world} failed: {type(exc).__name__}: {message}"
         ) from exc
