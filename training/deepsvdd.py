@@ -115,22 +115,34 @@ def shard_batches(
             yield dist.shard(batch), len(batch)
 
 
+# Rows per forward pass in eval mode: about this many input values, so that the activations
+# of a chunk stay a few tens of MB whatever the image size.
+EMBED_VALUES = 2**20
+
+
+def embed_chunk(data: Images) -> int:
+    """How many rows `embed` and the c and R computations pass through the network at once."""
+    if len(data) == 0:
+        return 1
+    first, _ = data[torch.zeros(1, dtype=torch.int64)]
+    return max(16, EMBED_VALUES // first[0].numel())
+
+
 @torch.no_grad()
-def embed(net: nn.Module, data: Images | torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def embed(net: nn.Module, data: Images | torch.Tensor) -> torch.Tensor:
     """phi(x) for every row in eval mode, (N, rep_dim) on the data's device."""
     data = as_images(data)
     net.eval()
     rows = torch.arange(len(data))
-    return torch.cat([net(data[part][0]) for part in rows.split(batch_size)])
+    return torch.cat([net(data[part][0]) for part in rows.split(embed_chunk(data))])
 
 
 @torch.no_grad()
 def _shard_dist(net: nn.Module, data: Images, c: torch.Tensor, dist: Dist) -> torch.Tensor:
     """||phi(x) - c||^2 of the whole training set, each rank embedding every world-th row."""
     net.eval()
-    parts = [
-        sq_dist(net(data[part][0]), c) for part in dist.shard(torch.arange(len(data))).split(1024)
-    ]
+    rows = dist.shard(torch.arange(len(data)))
+    parts = [sq_dist(net(data[part][0]), c) for part in rows.split(embed_chunk(data))]
     local = torch.cat(parts) if parts else torch.empty(0, device=c.device)
     return dist.gather(local)
 
@@ -147,7 +159,8 @@ def init_center_c(
     data, dist = as_images(data), dist or Dist()
     net.eval()
     rows = dist.shard(torch.arange(len(data)))
-    sums = [net(data[part][0]).double().sum(dim=0).cpu() for part in rows.split(1024)]
+    chunk = embed_chunk(data)
+    sums = [net(data[part][0]).double().sum(dim=0).cpu() for part in rows.split(chunk)]
     local = torch.zeros(net.fc.out_features + 1, dtype=torch.float64)
     if sums:
         local[:-1] = torch.stack(sums).sum(dim=0)

@@ -5,6 +5,7 @@ the training loops need (sums, min/max, gathers); one process without torchrun i
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import os
 from collections.abc import Callable, Iterator
@@ -117,14 +118,16 @@ class Dist:
     # --- models and data -----------------------------------------------------------------
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        """The module a training step calls: DDP (SyncBatchNorm on CUDA) when distributed."""
+        """The module a training step calls: DDP when distributed. On CUDA it wraps a copy
+        with SyncBatchNorm, so that `model` keeps plain BatchNorm for export; the trained
+        state goes back into it at the end (`Phase.finish`)."""
         if not self.active:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
         if self.device.startswith("cuda"):
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            return DistributedDataParallel(model, device_ids=[self.local_rank])
+            synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
+            return DistributedDataParallel(synced, device_ids=[self.local_rank])
         return DistributedDataParallel(model)  # rank 0's buffers go out at every forward
 
     def shard(self, rows: torch.Tensor) -> torch.Tensor:
