@@ -12,8 +12,11 @@ from typing import Protocol
 
 import torch
 
-from training.data.rows import ImageArray
+from training.data.rows import ImageArray, release_pages
 from training.preprocess import Preprocess
+
+# A memory-mapped training set hands its pages back after this many bytes have been read.
+RELEASE_BYTES = 256 * 2**20
 
 
 class Images(Protocol):
@@ -54,12 +57,17 @@ class Uint8Images:
         self.images = images
         self.device = torch.device(device)
         self.pre = pre.to(self.device)
+        self._unreleased = 0  # bytes read since the memory map's pages were last dropped
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u8 = torch.from_numpy(self.images[rows.numpy()])  # (B, H, W, C)
+        self._unreleased += u8.numel()
+        if self._unreleased >= RELEASE_BYTES:
+            release_pages(self.images)
+            self._unreleased = 0
         u8 = u8.to(self.device, non_blocking=True)
         with torch.no_grad():
             x = self.pre(u8.permute(0, 3, 1, 2).float() / 255.0)  # (B, C, H, W)

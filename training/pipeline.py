@@ -20,7 +20,7 @@ from training.calibration import Calibration, calibrate
 from training.checkpoint import Checkpointer
 from training.data import ImageSet, load_dataset, resolve_class
 from training.data.download import download_missing
-from training.data.rows import ImageArray, select
+from training.data.rows import ImageArray, every, select
 from training.deepsvdd import TrainConfig, TrainState, pretrain_dcae, score, train_deepsvdd
 from training.distributed import Dist, joined
 from training.export import ScoringModel, export_model
@@ -180,7 +180,7 @@ def train_split(
     combine exactly), and every batch is preprocessed as it is drawn.
     """
     dist = dist or Dist(device=cfg.device)
-    shard = select(split.train, np.arange(dist.rank, len(split.train), dist.world))
+    shard = every(split.train, dist.rank, dist.world)
     pre = preprocess.preprocess_from_range(*dist.min_max(*preprocess.gcn_range(shard)))
     images = Uint8Images(split.train, pre, dist.device)
     started = time.perf_counter()

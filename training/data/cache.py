@@ -65,13 +65,20 @@ def _build(
     shape: tuple[int, int, int, int],
     decode: Callable[[Path], np.ndarray],
 ) -> None:
+    # Written as a stream, not through a writable memory map: its dirty pages would count in
+    # the builder's RSS until written back.
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    header = {"descr": "|u1", "fortran_order": False, "shape": shape}
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        for i, path in enumerate(paths):
-            out[i] = decode(path)
-        out.flush()
-        del out
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for path in paths:
+                pixels = decode(path)
+                if pixels.shape != shape[1:] or pixels.dtype != np.uint8:
+                    raise DataError(f"{path}: decoded to {pixels.dtype} {pixels.shape}")
+                f.write(np.ascontiguousarray(pixels).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ cache (one class, a split) without copying it into memory."""
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,23 @@ class Rows:
 
 # What the training side accepts as images: an array in memory, or rows of a memory map.
 ImageArray = np.ndarray | Rows
+
+
+def release_pages(images: ImageArray) -> None:
+    """Drops a memory map's pages from this process's resident set. They stay in the page
+    cache, so reading them again costs a minor fault, not I/O; without this, every page an
+    epoch touched would count in the process's RSS until the kernel reclaims it."""
+    base = images.base if isinstance(images, Rows) else images
+    mapping = getattr(base, "_mmap", None)  # numpy.memmap keeps its mmap.mmap here
+    if isinstance(mapping, mmap.mmap):
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def every(images: ImageArray, start: int, step: int) -> ImageArray:
+    """Rows start, start + step, ...: a view of an array, a lazy `Rows` of rows."""
+    if isinstance(images, Rows):
+        return images.take(np.arange(start, len(images), step))
+    return images[start::step]
 
 
 def select(images: ImageArray, selection: np.ndarray) -> ImageArray:
