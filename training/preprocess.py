@@ -17,9 +17,9 @@ from training.data.rows import ImageArray, release_pages
 # Guards a constant image (zero deviation) from a division by zero; real images have
 # deviations many orders of magnitude larger, so their values are unchanged.
 GCN_EPS = 1e-8
-# Pixel values converted at once by the chunked passes: 8192 28x28 grey images, and fewer
-# of larger ones, so that a chunk's float temporaries stay a few tens of MB.
-CHUNK_VALUES = 8192 * 28 * 28
+# Pixel values converted at once by the chunked passes (1,337 28x28 grey images, 85 of 64x64
+# RGB): each float temporary is 4 MB, small enough that the allocator hands it back.
+CHUNK_VALUES = 2**20
 
 
 def chunk_rows(images: ImageArray) -> int:

@@ -117,3 +117,15 @@ def test_per_batch_preprocessing_matches_the_whole_array(fashion_subset: Path) -
     batch, back = Uint8Images(images, pre, "cpu")[rows]
     assert torch.equal(back, rows)
     assert torch.allclose(batch, whole[rows], atol=1e-6, rtol=0)
+
+
+def test_released_pages_read_back_the_same(tmp_path: Path) -> None:
+    from training.data.rows import every, release_pages, select
+
+    paths = write_folder(tmp_path / "data")
+    images = cached_images(tmp_path / "cache", paths, 16, 3, CountingDecoder())
+    rows = select(images, np.arange(len(paths)) % 2 == 0)
+    before = np.asarray(rows)
+    release_pages(rows)
+    assert np.array_equal(np.asarray(rows), before)
+    assert np.array_equal(np.asarray(every(rows, 1, 2)), before[1::2])
