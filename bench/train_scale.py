@@ -148,12 +148,14 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         "# Training at scale: processes, and data larger than memory",
         "",
-        f"Measured {result['date']} on this build machine: {result['nproc']} CPU cores, no GPU, "
-        "shared with other engineers' jobs while it ran (load average 1/5/15 min before: "
+        f"Last measured {result['date']} on this build machine: {result['nproc']} CPU cores, "
+        "no GPU, shared with other engineers' jobs while it ran (load average 1/5/15 min before: "
         f"{_load(result['load_before_after'][0])}; after: {_load(result['load_before_after'][1])}"
         "). Wall times on it are noisy upper bounds; rerun by hand with the command below.",
         "",
-        f"Command: `{result['command']}`",
+        "Commands (each table from the last run that measured it):",
+        "",
+        *(f"- {part}: `{command}`" for part, command in result["commands"].items()),
         "",
         "## Seconds per epoch with 1 and 2 processes (Fashion-MNIST trouser, 5,400 images)",
         "",
@@ -169,7 +171,7 @@ def render(result: dict[str, Any]) -> str:
     base = {r["phase"]: r["seconds_per_epoch"] for r in result["epochs"] if r["procs"] == 1}
     for r in result["epochs"]:
         speedup = base.get(r["phase"], math.nan) / r["seconds_per_epoch"]
-        auc = "" if r["auc"] is None else f"{r['auc']:.4f}"
+        auc = "" if r["auc"] is None else f"{r['auc']:.5f}"
         lines.append(
             f"| {r['phase']} | `{r['args']}` | {r['procs']} | {r['seconds_per_epoch']:.3f} "
             f"| {speedup:.2f}x | {auc} | {r['peak_rss_mib']:.0f} | {r['wall_s']:.0f} |"
@@ -275,9 +277,9 @@ def main(argv: list[str]) -> None:
         epochs = epoch_runs(procs, args.epochs, args.pretrain_epochs, scratch) if procs else []
         rss = rss_runs(args.folders, args.rss_epochs, scratch, args.data_only)
     loads.append(os.getloadavg())
+    command = " ".join([".venv/bin/python", "bench/train_scale.py", *argv])
     result = {
         "date": dt.datetime.now().isoformat(timespec="minutes"),
-        "command": " ".join([".venv/bin/python", "bench/train_scale.py", *argv]),
         "nproc": os.cpu_count(),
         "load_before_after": loads,
         "epochs": epochs,
@@ -290,6 +292,15 @@ def main(argv: list[str]) -> None:
         result["epochs"] = previous.get("epochs", [])
     kinds = {r["run"] for r in rss}
     result["rss"] = [r for r in previous.get("rss", []) if r.get("run") not in kinds] + rss
+    commands = dict(previous.get("commands", {}))
+    if epochs:
+        commands["processes"] = command
+    for kind in kinds:
+        commands[f"RSS, {kind}"] = command
+    result["commands"] = commands
+    if not epochs and not rss:  # nothing measured: re-render the last results as they were
+        result["date"] = previous["date"]
+        result["load_before_after"] = previous["load_before_after"]
     result["rss_epochs"] = args.rss_epochs if rss else previous.get("rss_epochs", 1)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     md = args.out.with_suffix(".md")

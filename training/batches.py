@@ -15,8 +15,10 @@ import torch
 from training.data.rows import ImageArray, release_pages
 from training.preprocess import Preprocess
 
-# A memory-mapped training set hands its pages back after this many bytes have been read.
-RELEASE_BYTES = 256 * 2**20
+# A memory-mapped training set hands its pages back after this many bytes have been read:
+# a page fault maps its already-cached neighbours too (fault-around, 64 kB), so a random
+# row of a few kB can add ten times its size to the resident set.
+RELEASE_BYTES = 32 * 2**20
 
 
 class Images(Protocol):

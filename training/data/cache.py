@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -94,6 +95,10 @@ def _open(path: Path, shape: tuple[int, int, int, int]) -> np.ndarray:
             f"cache {path} holds {images.dtype} {images.shape}, expected uint8 {shape}; "
             "delete it to rebuild"
         )
+    mapping = getattr(images, "_mmap", None)
+    if isinstance(mapping, mmap.mmap):
+        # Batches read rows in a random order: readahead would read pages nobody asked for.
+        mapping.madvise(mmap.MADV_RANDOM)
     return images
 
 
