@@ -151,7 +151,8 @@ def train_dcae(net_cfg: NetConfig, x: torch.Tensor, cfg: TrainConfig) -> tuple[A
     opt = torch.optim.Adam(ae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [cfg.pretrain_milestone], gamma=0.1)
     gen = torch.Generator().manual_seed(cfg.seed)
-    x = training_layout(ae, x)
+    training_layout(ae, x.device)
+    x = x.contiguous(memory_format=torch.channels_last)
     total = 0.0
     for _ in range(cfg.pretrain_epochs):
         ae.train()

@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
     t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    t.add_argument(
+        "--cache-dir", type=Path, default=None, help="folder: memory-mapped cache of decoded images"
+    )
     t.set_defaults(func=training.cmd_train)
 
     e = sub.add_parser("evaluate", help="score a test split through ONNX Runtime")
@@ -171,6 +174,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("training.data", "DataError"),
         ("training.checkpoint", "CheckpointError"),
         ("training.export", "ExportError"),
+        ("training.distributed", "DistributedError"),
     ):
         mod = sys.modules.get(module)
         if mod is not None:

@@ -53,13 +53,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         anomaly_classes=parse_classes(args.anomaly_classes),
         labelled_fraction=args.labelled_fraction,
         strict=args.strict,
+        cache_dir=args.cache_dir,
     )
     if args.name is not None:
         from modelfile.metadata import NAME_PATTERN, is_valid_name
 
         if not is_valid_name(args.name):
             raise UsageError(f"--name {args.name!r} must match {NAME_PATTERN}")
-    emit(train_and_export(spec, cfg))
+    summary = train_and_export(spec, cfg)
+    if summary is not None:  # under torchrun, rank 0 alone reports
+        emit(summary)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

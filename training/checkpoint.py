@@ -45,6 +45,15 @@ class Checkpointer:
         """The phase the resumed run was in: 'pretrain', 'train', or None for a fresh run."""
         return None if self._saved is None else str(self._saved["phase"])
 
+    @property
+    def saved(self) -> dict[str, Any] | None:
+        """The state read for --resume (None for a fresh run)."""
+        return self._saved
+
+    def adopt(self, saved: dict[str, Any] | None) -> None:
+        """Resumes from a state another process read (rank 0 reads, every rank resumes)."""
+        self._saved = saved
+
     def load(self, phase: str) -> dict[str, Any] | None:
         if self._saved is None or self._saved["phase"] != phase:
             return None

@@ -1,30 +1,29 @@
 """Deep SVDD objectives and the training loops (DCAE pretraining, then Deep SVDD).
 
 Names follow the paper: `c` the fixed centre, `R` the radius, `nu` the outlier fraction.
-Data live in memory as one preprocessed tensor; an epoch is a seeded permutation of it.
+An epoch is a seeded permutation of the training rows; under torchrun every rank draws the
+same one and trains on its share of each batch (training/distributed.py).
 """
 
 from __future__ import annotations
 
-import math
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from training.batches import Images, as_images
 from training.checkpoint import Checkpointer
+from training.distributed import Dist
 from training.networks import Autoencoder, Encoder, NetConfig
+from training.phases import EpochTimer, Phase, epoch_bar, mean_over
 
 Objective = Literal["one-class", "soft-boundary"]
 # Paper section 3.3: coordinates of c this close to zero are pushed out to +-eps.
 C_EPS = 0.1
-# Deep SAD (Ruff et al., ICLR 2020): weight of the labelled terms and the offset that keeps
-# the inverse distance of a labelled anomaly finite.
+# Deep SAD (Ruff et al. 2020): weight of the labelled term, and what keeps 1/dist finite.
 SAD_ETA = 1.0
 SAD_EPS = 1e-6
 
@@ -85,18 +84,15 @@ class TrainState:
     seconds_per_epoch: dict[str, float] = field(default_factory=dict)
 
 
-def training_layout(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Puts a model and its images in the memory layout that trains fastest on x's device.
+def training_layout(model: nn.Module, device: torch.device) -> None:
+    """Puts a model in the memory layout that trains fastest on `device`.
 
-    On the CPU that is channels-last: oneDNN's convolutions then skip a reordering per layer,
-    and an epoch of the MNIST DCAE takes 0.82 s instead of 1.62 s on one thread (Deep SVDD
-    0.34 s instead of 0.47 s). Only the layout changes, not the arithmetic's meaning; the
-    model goes back to the usual layout with `standard_layout` when training ends.
+    On the CPU that is channels-last: oneDNN's convolutions then skip a reordering per layer
+    (bench/train_speed.md). The batches come in that layout (training/batches.py); only the
+    layout changes, not the arithmetic's meaning, and `standard_layout` undoes it.
     """
-    if x.device.type != "cpu" or x.dim() != 4:
-        return x
-    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
-    return x.contiguous(memory_format=torch.channels_last)
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
 
 
 def standard_layout(model: nn.Module) -> None:
@@ -108,16 +104,77 @@ def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Ten
     yield from perm.split(batch_size)
 
 
+def shard_batches(
+    n: int, batch_size: int, gen: torch.Generator, dist: Dist
+) -> Iterator[tuple[torch.Tensor, int]]:
+    """(this rank's rows, global batch length) for each batch of the epoch's permutation.
+
+    Every rank draws the same permutation; a batch of `batch_size` is split across ranks, so
+    one process and N processes take the same optimisation steps. A last batch with fewer
+    rows than ranks is skipped (a rank would get none); one process never skips.
+    """
+    for batch in batches(n, batch_size, gen):
+        if len(batch) >= dist.world:
+            yield dist.shard(batch), len(batch)
+
+
+# Rows per forward pass in eval mode: about this many input values, so that the activations
+# of a chunk stay a few tens of MB whatever the image size.
+EMBED_VALUES = 2**20
+
+
+def embed_chunk(data: Images) -> int:
+    """How many rows `embed` and the c and R computations pass through the network at once."""
+    if len(data) == 0:
+        return 1
+    first, _ = data[torch.zeros(1, dtype=torch.int64)]
+    return max(16, EMBED_VALUES // first[0].numel())
+
+
 @torch.no_grad()
-def embed(net: Encoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """phi(x) for a whole tensor in eval mode, (N, rep_dim) on x's device."""
+def embed(net: nn.Module, data: Images | torch.Tensor) -> torch.Tensor:
+    """phi(x) for every row in eval mode, (N, rep_dim) on the data's device."""
+    data = as_images(data)
     net.eval()
-    return torch.cat([net(part) for part in x.split(batch_size)])
+    rows = torch.arange(len(data))
+    return torch.cat([net(data[part][0]) for part in rows.split(embed_chunk(data))])
 
 
-def init_center_c(net: Encoder, x: torch.Tensor, eps: float = C_EPS) -> torch.Tensor:
-    """Mean of the initial outputs on the normal data, pushed away from zero (section 3.3)."""
-    c = embed(net, x).mean(dim=0)
+@torch.no_grad()
+def _shard_dist(net: nn.Module, data: Images, c: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """||phi(x) - c||^2 of the whole training set, each rank embedding every world-th row."""
+    net.eval()
+    rows = dist.shard(torch.arange(len(data)))
+    parts = [sq_dist(net(data[part][0]), c) for part in rows.split(embed_chunk(data))]
+    local = torch.cat(parts) if parts else torch.empty(0, device=c.device)
+    return dist.gather(local)
+
+
+@torch.no_grad()
+def init_center_c(
+    net: Encoder,
+    data: Images | torch.Tensor,
+    eps: float = C_EPS,
+    dist: Dist | None = None,
+    rows: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean of the initial outputs on the normal data, pushed away from zero (section 3.3).
+
+    `rows`: the rows to average (default all; Deep SAD leaves its labelled anomalies out).
+    Distributed: each rank sums phi over its share of the rows; the sums and counts are
+    all-reduced, so every rank gets the same c.
+    """
+    data, dist = as_images(data), dist or Dist()
+    net.eval()
+    rows = dist.shard(torch.arange(len(data)) if rows is None else rows)
+    chunk = embed_chunk(data)
+    sums = [net(data[part][0]).double().sum(dim=0).cpu() for part in rows.split(chunk)]
+    local = torch.zeros(net.fc.out_features + 1, dtype=torch.float64)
+    if sums:
+        local[:-1] = torch.stack(sums).sum(dim=0)
+    local[-1] = len(rows)
+    summed = dist.sum(local)  # (rep_dim + 1,): the sum of phi, then the count
+    c = (summed[:-1] / summed[-1]).float().to(data.device)
     small = c.abs() < eps
     c[small & (c < 0)] = -eps
     c[small & (c >= 0)] = eps
@@ -133,188 +190,133 @@ def get_radius(dist: torch.Tensor, nu: float) -> float:
     return float(torch.quantile(dist.detach().sqrt().float(), 1.0 - nu))
 
 
-def svdd_loss(dist: torch.Tensor, objective: Objective, R: float, nu: float) -> torch.Tensor:
+def svdd_loss(
+    dist: torch.Tensor, objective: Objective, R: float, nu: float, n: float | None = None
+) -> torch.Tensor:
+    """The objective on a batch; `n` is the divisor of the mean (default: the batch length).
+
+    A rank holding part of a global batch of B rows passes n = B / world: DDP's average of the
+    ranks' gradients is then the gradient of the whole batch's mean.
+    """
+    n = len(dist) if n is None else n
     if objective == "one-class":
-        return dist.mean()
+        return dist.sum() / n
     slack = torch.clamp(dist - R**2, min=0.0)
-    return R**2 + slack.mean() / nu
+    return R**2 + slack.sum() / (n * nu)
 
 
 def deepsad_loss(
-    dist: torch.Tensor, semi_targets: torch.Tensor, eta: float = SAD_ETA, eps: float = SAD_EPS
+    dist: torch.Tensor,
+    semi_targets: torch.Tensor,
+    n: float | None = None,
+    eta: float = SAD_ETA,
+    eps: float = SAD_EPS,
 ) -> torch.Tensor:
     """Deep SAD over a batch: dist for unlabelled rows (target 0), eta (dist + eps)^y for
-    labelled ones (y = +1 normal, -1 anomaly: pushed out by the inverse distance)."""
+    labelled ones (y = +1 normal, -1 anomaly: pushed out by the inverse distance). `n` is the
+    divisor of the mean, as in `svdd_loss`."""
+    n = len(dist) if n is None else n
     labelled = eta * (dist + eps) ** semi_targets.to(dist.dtype)
-    return torch.where(semi_targets == 0, dist, labelled).mean()
-
-
-def _optimizer(
-    params: Iterator[nn.Parameter], cfg: TrainConfig, milestone: int
-) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.MultiStepLR]:
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[milestone], gamma=0.1)
-    return opt, sched
-
-
-class _Phase:
-    """What one training phase checkpoints: the module, optimiser, schedule and batch order."""
-
-    def __init__(
-        self,
-        name: str,
-        model: nn.Module,
-        opt: torch.optim.Adam,
-        sched: torch.optim.lr_scheduler.MultiStepLR,
-        seed: int,
-    ) -> None:
-        self.name, self.model, self.opt, self.sched = name, model, opt, sched
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def resume(self, ckpt: Checkpointer | None) -> tuple[int, list[float], dict[str, Any] | None]:
-        """Restores a checkpoint of this phase; returns (epochs done, loss history, state)."""
-        saved = None if ckpt is None else ckpt.load(self.name)
-        if saved is None:
-            return 0, [], None
-        self.model.load_state_dict(saved["model"])
-        self.opt.load_state_dict(saved["optimizer"])
-        self.sched.load_state_dict(saved["scheduler"])
-        self.gen.set_state(saved["generator"])
-        return saved["epoch"], list(saved["history"]), saved
-
-    def snapshot(self, epoch: int, history: list[float], **extra: object) -> dict[str, Any]:
-        return {
-            "phase": self.name,
-            "epoch": epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(),
-            "generator": self.gen.get_state(),
-            "history": history,
-            **extra,
-        }
-
-
-def _epochs(desc: str, start: int, total: int, progress: bool) -> tqdm:
-    return tqdm(
-        range(start, total),
-        desc=desc,
-        initial=start,
-        total=total,
-        file=sys.stderr,
-        disable=not progress,
-        unit="epoch",
-        dynamic_ncols=True,
-        leave=False,
-    )
+    return torch.where(semi_targets == 0, dist, labelled).sum() / n
 
 
 def pretrain_dcae(
     cfg_net: NetConfig,
-    x: torch.Tensor,
+    data: Images | torch.Tensor,
     cfg: TrainConfig,
     ckpt: Checkpointer | None = None,
     progress: bool = False,
+    dist: Dist | None = None,
 ) -> tuple[Encoder, list[float], float]:
     """Trains the autoencoder with the summed squared error; returns its encoder."""
-    ae = Autoencoder(cfg_net).to(x.device)
-    phase = _Phase(
-        "pretrain", ae, *_optimizer(ae.parameters(), cfg, cfg.pretrain_milestone), cfg.seed
-    )
-    opt, sched, gen = phase.opt, phase.sched, phase.gen
+    data, dist = as_images(data), dist or Dist()
+    ae = Autoencoder(cfg_net).to(data.device)
+    training_layout(ae, data.device)
+    phase = Phase("pretrain", ae, cfg, cfg.pretrain_milestone, cfg.seed, dist)
+    model, opt = phase.model, phase.opt
     start, history, _ = phase.resume(ckpt)
-    x = training_layout(ae, x)
-    timer = _EpochTimer()
-    bar = _epochs("pretrain DCAE", start, cfg.pretrain_epochs, progress)
+    timer = EpochTimer()
+    bar = epoch_bar("pretrain DCAE", start, cfg.pretrain_epochs, progress)
     for epoch in bar:
-        ae.train()
+        model.train()
         total = 0.0
         with timer:
-            for idx in batches(len(x), cfg.batch_size, gen):
-                xb = x[idx]
-                loss = ((ae(xb) - xb) ** 2).sum(dim=(1, 2, 3)).mean()
+            for rows, n_batch in shard_batches(len(data), cfg.batch_size, phase.gen, dist):
+                xb, _ = data[rows]
+                err = ((model(xb) - xb) ** 2).sum(dim=(1, 2, 3))  # (B,)
+                loss = err.sum() / (n_batch / dist.world)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(idx)
-            sched.step()
-        history.append(total / len(x))
+                total += float(loss.detach()) * n_batch / dist.world
+            phase.sched.step()
+        history.append(mean_over(total, len(data), dist))
         bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
-        if ckpt is not None and ckpt.due(epoch + 1, cfg.pretrain_epochs):
-            ckpt.save(phase.snapshot(epoch + 1, history))
+        phase.checkpoint(ckpt, epoch + 1, cfg.pretrain_epochs, history)
+    phase.finish(ae)
     standard_layout(ae)
     return ae.encoder, history, timer.mean
 
 
 def train_deepsvdd(
     net: Encoder,
-    x: torch.Tensor,
+    data: Images | torch.Tensor,
     cfg: TrainConfig,
     ckpt: Checkpointer | None = None,
     progress: bool = False,
+    dist: Dist | None = None,
     semi_targets: torch.Tensor | None = None,
 ) -> TrainState:
     """Minimises the one-class or soft-boundary objective with c fixed; with `semi_targets`
-    (one per row of x: 0 unlabelled, +1 labelled normal, -1 labelled anomaly) Deep SAD's."""
-    phase = _Phase("train", net, *_optimizer(net.parameters(), cfg, cfg.milestone), cfg.seed + 1)
-    opt, sched, gen = phase.opt, phase.sched, phase.gen
-    normal = x if semi_targets is None else x[semi_targets >= 0]  # c never sees anomalies
-    c, R = init_center_c(net, normal), 0.0
+    (one per row: 0 unlabelled, +1 labelled normal, -1 labelled anomaly) Deep SAD's."""
+    data, dist = as_images(data), dist or Dist()
+    training_layout(net, data.device)
+    phase = Phase("train", net, cfg, cfg.milestone, cfg.seed + 1, dist)
+    model, opt = phase.model, phase.opt
+    normal = None if semi_targets is None else torch.nonzero(semi_targets >= 0).flatten().cpu()
+    c = init_center_c(cast(Encoder, phase.module), data, dist=dist, rows=normal)  # no anomalies
+    R = 0.0
     start, history, saved = phase.resume(ckpt)
     if saved is not None:
-        c, R = saved["c"].to(x.device), saved["R"]
+        c, R = saved["c"].to(data.device), saved["R"]
     soft = cfg.objective == "soft-boundary"
-    x = training_layout(net, x)
-    timer = _EpochTimer()
-    bar = _epochs("train Deep SVDD", start, cfg.epochs, progress)
+    timer = EpochTimer()
+    bar = epoch_bar(
+        "train Deep SVDD" if semi_targets is None else "train Deep SAD", start, cfg.epochs, progress
+    )
     for epoch in bar:
-        net.train()
+        model.train()
         total = 0.0
         with timer:
-            for idx in batches(len(x), cfg.batch_size, gen):
-                dist = sq_dist(net(x[idx]), c)
+            for rows, n_batch in shard_batches(len(data), cfg.batch_size, phase.gen, dist):
+                xb, _ = data[rows]
+                share = n_batch / dist.world
+                d = sq_dist(model(xb), c)
                 if semi_targets is None:
-                    loss = svdd_loss(dist, cfg.objective, R, cfg.nu)
+                    loss = svdd_loss(d, cfg.objective, R, cfg.nu, share)
                 else:
-                    loss = deepsad_loss(dist, semi_targets[idx])
+                    loss = deepsad_loss(d, semi_targets[rows.to(semi_targets.device)], share)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(idx)
-            sched.step()
+                total += float(loss.detach()) * share
+            phase.sched.step()
         if soft and epoch + 1 >= cfg.warm_up_epochs:
             # Solved exactly over all training data (the paper's line search every k
             # epochs, with k = 1): the nu-property then holds for the final R.
-            R = get_radius(sq_dist(embed(net, x), c), cfg.nu)
-        history.append(total / len(x))
+            dist.sync_buffers(phase.module)
+            R = get_radius(_shard_dist(phase.module, data, c, dist), cfg.nu)
+        history.append(mean_over(total, len(data), dist))
         bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
-        if ckpt is not None and ckpt.due(epoch + 1, cfg.epochs):
-            ckpt.save(phase.snapshot(epoch + 1, history, c=c, R=R))
+        phase.checkpoint(ckpt, epoch + 1, cfg.epochs, history, c=c.cpu(), R=R)
+    phase.finish(net)
     if soft:
-        R = get_radius(sq_dist(embed(net, x), c), cfg.nu)
+        R = get_radius(_shard_dist(net, data, c, dist), cfg.nu)
     standard_layout(net)
     net.eval()
     return TrainState(net, c, R if soft else None, {"train": history}, {"train": timer.mean})
 
 
-def score(net: Encoder, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Anomaly score ||phi(x) - c||^2 for every row of x."""
-    return sq_dist(embed(net, x), c)
-
-
-class _EpochTimer:
-    """Mean wall time of the timed blocks (epochs), excluding checkpoint writes."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self._t0 = 0.0
-
-    def __enter__(self) -> None:
-        self._t0 = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.times.append(time.perf_counter() - self._t0)
-
-    @property
-    def mean(self) -> float:
-        return sum(self.times) / len(self.times) if self.times else math.nan
+def score(net: Encoder, c: torch.Tensor, data: Images | torch.Tensor) -> torch.Tensor:
+    """Anomaly score ||phi(x) - c||^2 for every row."""
+    return sq_dist(embed(net, data), c)

@@ -65,7 +65,8 @@ def load_target(
         raise DataError(f"dataset {dataset!r} has no test split to evaluate on")
     k = _checked_class(meta, data, normal_class, allow_other or not same_data)
     labels = (data.y_test != k).astype(np.int64)
-    return Target(dataset, data.class_names[k], data.x_test, labels, len(data.skipped))
+    images = np.asarray(data.x_test)  # a lazy subset of a memory map reads in here
+    return Target(dataset, data.class_names[k], images, labels, len(data.skipped))
 
 
 def _checked_class(

@@ -40,8 +40,11 @@ def training_record(
     pre: Preprocess,
     epochs: dict[str, float | None],
     labelled: dict[str, object] | None = None,
+    distributed: dict[str, object] | None = None,
 ) -> dict[str, object]:
-    """The resolved configuration and the method's choices, as the metadata's `training`."""
+    """The resolved configuration and the method's choices, as the metadata's `training`;
+    `labelled`: Deep SAD's labelled anomalies; `distributed`: world size, backend and how
+    BatchNorm statistics were shared."""
     return {
         **cfg.to_dict(),
         "method": "deep-svdd" if labelled is None else "deep-sad",
@@ -53,6 +56,7 @@ def training_record(
         "from warm_up_epochs on (paper: line search every k epochs)",
         "score": "squared distance ||phi(x) - c||^2",
         "seconds_per_epoch": epochs,
+        "distributed": distributed or {"world_size": 1, "backend": None, "batchnorm": "local"},
     }
 
 
@@ -69,6 +73,7 @@ def build_metadata(
     calibration: Calibration,
     pretrain_seconds_per_epoch: float | None,
     labelled: dict[str, object] | None = None,
+    distributed: dict[str, object] | None = None,
 ) -> ModelMetadata:
     """Everything the service and `deepsvdd inspect` read about a model, `c` and `R` included."""
     return ModelMetadata(
@@ -103,7 +108,12 @@ def build_metadata(
             rate_interval=calibration.rate_interval,
         ),
         training=training_record(
-            cfg, net_cfg, pre, seconds_per_epoch(state, pretrain_seconds_per_epoch), labelled
+            cfg,
+            net_cfg,
+            pre,
+            seconds_per_epoch(state, pretrain_seconds_per_epoch),
+            labelled,
+            distributed,
         ),
         software=software_versions(),
     )

@@ -68,7 +68,11 @@ def _bn(n: int) -> nn.BatchNorm2d:
 
 
 class Encoder(nn.Module):
-    """phi: conv 5x5 (pad 2) -> BN -> leaky ReLU -> 2x2 max-pool per module, then dense."""
+    """phi: conv 5x5 (pad 2) -> BN -> leaky ReLU -> 2x2 max-pool per module, then dense.
+
+    The activation is applied after the pool: leaky ReLU is strictly increasing, so it
+    commutes with max-pooling (the same values and gradients) and touches a quarter of them.
+    """
 
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
@@ -83,7 +87,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv, bn in zip(self.convs, self.bns, strict=True):
-            x = F.max_pool2d(F.leaky_relu(bn(conv(x)), self.cfg.leaky_slope), 2)
+            x = F.leaky_relu(F.max_pool2d(bn(conv(x)), 2), self.cfg.leaky_slope)
         return self.fc(x.flatten(1))  # (N, rep_dim)
 
 

@@ -16,11 +16,14 @@ from modelfile.layout import claim_version
 from modelfile.metadata import DatasetInfo, ModelMetadata
 from training import preprocess
 from training.advice import Notes, calibration_warnings, skipped_warning
+from training.batches import Images, Uint8Images
 from training.calibration import Calibration, calibrate, holdout_size
 from training.checkpoint import Checkpointer
 from training.data import DataError, ImageSet, load_dataset, resolve_class
 from training.data.download import download_missing
+from training.data.rows import ImageArray, every, select
 from training.deepsvdd import TrainConfig, TrainState, pretrain_dcae, score, train_deepsvdd
+from training.distributed import Dist, joined
 from training.export import ScoringModel, export_model
 from training.labelled import Labelled, pick_labelled
 from training.metadata import build_metadata, seconds_per_epoch
@@ -47,6 +50,7 @@ class RunSpec:
     resume: bool = False
     checkpoint_every: int = 10
     progress: bool = True
+    cache_dir: Path | None = None  # folder: decoded images memory-mapped here
     anomaly_classes: tuple[str, ...] = ()  # Deep SAD: classes whose training images are labelled
     labelled_fraction: float = 1.0  # share of each such class's training images used
     strict: bool = False  # stop at the first unreadable image file instead of skipping it
@@ -59,7 +63,7 @@ class Trained:
 
     state: TrainState
     pre: preprocess.Preprocess
-    x: torch.Tensor  # preprocessed normal training images, on the training device
+    images: Images  # the normal training images, preprocessed batch by batch
     seconds: float  # wall time of pretraining and training together
     pretrain_seconds_per_epoch: float | None  # None when pretraining did not run
 
@@ -68,9 +72,9 @@ class Trained:
 class Split:
     """The normal class's training images, split into training and calibration hold-out."""
 
-    train: np.ndarray
-    holdout: np.ndarray
-    test: np.ndarray | None
+    train: ImageArray
+    holdout: ImageArray
+    test: ImageArray | None
     test_labels: np.ndarray | None  # 0 normal, 1 anomalous
 
 
@@ -91,7 +95,7 @@ def resolve_device(device: str) -> str:
 
 
 def split_normal(data: ImageSet, k: int, holdout: float, seed: int) -> Split:
-    normal = data.x_train[data.y_train == k]
+    normal = select(data.x_train, data.y_train == k)
     if len(normal) < 2:
         raise ValueError(
             f"normal class {data.class_names[k]!r} has {len(normal)} training image(s)"
@@ -99,7 +103,9 @@ def split_normal(data: ImageSet, k: int, holdout: float, seed: int) -> Split:
     order = np.random.default_rng(seed).permutation(len(normal))
     n_hold = holdout_size(len(normal), holdout)
     labels = None if data.y_test is None else (data.y_test != k).astype(np.int64)
-    return Split(normal[order[n_hold:]], normal[order[:n_hold]], data.x_test, labels)
+    return Split(
+        select(normal, order[n_hold:]), select(normal, order[:n_hold]), data.x_test, labels
+    )
 
 
 def default_name(dataset: str, class_name: str) -> str:
@@ -114,22 +120,23 @@ def net_config_for(spec: RunSpec, data: ImageSet) -> NetConfig:
 
 def fit(
     net_cfg: NetConfig,
-    x: torch.Tensor,
+    data: Images | torch.Tensor,
     cfg: TrainConfig,
     ckpt: Checkpointer | None,
     progress: bool,
+    dist: Dist | None = None,
     semi_targets: torch.Tensor | None = None,
 ) -> tuple[TrainState, float | None]:
     """Pretrains (unless off, or a resumed run is past it), then trains Deep SVDD (Deep SAD
     with `semi_targets`; the autoencoder then sees the labelled images too, as in Deep SAD)."""
     seed_everything(cfg.seed)
-    net = Encoder(net_cfg).to(x.device)
+    net = Encoder(net_cfg).to(data.device)
     pre_seconds = None
     skip_pretrain = ckpt is not None and ckpt.phase == "train"
     if cfg.pretrain and not skip_pretrain:
-        encoder, _, pre_seconds = pretrain_dcae(net_cfg, x, cfg, ckpt, progress)
+        encoder, _, pre_seconds = pretrain_dcae(net_cfg, data, cfg, ckpt, progress, dist)
         net.load_state_dict(encoder.state_dict())  # weights and BN buffers
-    state = train_deepsvdd(net, x, cfg, ckpt, progress, semi_targets)
+    state = train_deepsvdd(net, data, cfg, ckpt, progress, dist, semi_targets)
     return state, pre_seconds
 
 
@@ -145,6 +152,7 @@ def load_training_data(spec: RunSpec, seed: int, notes: Notes) -> ImageSet:
         image_size=spec.image_size,
         channels=spec.channels,
         seed=seed,
+        cache_dir=spec.cache_dir,
     )
     if data.skipped and spec.strict:
         file, why = data.skipped[0]
@@ -160,17 +168,29 @@ def checkpointer_for(
     k: int,
     net_cfg: NetConfig,
     cfg: TrainConfig,
+    dist: Dist,
     labelled: Labelled | None,
     notes: Notes,
 ) -> Checkpointer:
-    """The run's checkpoint; its key makes a resumed run refuse a checkpoint of other settings."""
+    """The run's checkpoint; its key makes a resumed run refuse a checkpoint of other settings.
+
+    Rank 0 reads it for --resume and hands it to the others (no shared disk needed).
+    """
     key = {"dataset": spec.dataset, "class": k, "net": net_cfg.to_dict(), "cfg": cfg.to_dict()}
     if labelled is not None:
         key["labelled"] = labelled.record()
     path = spec.models_dir / name / ".checkpoint" / "train.pt"
-    if spec.resume and not path.exists():
+    if spec.resume and dist.is_main and not path.exists():
         notes.warn(f"--resume: no checkpoint at {path}; starting afresh")
-    return Checkpointer(path, key, every=spec.checkpoint_every, resume=spec.resume)
+    ckpt = Checkpointer(
+        path,
+        key,
+        every=spec.checkpoint_every,
+        resume=spec.resume and dist.is_main,
+    )
+    if spec.resume and dist.active:
+        ckpt.adopt(dist.share(lambda: ckpt.saved))
+    return ckpt
 
 
 def train_split(
@@ -179,56 +199,97 @@ def train_split(
     cfg: TrainConfig,
     ckpt: Checkpointer,
     progress: bool,
+    dist: Dist | None = None,
     labelled: Labelled | None = None,
 ) -> Trained:
     """Fits the preprocessing on the normal training images, then the network on them and
-    on the labelled anomalies, if any (semi-target -1, after the normal rows' 0)."""
-    pre = preprocess.fit_preprocess(split.train)
-    x = preprocess.apply(pre, split.train).to(cfg.device)
-    x_fit, semi = x, None
+    on the labelled anomalies, if any (semi-target -1, after the normal rows' 0).
+
+    The images stay uint8; each rank reads its share for the min-max constants (min and max
+    combine exactly), and every batch is preprocessed as it is drawn.
+    """
+    dist = dist or Dist(device=cfg.device)
+    shard = every(split.train, dist.rank, dist.world)
+    pre = preprocess.preprocess_from_range(*dist.min_max(*preprocess.gcn_range(shard)))
+    images = Uint8Images(split.train, pre, dist.device)
+    fit_images, semi = images, None
     if labelled is not None:
-        anomalies = preprocess.apply(pre, labelled.x).to(cfg.device)
-        x_fit = torch.cat([x, anomalies])
-        semi = torch.cat([torch.zeros(len(x)), -torch.ones(len(anomalies))]).to(cfg.device)
+        # Labelled anomalies are few: the normal rows are read into memory beside them.
+        both = np.concatenate([np.asarray(split.train), labelled.x])
+        fit_images = Uint8Images(both, pre, dist.device)
+        semi = torch.cat([torch.zeros(len(split.train)), -torch.ones(len(labelled.x))])
+        semi = semi.to(dist.device)
     started = time.perf_counter()
-    state, pretrain_spe = fit(net_cfg, x_fit, cfg, ckpt, progress, semi)
-    return Trained(state, pre, x, time.perf_counter() - started, pretrain_spe)
+    state, pretrain_spe = fit(net_cfg, fit_images, cfg, ckpt, progress and dist.is_main, dist, semi)
+    return Trained(state, pre, images, time.perf_counter() - started, pretrain_spe)
 
 
 def calibrate_trained(trained: Trained, split: Split) -> Calibration:
     """Scores the hold-out, test and training images on the CPU and calibrates from them."""
-    net, c, pre = trained.state.net.cpu(), trained.state.c.cpu(), trained.pre
-    holdout = score(net, c, preprocess.apply(pre, split.holdout)).numpy()
-    test = None if split.test is None else score(net, c, preprocess.apply(pre, split.test)).numpy()
+    net, c, pre = trained.state.net.cpu(), trained.state.c.cpu(), trained.pre.cpu()
+    holdout = score(net, c, Uint8Images(split.holdout, pre, "cpu")).numpy()
+    test = None if split.test is None else score(net, c, Uint8Images(split.test, pre, "cpu"))
     return calibrate(
         holdout=holdout,
-        train=score(net, c, trained.x.cpu()).numpy(),
-        test=test,
+        train=score(net, c, Uint8Images(split.train, pre, "cpu")).numpy(),
+        test=None if test is None else test.numpy(),
         test_labels=split.test_labels,
         R=trained.state.R,
     )
 
 
-def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
-    """Loads data, trains, calibrates thresholds, evaluates and exports; returns the summary."""
+def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any] | None:
+    """Loads data, trains, calibrates thresholds, evaluates and exports; returns the summary.
+
+    Under torchrun every rank trains; rank 0 alone calibrates and exports while the others
+    wait, and only rank 0 returns the summary (the others None).
+    """
     started = time.perf_counter()
-    notes = Notes(status=spec.progress)
     cfg.device = resolve_device(cfg.device)
     if spec.anomaly_classes and cfg.objective != "one-class":
         raise ValueError("--anomaly-classes (Deep SAD) needs the one-class objective")
-    data = load_training_data(spec, cfg.seed, notes)
-    k = resolve_class(data, spec.normal_class)
-    labelled = pick_labelled(data, k, spec.anomaly_classes, spec.labelled_fraction, cfg.seed)
-    name = spec.name or default_name(spec.dataset, data.class_names[k])
-    net_cfg = net_config_for(spec, data)
-    split = split_normal(data, k, spec.holdout, cfg.seed)
-    ckpt = checkpointer_for(spec, name, k, net_cfg, cfg, labelled, notes)
-    notes.say(
-        f"training on {len(split.train)} normal images"
-        + (f" and {len(labelled.x)} labelled anomalies" if labelled else "")
-        + f"; thresholds from {len(split.holdout)} held out"
-    )
-    trained = train_split(net_cfg, split, cfg, ckpt, spec.progress, labelled)
+    with joined(cfg.device) as dist:
+        # Every rank reads the data; only rank 0 tells the user about it.
+        notes = Notes(status=spec.progress) if dist.is_main else Notes(status=False)
+        data = load_training_data(spec, cfg.seed, notes)
+        k = resolve_class(data, spec.normal_class)
+        labelled = pick_labelled(data, k, spec.anomaly_classes, spec.labelled_fraction, cfg.seed)
+        name = spec.name or default_name(spec.dataset, data.class_names[k])
+        net_cfg = net_config_for(spec, data)
+        split = split_normal(data, k, spec.holdout, cfg.seed)
+        ckpt = checkpointer_for(spec, name, k, net_cfg, cfg, dist, labelled, notes)
+        notes.say(
+            f"training on {len(split.train)} normal images"
+            + (f" and {len(labelled.x)} labelled anomalies" if labelled else "")
+            + f"; thresholds from {len(split.holdout)} held out"
+            + (f"; {dist.world} processes" if dist.active else "")
+        )
+        trained = train_split(net_cfg, split, cfg, ckpt, spec.progress, dist, labelled)
+        summary = None
+        if dist.is_main:
+            summary = export_trained(
+                spec, cfg, data, k, name, net_cfg, split, trained, dist, labelled, notes
+            )
+            ckpt.remove()
+            summary["total_seconds"] = round(time.perf_counter() - started, 3)
+        dist.barrier()  # the others wait for the export; its failure stops the job
+    return summary
+
+
+def export_trained(
+    spec: RunSpec,
+    cfg: TrainConfig,
+    data: ImageSet,
+    k: int,
+    name: str,
+    net_cfg: NetConfig,
+    split: Split,
+    trained: Trained,
+    dist: Dist,
+    labelled: Labelled | None,
+    notes: Notes,
+) -> dict[str, Any]:
+    """Calibrates, writes the next version of the model and returns the run's summary."""
     calibration = calibrate_trained(trained, split)
 
     version, version_dir = claim_version(spec.models_dir / name)
@@ -250,6 +311,7 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
         calibration=calibration,
         pretrain_seconds_per_epoch=trained.pretrain_seconds_per_epoch,
         labelled=None if labelled is None else labelled.record(),
+        distributed=dist.record(),
     )
     for warning in calibration_warnings(calibration, meta.default_threshold):
         notes.warn(warning)
@@ -258,12 +320,9 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
     )
     scoring = ScoringModel(trained.pre, trained.state.net, trained.state.c.cpu())
     model_path, rel = export_model(scoring, meta, version_dir, sample)
-    ckpt.remove()
     auc = "no test split" if calibration.auc is None else f"test AUC {calibration.auc:.3f}"
     notes.say(f"exported {model_path} ({auc})")
-    summary = run_summary(
-        model_path, meta, trained, cfg, rel, total_seconds=time.perf_counter() - started
-    )
+    summary = run_summary(model_path, meta, trained, cfg, rel, dist)
     skipped = [{"file": file, "error": why} for file, why in data.skipped]
     return {**summary, "skipped": skipped, "n_skipped": len(skipped), "warnings": notes.warnings}
 
@@ -274,7 +333,7 @@ def run_summary(
     trained: Trained,
     cfg: TrainConfig,
     export_rel_diff: float,
-    total_seconds: float,
+    dist: Dist,
 ) -> dict[str, Any]:
     """The one JSON object `deepsvdd train` prints: where the model went and how it fared."""
     return {
@@ -283,16 +342,16 @@ def run_summary(
         "version": meta.version,
         "auc": meta.metrics["auc"],
         "train_seconds": round(trained.seconds, 3),
-        "total_seconds": round(total_seconds, 3),
         "seconds_per_epoch": seconds_per_epoch(trained.state, trained.pretrain_seconds_per_epoch),
         "objective": cfg.objective,
         "radius": trained.state.R,
         "default_threshold": meta.default_threshold,
         "thresholds": meta.thresholds,
         "n_train": meta.dataset.n_train,
-        "calibration": None if meta.calibration is None else meta.calibration.model_dump(),
-        "labelled": meta.training.get("labelled"),
         "export_rel_diff": export_rel_diff,
         "device": cfg.device,
+        "world_size": dist.world,
+        "calibration": None if meta.calibration is None else meta.calibration.model_dump(),
+        "labelled": meta.training.get("labelled"),
         "threads": torch.get_num_threads(),
     }

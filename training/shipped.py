@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress=sys.stderr.isatty(),
             )
             result = train_and_export(spec, TrainConfig(**SCHEDULE))  # type: ignore[arg-type]
+            assert result is not None  # one process: it is rank 0
             swap_in(Path(scratch) / name, args.models_dir / name)
         results[name] = {k: result[k] for k in ("name", "auc", "train_seconds")}
         record.write_text(json.dumps(results, indent=2) + "\n")

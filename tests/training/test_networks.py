@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from training.deepsvdd import C_EPS, init_center_c
@@ -62,3 +63,18 @@ def test_center_coordinates_pushed_beyond_eps() -> None:
     c = init_center_c(net, torch.rand(64, 1, 28, 28))
     assert (c.abs() >= C_EPS - 1e-7).all()
     assert ((c == C_EPS) | (c == -C_EPS) | (c.abs() > C_EPS)).all()
+
+
+def test_activation_after_the_pool_equals_the_textbook_order() -> None:
+    torch.manual_seed(0)
+    net = Encoder(make_config("mnist", 1, 28, 28)).train()
+    x = torch.randn(16, 1, 28, 28, requires_grad=True)
+    textbook = x
+    for conv, bn in zip(net.convs, net.bns, strict=True):
+        textbook = F.max_pool2d(F.leaky_relu(bn(conv(textbook)), 0.1), 2)
+    textbook = net.fc(textbook.flatten(1))
+    (grad_ref,) = torch.autograd.grad(textbook.sum(), x)
+    ours = net(x)
+    (grad,) = torch.autograd.grad(ours.sum(), x)
+    assert torch.equal(ours, textbook)
+    assert torch.equal(grad, grad_ref)

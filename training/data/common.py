@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, overload
 
 import numpy as np
 
 from modelfile.imaging import Color
+from training.data.rows import ImageArray, select
 
 TEST_FRACTION = 0.2  # share of every class held out as test when a source has no test split
 
@@ -24,9 +25,9 @@ class ImageSet:
     """A dataset's splits as uint8 images with int64 class indices."""
 
     name: str
-    x_train: np.ndarray  # uint8 (N, H, W, C), C in {1, 3}
+    x_train: ImageArray  # uint8 (N, H, W, C), C in {1, 3}; rows of a memory map when cached
     y_train: np.ndarray  # int64 (N,) class indices
-    x_test: np.ndarray | None  # uint8 (M, H, W, C); None when the source has no test split
+    x_test: ImageArray | None  # uint8 (M, H, W, C); None when the source has no test split
     y_test: np.ndarray | None
     class_names: list[str]  # class index -> human name
     color: Literal["L", "RGB"]
@@ -36,9 +37,9 @@ class ImageSet:
 class Splits(NamedTuple):
     """What a loader reads, before the images are adapted to the requested size and colour."""
 
-    x_train: np.ndarray
+    x_train: ImageArray
     y_train: np.ndarray
-    x_test: np.ndarray
+    x_test: ImageArray
     y_test: np.ndarray
     class_names: list[str]
     skipped: tuple[tuple[str, str], ...] = ()  # (file, why): unreadable files left out
@@ -82,10 +83,23 @@ def _class_index(names: list[str], wanted: str | int) -> int | None:
     return int(text) if int(text) < len(names) else None
 
 
+@overload
 def hold_out(
     x: np.ndarray, y: np.ndarray, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Splits off a seeded TEST_FRACTION of every class (at least one image stays in train)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@overload
+def hold_out(
+    x: ImageArray, y: np.ndarray, seed: int
+) -> tuple[ImageArray, np.ndarray, ImageArray, np.ndarray]: ...
+
+
+def hold_out(
+    x: ImageArray, y: np.ndarray, seed: int
+) -> tuple[ImageArray, np.ndarray, ImageArray, np.ndarray]:
+    """Splits off a seeded TEST_FRACTION of every class (at least one image stays in train);
+    the images of a memory map stay unread (`training.data.rows.Rows`)."""
     rng = np.random.default_rng(seed)
     picked = []
     for label in np.unique(y):
@@ -95,4 +109,4 @@ def hold_out(
     test = np.sort(np.concatenate(picked)).astype(np.int64)
     train = np.ones(len(y), dtype=bool)
     train[test] = False
-    return x[train], y[train], x[test], y[test]
+    return select(x, train), y[train], select(x, test), y[test]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from modelfile.imaging import Color
+from training.data.cache import cached_images
 from training.data.common import DataError, Splits, hold_out
 from training.data.images import GRAY_MODES, image_mode, read_image
+from training.data.rows import ImageArray
 
 
 def _class_files(split_dir: Path) -> dict[str, list[Path]]:
@@ -30,13 +33,29 @@ def _class_files(split_dir: Path) -> dict[str, list[Path]]:
 
 
 def _read_folder_split(
-    files: dict[str, list[Path]], classes: list[str], color: Color, size: int
-) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    files: dict[str, list[Path]],
+    classes: list[str],
+    color: Color,
+    size: int,
+    cache_dir: Path | None = None,
+) -> tuple[ImageArray, np.ndarray, list[tuple[str, str]]]:
     """Decodes every file; one that does not decode is left out and listed with the reason,
-    so that a user sees all the bad files of a folder at once."""
+    so that a user sees all the bad files of a folder at once. With `cache_dir` the images
+    come from (or go to) a memory map, and a file that does not decode stops the build: the
+    cache holds every file it is keyed by."""
     index = {name: i for i, name in enumerate(classes)}
     paths = [(path, index[name]) for name, group in files.items() for path in group]
     channels = 1 if color == "L" else 3
+    if cache_dir is not None:
+        labels = np.array([label for _, label in paths], dtype=np.int64)
+        images = cached_images(
+            cache_dir,
+            [path for path, _ in paths],
+            size,
+            channels,
+            partial(_cached_read, color, size),
+        )
+        return images, labels, []
     x = np.empty((len(paths), size, size, channels), dtype=np.uint8)
     keep = np.ones(len(paths), dtype=bool)
     skipped = []
@@ -50,6 +69,16 @@ def _read_folder_split(
     return x[keep], y[keep], skipped
 
 
+def _cached_read(color: Color, size: int, path: Path) -> np.ndarray:
+    try:
+        return read_image(path, color, size)
+    except DataError as exc:
+        raise DataError(
+            f"{exc}; --cache-dir caches every file of the folder: remove or fix it, "
+            "or train without --cache-dir to skip unreadable files"
+        ) from exc
+
+
 def _mode_or_none(path: Path) -> str | None:
     try:
         return image_mode(path)
@@ -57,7 +86,10 @@ def _mode_or_none(path: Path) -> str | None:
         return None  # listed as skipped when the images are decoded
 
 
-def load_folder(root: Path, size: int | None, color: Color | None, seed: int) -> Splits:
+def load_folder(
+    root: Path, size: int | None, color: Color | None, seed: int, cache_dir: Path | None = None
+) -> Splits:
+    """Reads the folder; with `cache_dir`, decoded images come from (or go to) a memory map."""
     train_dir, test_dir = root / "train", root / "test"
     if not train_dir.is_dir():
         raise DataError(
@@ -71,10 +103,10 @@ def load_folder(root: Path, size: int | None, color: Color | None, seed: int) ->
         modes = [_mode_or_none(p) for group in train.values() for p in group]
         color = "L" if all(m in GRAY_MODES for m in modes if m is not None) else "RGB"
     size = size or (28 if color == "L" else 32)
-    x_train, y_train, skipped = _read_folder_split(train, classes, color, size)
+    x_train, y_train, skipped = _read_folder_split(train, classes, color, size, cache_dir)
     if test is None:
         x_train, y_train, x_test, y_test = hold_out(x_train, y_train, seed)
     else:
-        x_test, y_test, skipped_test = _read_folder_split(test, classes, color, size)
+        x_test, y_test, skipped_test = _read_folder_split(test, classes, color, size, cache_dir)
         skipped += skipped_test
     return Splits(x_train, y_train, x_test, y_test, classes, tuple(skipped))

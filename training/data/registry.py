@@ -16,6 +16,7 @@ from training.data.folder import load_folder
 from training.data.gtsrb import load_gtsrb
 from training.data.idx import FASHION_MNIST_CLASSES, MNIST_CLASSES, has_idx_files, load_idx
 from training.data.npz import load_npz
+from training.data.rows import ImageArray
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
 DOWNLOADABLE = ("mnist", "fashion-mnist", "cifar10")
@@ -61,11 +62,13 @@ def load_dataset(
     image_size: int | None = None,
     channels: int | None = None,
     seed: int = 0,
+    cache_dir: Path | None = None,
 ) -> ImageSet:
     """Loads a dataset, adapted to `image_size` x `image_size` and `channels` when given.
 
     It reads only what is on disk: fetching a downloadable dataset is the caller's step
-    before (`training.data.download.download_missing`).
+    before (`training.data.download.download_missing`). `cache_dir` (folder only) keeps the
+    decoded images in a memory-mapped cache (training/data/cache.py).
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -82,7 +85,10 @@ def load_dataset(
             f"{name}: no data in {root}; pass --download to fetch it "
             "or --data-dir to point at a copy"
         )
-    splits = LOADERS[name](root, image_size, color, seed)
+    if name == "folder" and cache_dir is not None:
+        splits = load_folder(root, image_size, color, seed, cache_dir=cache_dir)
+    else:
+        splits = LOADERS[name](root, image_size, color, seed)
     x_train = splits.x_train
     height, width = (image_size, image_size) if image_size else x_train.shape[1:3]
     color = color or ("L" if x_train.shape[3] == 1 else "RGB")
@@ -98,7 +104,7 @@ def load_dataset(
     )
 
 
-def _adapt(x: np.ndarray, color: Color, height: int, width: int) -> np.ndarray:
+def _adapt(x: ImageArray, color: Color, height: int, width: int) -> ImageArray:
     """Resizes and converts `x` through the model-file image policy, only where needed."""
     channels = 1 if color == "L" else 3
     if x.shape[1:] == (height, width, channels):
@@ -106,7 +112,8 @@ def _adapt(x: np.ndarray, color: Color, height: int, width: int) -> np.ndarray:
     if x.shape[1:] == (height, width, 1):  # L -> RGB copies the grey value: no PIL needed
         return np.repeat(x, 3, axis=3)
     out = np.empty((len(x), height, width, channels), dtype=np.uint8)
-    for i, pixels in enumerate(x):
+    for i in range(len(x)):
+        pixels = x[i]
         img = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
         out[i] = to_model_array(img, color, height, width)
     return out
