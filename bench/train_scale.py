@@ -217,7 +217,11 @@ EXPECTATIONS = [
     "the cache a process maps only the rows it reads and hands the pages back every 32 MB "
     "read (`training/batches.py`; they stay in the page cache, shared by ranks and jobs); what "
     "is left grows with the folder only by its row indices, labels and scores. About 350 MiB "
-    "of every figure is the process before any data: Python, torch and ONNX Runtime.",
+    "of every figure is the process before any data: Python, torch and ONNX Runtime. One "
+    "process that builds the cache and then trains in the same run peaked higher than either "
+    "alone (the 100,000-image first run); not found why in the time given. Where memory is "
+    "tight, build the cache in a run of its own first (`--epochs 0 --no-pretrain` with a "
+    "throwaway `--models-dir`).",
     "",
     "## What this machine can say, and what to expect on N GPUs",
     "",
