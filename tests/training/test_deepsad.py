@@ -38,7 +38,7 @@ def test_labelled_anomalies_are_pushed_out_and_the_net_is_not_constant() -> None
     normal, anomalies = blobs(96, False, 0), blobs(16, True, 1)
     svdd, _ = fit(net_cfg, normal, cfg, None, False)
     semi = torch.cat([torch.zeros(96), -torch.ones(16)])
-    sad, _ = fit(net_cfg, torch.cat([normal, anomalies]), cfg, None, False, semi)
+    sad, _ = fit(net_cfg, torch.cat([normal, anomalies]), cfg, None, False, semi_targets=semi)
     # Same seed, same initial network: the same centre, from the normal images alone.
     assert torch.allclose(svdd.c, sad.c)
     sad_scores, svdd_scores = score(sad.net, sad.c, anomalies), score(svdd.net, svdd.c, anomalies)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from training.calibration import holdout_size
 from training.distributed import Dist
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -57,9 +58,11 @@ def test_two_ranks_agree_and_rank0_exports_one_version(small_npz: Path, tmp_path
     for key, value in ranks[0]["state"].items():  # weights and BN buffers, bit for bit
         assert torch.equal(value, ranks[1]["state"][key]), key
     assert torch.equal(ranks[0]["c"], ranks[1]["c"])
-    # R on every rank is the (1 - nu) quantile over all 271 training rows, not a shard's.
+    # R on every rank is the (1 - nu) quantile over all training rows, not a shard's: the
+    # 301 trousers less the thresholds' hold-out (an odd count either way).
+    n_train = 301 - holdout_size(301, 0.1)
     assert ranks[0]["R"] == ranks[1]["R"] == pytest.approx(ranks[0]["R_all_rows"], rel=1e-5)
-    assert ranks[0]["n_train"] == summary["n_train"] == 271
+    assert ranks[0]["n_train"] == summary["n_train"] == n_train
     assert sorted(p.relative_to(models).as_posix() for p in models.rglob("model.onnx")) == [
         "ddp/1/model.onnx"
     ]
