@@ -72,14 +72,9 @@ def _model(repository: Repository, name: str, version: str | None) -> LoadedMode
             raise ApiError(404, "version_not_found", f"version {version[:16]!r} is not a number")
         number = int(version)
     model = repository.get(name, number)
-    if model is not None:
-        return model
-    versions = repository.versions(name)
-    if not versions:
-        raise ApiError(404, "model_not_found", f"model {name[:64]!r} is not loaded")
-    raise ApiError(
-        404, "version_not_found", f"model {name!r} has no version {version} (loaded: {versions})"
-    )
+    if model is None:
+        raise ApiError(404, *repository.why_missing(name, number))
+    return model
 
 
 @router.get("")

@@ -385,7 +385,11 @@ def test_binary_bytes_left_over_and_unknown_routes(client: httpx.Client) -> None
     )
     assert extra.status_code == 400 and "follow the JSON header" in extra.json()["error"]
     assert client.get("/v2/models/nope").status_code == 404
-    assert client.get("/v2/models/nope").json() == {"error": "model 'nope' is not loaded"}
+    # The same 404 as /score's, naming what is loaded instead.
+    loaded = ", ".join(m["name"] for m in client.get("/models").json()["models"])
+    assert client.get("/v2/models/nope").json() == {
+        "error": f"model 'nope' is not loaded (loaded: {loaded})"
+    }
     assert client.get("/v2/models/digits/versions/x").status_code == 404
     assert client.get("/v2/nothing/here").json()["error"].startswith("no route")
     wrong_method = client.get("/v2/models/digits/infer")
