@@ -12,7 +12,7 @@ import numpy as np
 from modelfile.metadata import InputSpec
 from modelfile.pixels import to_input
 from service.cpus import available_cpus
-from service.decoding import decode_pixels, fast_png
+from service.decoding import best_pixels, decode_pixels, fast_png
 from service.errors import ApiError
 from service.uploads import Upload
 
@@ -35,10 +35,9 @@ class Decoded:
 def _decode_one(
     upload: Upload, spec: InputSpec, max_pixels: int, try_fast: bool
 ) -> np.ndarray | ApiError:
-    if try_fast and (fast := fast_png(upload.data, spec, max_pixels)) is not None:
-        return fast
+    decode = best_pixels if try_fast else decode_pixels
     try:
-        return decode_pixels(upload.data, upload.what, spec, max_pixels)
+        return decode(upload.data, upload.what, spec, max_pixels)
     except ApiError as exc:
         return exc
 

@@ -111,6 +111,13 @@ def too_many_pixels(what: str, width: int, height: int, max_pixels: int) -> ApiE
     )
 
 
+def best_pixels(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np.ndarray:
+    """uint8 `(H, W, C)` pixels for `spec`: libspng where `fast_png` takes the file, else
+    Pillow (`decode_pixels`, which names the problem when there is one)."""
+    fast = fast_png(data, spec, max_pixels)
+    return fast if fast is not None else decode_pixels(data, what, spec, max_pixels)
+
+
 def decode_image(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np.ndarray:
     """Returns float32 `(C, H, W)` pixel/255 for `spec`; `what` names the upload in errors.
     One image by `decode_pixels` alone; a request's uploads go through

@@ -19,7 +19,7 @@ import numpy as np
 from modelfile import MODEL_FILE
 from modelfile.layout import open_model, resolve_model_path
 from modelfile.pixels import to_input
-from service.decoding import decode_pixels, fast_png
+from service.decoding import best_pixels
 from service.errors import ApiError
 from service.repository import (
     LoadedModel,
@@ -96,8 +96,7 @@ def load(path: Path, providers: list[str] | None = None) -> LoadedModel:
 def _pixels(path: Path, model: LoadedModel) -> np.ndarray:
     data = path.read_bytes()
     spec = model.metadata.input
-    fast = fast_png(data, spec, MAX_PIXELS)
-    return fast if fast is not None else decode_pixels(data, str(path), spec, MAX_PIXELS)
+    return best_pixels(data, str(path), spec, MAX_PIXELS)
 
 
 class Progress:
