@@ -79,6 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=positive_float, default=1e-4)
     t.add_argument("--lr-milestone", type=nonneg_int, default=None, help="default: 60%% in")
     t.add_argument("--pretrain-lr-milestone", type=nonneg_int, default=None)
+    t.add_argument(
+        "--pretrain-task",
+        choices=("dcae", "rotation"),
+        default="dcae",
+        help="the DCAE (the paper), or predicting the transformation of --transforms "
+        "(quarter turns when that is identity)",
+    )
+    t.add_argument(
+        "--pretrain-lr", type=positive_float, default=None, help="default: --lr; rotation 1e-3"
+    )
+    t.add_argument(
+        "--transforms",
+        choices=("identity", "rotations", "rotations-flips"),
+        default="identity",
+        help="a centre per transformation, the score summed over them (default identity: "
+        "the paper's one centre)",
+    )
     t.add_argument("--batch-size", type=positive_int, default=200)
     t.add_argument("--weight-decay", type=float, default=1e-6)
     t.add_argument("--seed", type=int, default=0)

@@ -33,6 +33,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         pretrain=args.pretrain,
         pretrain_epochs=args.pretrain_epochs,
         pretrain_lr_milestone=args.pretrain_lr_milestone,
+        pretrain_task=args.pretrain_task,
+        pretrain_lr=args.pretrain_lr,
+        transforms=args.transforms,
         seed=args.seed,
         device=args.device,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Literal, cast
+from typing import Literal
 
 import torch
 from torch import nn
@@ -19,8 +19,13 @@ from training.checkpoint import Checkpointer
 from training.distributed import Dist
 from training.networks import Autoencoder, Encoder, NetConfig
 from training.phases import EpochTimer, Phase, epoch_bar, mean_over
+from training.transforms import TRANSFORM_SETS, out_dim
 
 Objective = Literal["one-class", "soft-boundary"]
+PretrainTask = Literal["dcae", "rotation"]
+PRETRAIN_TASKS = ("dcae", "rotation")
+# Rotation prediction is a classification: it learns at a larger step than the distances.
+ROTATION_LR = 1e-3
 # Paper section 3.3: coordinates of c this close to zero are pushed out to +-eps.
 C_EPS = 0.1
 # Deep SAD (Ruff et al. 2020): weight of the labelled term, and what keeps 1/dist finite.
@@ -42,6 +47,9 @@ class TrainConfig:
     pretrain: bool = True
     pretrain_epochs: int = 350
     pretrain_lr_milestone: int | None = None  # None: 250/350 in, as the paper's 250 + 100
+    pretrain_task: PretrainTask = "dcae"  # or "rotation": predict the transformation applied
+    pretrain_lr: float | None = None  # None: lr for the DCAE, ROTATION_LR for rotation
+    transforms: str = "identity"  # a centre per transformation (training/transforms.py)
     warm_up_epochs: int = 10  # soft-boundary: R is first solved for after these epochs
     seed: int = 0
     device: str = "cpu"
@@ -58,6 +66,16 @@ class TrainConfig:
             raise ValueError(f"learning rate must be > 0, got {self.lr}")
         if self.weight_decay < 0:
             raise ValueError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if self.pretrain_task not in PRETRAIN_TASKS:
+            raise ValueError(
+                f"unknown pretraining {self.pretrain_task!r}; choose one of {PRETRAIN_TASKS}"
+            )
+        if self.pretrain_lr is not None and not self.pretrain_lr > 0:
+            raise ValueError(f"pretraining learning rate must be > 0, got {self.pretrain_lr}")
+        if self.transforms not in TRANSFORM_SETS:
+            raise ValueError(
+                f"unknown transforms {self.transforms!r}; choose one of {sorted(TRANSFORM_SETS)}"
+            )
 
     @property
     def milestone(self) -> int:
@@ -69,15 +87,23 @@ class TrainConfig:
             return self.pretrain_lr_milestone
         return round(self.pretrain_epochs * 250 / 350)
 
+    @property
+    def pretrain_step(self) -> float:
+        """The pretraining phase's learning rate."""
+        if self.pretrain_lr is not None:
+            return self.pretrain_lr
+        return ROTATION_LR if self.pretrain_task == "rotation" else self.lr
+
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "lr_milestone": self.milestone}
+        return {**asdict(self), "lr_milestone": self.milestone, "pretrain_lr": self.pretrain_step}
 
 
 @dataclass
 class TrainState:
-    """What training produced: the encoder, c, R (None for one-class) and a loss history."""
+    """What training produced: the network (an Encoder, or a MultiView of one), c, R (None
+    for one-class) and a loss history."""
 
-    net: Encoder
+    net: nn.Module
     c: torch.Tensor
     R: float | None
     history: dict[str, list[float]] = field(default_factory=dict)
@@ -152,7 +178,7 @@ def _shard_dist(net: nn.Module, data: Images, c: torch.Tensor, dist: Dist) -> to
 
 @torch.no_grad()
 def init_center_c(
-    net: Encoder,
+    net: nn.Module,
     data: Images | torch.Tensor,
     eps: float = C_EPS,
     dist: Dist | None = None,
@@ -169,7 +195,7 @@ def init_center_c(
     rows = dist.shard(torch.arange(len(data)) if rows is None else rows)
     chunk = embed_chunk(data)
     sums = [net(data[part][0]).double().sum(dim=0).cpu() for part in rows.split(chunk)]
-    local = torch.zeros(net.fc.out_features + 1, dtype=torch.float64)
+    local = torch.zeros(out_dim(net) + 1, dtype=torch.float64)
     if sums:
         local[:-1] = torch.stack(sums).sum(dim=0)
     local[-1] = len(rows)
@@ -232,7 +258,7 @@ def pretrain_dcae(
     data, dist = as_images(data), dist or Dist()
     ae = Autoencoder(cfg_net).to(data.device)
     training_layout(ae, data.device)
-    phase = Phase("pretrain", ae, cfg, cfg.pretrain_milestone, cfg.seed, dist)
+    phase = Phase("pretrain", ae, cfg, cfg.pretrain_milestone, cfg.seed, dist, cfg.pretrain_step)
     model, opt = phase.model, phase.opt
     start, history, _ = phase.resume(ckpt)
     timer = EpochTimer()
@@ -259,7 +285,7 @@ def pretrain_dcae(
 
 
 def train_deepsvdd(
-    net: Encoder,
+    net: nn.Module,
     data: Images | torch.Tensor,
     cfg: TrainConfig,
     ckpt: Checkpointer | None = None,
@@ -268,13 +294,16 @@ def train_deepsvdd(
     semi_targets: torch.Tensor | None = None,
 ) -> TrainState:
     """Minimises the one-class or soft-boundary objective with c fixed; with `semi_targets`
-    (one per row: 0 unlabelled, +1 labelled normal, -1 labelled anomaly) Deep SAD's."""
+    (one per row: 0 unlabelled, +1 labelled normal, -1 labelled anomaly) Deep SAD's.
+
+    `net` is an Encoder or a MultiView (training/transforms.py): a row's distance is then
+    summed over its transformations, and so are the objectives built on it."""
     data, dist = as_images(data), dist or Dist()
     training_layout(net, data.device)
     phase = Phase("train", net, cfg, cfg.milestone, cfg.seed + 1, dist)
     model, opt = phase.model, phase.opt
     normal = None if semi_targets is None else torch.nonzero(semi_targets >= 0).flatten().cpu()
-    c = init_center_c(cast(Encoder, phase.module), data, dist=dist, rows=normal)  # no anomalies
+    c = init_center_c(phase.module, data, dist=dist, rows=normal)  # no anomalies
     R = 0.0
     start, history, saved = phase.resume(ckpt)
     if saved is not None:
@@ -317,6 +346,6 @@ def train_deepsvdd(
     return TrainState(net, c, R if soft else None, {"train": history}, {"train": timer.mean})
 
 
-def score(net: Encoder, c: torch.Tensor, data: Images | torch.Tensor) -> torch.Tensor:
+def score(net: nn.Module, c: torch.Tensor, data: Images | torch.Tensor) -> torch.Tensor:
     """Anomaly score ||phi(x) - c||^2 for every row."""
     return sq_dist(embed(net, data), c)

@@ -23,7 +23,6 @@ from torch import nn
 from modelfile import INPUT_NAME, MODEL_FILE, OUTPUT_NAMES, SCORE_OUTPUT, TRITON_CONFIG
 from modelfile.layout import triton_config, write_atomic
 from modelfile.metadata import METADATA_KEY, ModelMetadata
-from training.networks import Encoder
 from training.preprocess import Preprocess
 
 # ONNX Runtime must reproduce PyTorch's scores to this relative difference (max |diff| over
@@ -36,11 +35,14 @@ class ExportError(Exception):
 
 
 class ScoringModel(nn.Module):
-    """pixels / 255 -> preprocessing -> phi -> (score = ||phi - c||^2, embedding)."""
+    """pixels / 255 -> preprocessing -> phi -> (score = ||phi - c||^2, embedding).
+
+    phi is the encoder, or a MultiView of it: the transformed copies then go through the
+    encoder as one batch inside the graph, and the score is summed over them."""
 
     c: torch.Tensor
 
-    def __init__(self, pre: Preprocess, net: Encoder, c: torch.Tensor) -> None:
+    def __init__(self, pre: Preprocess, net: nn.Module, c: torch.Tensor) -> None:
         super().__init__()
         self.pre = pre
         self.net = net

@@ -17,6 +17,7 @@ from training.calibration import CONFIDENCE, DEFAULT_THRESHOLD, Calibration
 from training.deepsvdd import TrainConfig, TrainState
 from training.networks import NetConfig
 from training.preprocess import Preprocess
+from training.transforms import TRANSFORM_SETS
 
 
 def software_versions() -> dict[str, str]:
@@ -32,6 +33,16 @@ def software_versions() -> dict[str, str]:
 def seconds_per_epoch(state: TrainState, pretrain: float | None) -> dict[str, float | None]:
     """Mean seconds per epoch of each phase; pretrain is None when it did not run."""
     return {"pretrain": pretrain, **state.seconds_per_epoch}
+
+
+def score_description(transforms: str) -> str:
+    if transforms == "identity":
+        return "squared distance ||phi(x) - c||^2"
+    return (
+        f"sum over the {len(TRANSFORM_SETS[transforms])} transformations ({transforms}) of "
+        "||phi(T_k x) - c_k||^2: the squared distance of the embedding [phi(T_1 x), ...] to "
+        "the centre [c_1, ...]"
+    )
 
 
 def training_record(
@@ -54,7 +65,7 @@ def training_record(
         "center_eps": 0.1,
         "radius_update": "exact (1-nu) quantile over the training set after every epoch "
         "from warm_up_epochs on (paper: line search every k epochs)",
-        "score": "squared distance ||phi(x) - c||^2",
+        "score": score_description(cfg.transforms),
         "seconds_per_epoch": epochs,
         "distributed": distributed or {"world_size": 1, "backend": None, "batchnorm": "local"},
     }

@@ -28,9 +28,9 @@ def _inner(model: nn.Module) -> nn.Module:
 
 
 def _optimizer(
-    params: Iterator[nn.Parameter], cfg: TrainConfig, milestone: int
+    params: Iterator[nn.Parameter], cfg: TrainConfig, milestone: int, lr: float
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.MultiStepLR]:
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[milestone], gamma=0.1)
     return opt, sched
 
@@ -43,12 +43,21 @@ class Phase:
     """
 
     def __init__(
-        self, name: str, module: nn.Module, cfg: TrainConfig, milestone: int, seed: int, dist: Dist
+        self,
+        name: str,
+        module: nn.Module,
+        cfg: TrainConfig,
+        milestone: int,
+        seed: int,
+        dist: Dist,
+        lr: float | None = None,
     ) -> None:
         self.name, self.dist = name, dist
         self.model = dist.wrap(module)
         self.module = _inner(self.model)
-        self.opt, self.sched = _optimizer(self.model.parameters(), cfg, milestone)
+        self.opt, self.sched = _optimizer(
+            self.model.parameters(), cfg, milestone, cfg.lr if lr is None else lr
+        )
         self.gen = torch.Generator().manual_seed(seed)
 
     def resume(self, ckpt: Checkpointer | None) -> tuple[int, list[float], dict[str, Any] | None]:

@@ -28,6 +28,8 @@ from training.export import ScoringModel, export_model
 from training.labelled import Labelled, pick_labelled
 from training.metadata import build_metadata, seconds_per_epoch
 from training.networks import Encoder, NetConfig, make_config
+from training.pretext import pretrain_rotation
+from training.transforms import check_transforms, with_transforms
 
 DEFAULT_ARCH = {"mnist": "mnist", "fashion-mnist": "mnist", "cifar10": "cifar10", "gtsrb": "gtsrb"}
 
@@ -128,15 +130,21 @@ def fit(
     semi_targets: torch.Tensor | None = None,
 ) -> tuple[TrainState, float | None]:
     """Pretrains (unless off, or a resumed run is past it), then trains Deep SVDD (Deep SAD
-    with `semi_targets`; the autoencoder then sees the labelled images too, as in Deep SAD)."""
+    with `semi_targets`; the pretraining then sees the labelled images too, as in Deep SAD).
+
+    The pretraining is the DCAE or rotation prediction (`cfg.pretrain_task`); Deep SVDD has a
+    centre per transformation of `cfg.transforms` (one, c, for the identity)."""
+    check_transforms(cfg.transforms, net_cfg.height, net_cfg.width)
     seed_everything(cfg.seed)
     net = Encoder(net_cfg).to(data.device)
     pre_seconds = None
     skip_pretrain = ckpt is not None and ckpt.phase == "train"
     if cfg.pretrain and not skip_pretrain:
-        encoder, _, pre_seconds = pretrain_dcae(net_cfg, data, cfg, ckpt, progress, dist)
+        pretrain = pretrain_rotation if cfg.pretrain_task == "rotation" else pretrain_dcae
+        encoder, _, pre_seconds = pretrain(net_cfg, data, cfg, ckpt, progress, dist)
         net.load_state_dict(encoder.state_dict())  # weights and BN buffers
-    state = train_deepsvdd(net, data, cfg, ckpt, progress, dist, semi_targets)
+    model = with_transforms(net, cfg.transforms)
+    state = train_deepsvdd(model, data, cfg, ckpt, progress, dist, semi_targets)
     return state, pre_seconds
 
 
