@@ -51,8 +51,8 @@ def pretrain_rotation(
     """Trains the encoder to tell the transformations apart (mean cross-entropy over the
     K copies of each batch); returns the encoder, the loss history and seconds per epoch."""
     data, dist = as_images(data), dist or Dist()
+    # Built from the global RNG that pipeline.fit seeded, as the DCAE is.
     model = TransformClassifier(net_cfg, pretext_transforms(cfg)).to(data.device)
-    # The encoder is built first from the seeded global RNG, as the DCAE's encoder is.
     training_layout(model, data.device)
     phase = Phase("pretrain", model, cfg, cfg.pretrain_milestone, cfg.seed, dist, cfg.pretrain_step)
     wrapped, opt = phase.model, phase.opt
