@@ -40,6 +40,7 @@ from training.pretext import pretext_transforms, pretrain_rotation
 from training.transforms import TRANSFORM_SETS, with_transforms
 
 OUT = Path(__file__).resolve().parent / "beyond"
+SCORES = Path(__file__).resolve().parent / "out" / "beyond-scores"
 TABLE1_FULL = Path(__file__).resolve().parent / "table1-full" / "table1.json"
 
 
@@ -101,6 +102,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--speed", action="store_true", help="time each variant's graph in ORT")
     p.add_argument("--report", action="store_true", help="only rewrite the report from the JSON")
+    p.add_argument(
+        "--scores-dir",
+        type=Path,
+        default=SCORES,
+        help="each run's hold-out and test scores, for ensembles (default bench/out/)",
+    )
     return p.parse_args(argv)
 
 
@@ -159,6 +166,14 @@ def run_pair(
         state = train_deepsvdd(with_transforms(net, cfg.transforms), train, cfg)
         scores = score(state.net, state.c, test).numpy()
         train_scores = score(state.net, state.c, train)
+        holdout = score(state.net, state.c, Uint8Images(split.holdout, pre, "cpu")).numpy()
+        args.scores_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            args.scores_dir / f"{v.name}-{k}-{seed}.npz",
+            test=scores,
+            holdout=holdout,
+            labels=split.test_labels,
+        )
         out[v.name] = {
             "auc": auc_or_none(split.test_labels, scores),
             "train_score_std": float(train_scores.std()),

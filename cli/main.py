@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the paper's one centre)",
     )
     t.add_argument("--batch-size", type=positive_int, default=200)
+    t.add_argument(
+        "--ensemble",
+        type=positive_int,
+        default=1,
+        help="K networks (seeds seed .. seed+K-1) in one graph, each score divided by its "
+        "held-out median (default 1)",
+    )
     t.add_argument("--weight-decay", type=float, default=1e-6)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

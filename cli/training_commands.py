@@ -36,6 +36,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         pretrain_task=args.pretrain_task,
         pretrain_lr=args.pretrain_lr,
         transforms=args.transforms,
+        ensemble=args.ensemble,
         seed=args.seed,
         device=args.device,
     )

@@ -50,6 +50,7 @@ class TrainConfig:
     pretrain_task: PretrainTask = "dcae"  # or "rotation": predict the transformation applied
     pretrain_lr: float | None = None  # None: lr for the DCAE, ROTATION_LR for rotation
     transforms: str = "identity"  # a centre per transformation (training/transforms.py)
+    ensemble: int = 1  # members with seeds seed, seed + 1, ... in one graph (training/ensemble.py)
     warm_up_epochs: int = 10  # soft-boundary: R is first solved for after these epochs
     seed: int = 0
     device: str = "cpu"
@@ -72,6 +73,10 @@ class TrainConfig:
             )
         if self.pretrain_lr is not None and not self.pretrain_lr > 0:
             raise ValueError(f"pretraining learning rate must be > 0, got {self.pretrain_lr}")
+        if self.ensemble < 1:
+            raise ValueError(f"an ensemble needs at least 1 member, got {self.ensemble}")
+        if self.ensemble > 1 and self.objective != "one-class":
+            raise ValueError("--ensemble needs the one-class objective (a radius per member)")
         if self.transforms not in TRANSFORM_SETS:
             raise ValueError(
                 f"unknown transforms {self.transforms!r}; choose one of {sorted(TRANSFORM_SETS)}"

@@ -52,6 +52,7 @@ def training_record(
     epochs: dict[str, float | None],
     labelled: dict[str, object] | None = None,
     distributed: dict[str, object] | None = None,
+    ensemble: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """The resolved configuration and the method's choices, as the metadata's `training`;
     `labelled`: Deep SAD's labelled anomalies; `distributed`: world size, backend and how
@@ -66,6 +67,7 @@ def training_record(
         "radius_update": "exact (1-nu) quantile over the training set after every epoch "
         "from warm_up_epochs on (paper: line search every k epochs)",
         "score": score_description(cfg.transforms),
+        "ensemble_members": ensemble,
         "seconds_per_epoch": epochs,
         "distributed": distributed or {"world_size": 1, "backend": None, "batchnorm": "local"},
     }
@@ -85,6 +87,7 @@ def build_metadata(
     pretrain_seconds_per_epoch: float | None,
     labelled: dict[str, object] | None = None,
     distributed: dict[str, object] | None = None,
+    ensemble: dict[str, object] | None = None,
 ) -> ModelMetadata:
     """Everything the service and `deepsvdd inspect` read about a model, `c` and `R` included."""
     return ModelMetadata(
@@ -125,6 +128,7 @@ def build_metadata(
             seconds_per_epoch(state, pretrain_seconds_per_epoch),
             labelled,
             distributed,
+            ensemble,
         ),
         software=software_versions(),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from training.data.download import download_missing
 from training.data.rows import ImageArray, every, select
 from training.deepsvdd import TrainConfig, TrainState, pretrain_dcae, score, train_deepsvdd
 from training.distributed import Dist, joined
+from training.ensemble import combine
 from training.export import ScoringModel, export_model
 from training.labelled import Labelled, pick_labelled
 from training.metadata import build_metadata, seconds_per_epoch
@@ -68,6 +69,7 @@ class Trained:
     images: Images  # the normal training images, preprocessed batch by batch
     seconds: float  # wall time of pretraining and training together
     pretrain_seconds_per_epoch: float | None  # None when pretraining did not run
+    ensemble_medians: list[float] | None = None  # each member's held-out median (--ensemble)
 
 
 @dataclass
@@ -228,8 +230,17 @@ def train_split(
         semi = torch.cat([torch.zeros(len(split.train)), -torch.ones(len(labelled.x))])
         semi = semi.to(dist.device)
     started = time.perf_counter()
-    state, pretrain_spe = fit(net_cfg, fit_images, cfg, ckpt, progress and dist.is_main, dist, semi)
-    return Trained(state, pre, images, time.perf_counter() - started, pretrain_spe)
+    progress = progress and dist.is_main
+    if cfg.ensemble == 1:
+        state, pretrain_spe = fit(net_cfg, fit_images, cfg, ckpt, progress, dist, semi)
+        return Trained(state, pre, images, time.perf_counter() - started, pretrain_spe)
+    # Members differ in their seed only; none is checkpointed (--resume refuses --ensemble).
+    fits = [
+        fit(net_cfg, fit_images, replace(cfg, seed=cfg.seed + m), None, progress, dist, semi)
+        for m in range(cfg.ensemble)
+    ]
+    state, medians = combine([s for s, _ in fits], Uint8Images(split.holdout, pre, "cpu"))
+    return Trained(state, pre, images, time.perf_counter() - started, fits[0][1], medians)
 
 
 def calibrate_trained(trained: Trained, split: Split) -> Calibration:
@@ -256,6 +267,10 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any] | None:
     cfg.device = resolve_device(cfg.device)
     if spec.anomaly_classes and cfg.objective != "one-class":
         raise ValueError("--anomaly-classes (Deep SAD) needs the one-class objective")
+    if spec.resume and cfg.ensemble > 1:
+        raise ValueError(
+            "--resume cannot continue an --ensemble run: its members are not checkpointed"
+        )
     with joined(cfg.device) as dist:
         # Every rank reads the data; only rank 0 tells the user about it.
         notes = Notes(status=spec.progress) if dist.is_main else Notes(status=False)
@@ -320,6 +335,7 @@ def export_trained(
         pretrain_seconds_per_epoch=trained.pretrain_seconds_per_epoch,
         labelled=None if labelled is None else labelled.record(),
         distributed=dist.record(),
+        ensemble=ensemble_record(cfg, trained.ensemble_medians),
     )
     for warning in calibration_warnings(calibration, meta.default_threshold):
         notes.warn(warning)
@@ -333,6 +349,18 @@ def export_trained(
     summary = run_summary(model_path, meta, trained, cfg, rel, dist)
     skipped = [{"file": file, "error": why} for file, why in data.skipped]
     return {**summary, "skipped": skipped, "n_skipped": len(skipped), "warnings": notes.warnings}
+
+
+def ensemble_record(cfg: TrainConfig, medians: list[float] | None) -> dict[str, Any] | None:
+    if medians is None:
+        return None
+    return {
+        "members": cfg.ensemble,
+        "seeds": [cfg.seed + m for m in range(cfg.ensemble)],
+        "holdout_medians": medians,
+        "score": "sum over the members of ||phi_m(x) - c_m||^2 / q_m, q_m the member's median "
+        "score on the held-out normal images",
+    }
 
 
 def run_summary(

@@ -1,4 +1,5 @@
-"""The self-supervised variants on tiny data: rotation pretraining, a centre per transformation.
+"""The variants beyond the paper on tiny data: rotation pretraining, a centre per
+transformation, an ensemble of seeds in one graph.
 
 Each variant must train a network that is not constant, export as one ONNX file whose
 scores equal PyTorch's within 1e-4, and be served by the service unchanged.
@@ -17,7 +18,9 @@ import pytest
 import torch
 
 from modelfile.metadata import ModelMetadata
+from training.batches import TensorImages
 from training.deepsvdd import TrainConfig, embed, score, sq_dist
+from training.ensemble import Ensemble, combine
 from training.networks import Encoder, make_config
 from training.pipeline import RunSpec, fit, train_and_export
 from training.pretext import TransformClassifier, pretrain_rotation, transform_accuracy
@@ -38,6 +41,8 @@ VARIANTS = {
     "rotation+centres": {"pretrain_task": "rotation", "transforms": "rotations"},
     "rotation-flips+centres": {"pretrain_task": "rotation", "transforms": "rotations-flips"},
 }
+# Exported as well: an ensemble of two seeds, of a centre-per-rotation variant.
+EXPORTED = {**VARIANTS, "ensemble": {"ensemble": 2, "pretrain": False, "transforms": "rotations"}}
 
 
 def trousers(fashion_subset: Path, n: int) -> torch.Tensor:
@@ -144,7 +149,7 @@ def exported(
     """Every variant trained a few epochs on the subset's trousers and exported."""
     models = tmp_path_factory.mktemp("variants")
     out = {}
-    for variant, overrides in VARIANTS.items():
+    for variant, overrides in EXPORTED.items():
         spec = RunSpec(
             dataset="npz",
             normal_class="1",
@@ -158,7 +163,7 @@ def exported(
     return out
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("variant", sorted(EXPORTED))
 def test_export_round_trip_against_pytorch(
     variant: str,
     exported: dict[str, dict[str, Any]],
@@ -172,10 +177,11 @@ def test_export_round_trip_against_pytorch(
     path = Path(result["model_path"])
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map["deepsvdd"])
-    k = len(TRANSFORM_SETS[VARIANTS[variant].get("transforms", "identity")])
-    assert meta.rep_dim == k * NET.rep_dim
-    assert meta.training["transforms"] == VARIANTS[variant].get("transforms", "identity")
-    assert meta.training["pretrain_task"] == VARIANTS[variant].get("pretrain_task", "dcae")
+    overrides: dict[str, Any] = EXPORTED[variant]
+    k = len(TRANSFORM_SETS[overrides.get("transforms", "identity")])
+    assert meta.rep_dim == overrides.get("ensemble", 1) * k * NET.rep_dim
+    assert meta.training["transforms"] == overrides.get("transforms", "identity")
+    assert meta.training["pretrain_task"] == overrides.get("pretrain_task", "dcae")
     x = np.load(fashion_subset)["x_test"][:9, None].astype(np.float32) / 255.0
     scores, emb = session.run(["score", "embedding"], {"image": x})
     # The model file's contract holds: the score is the embedding's squared distance to c.
@@ -202,7 +208,7 @@ def test_served_over_http_unchanged(exported: dict[str, dict[str, Any]]) -> None
     image[4:24, 10:18] = 220  # a trouser-like bar
     body = image_bytes(Image.fromarray(image))
     with running_server(make_settings(models)) as live, live.client() as client:
-        for variant in VARIANTS:
+        for variant in EXPORTED:
             name = variant.replace("+", "-")
             reply = client.post(
                 f"/score?model={name}", files={"files": ("a.png", body, "image/png")}
@@ -241,3 +247,44 @@ def test_cli_flags_reach_the_model_and_a_bad_shape_is_one_line(
     )
     assert meta.training["pretrain_lr"] == 0.002 and meta.training["transforms"] == "rotations"
     assert "sum over the 4 transformations" in meta.training["score"]
+
+
+def test_ensemble_score_is_the_sum_of_median_normalised_member_scores(
+    fashion_subset: Path,
+) -> None:
+    x = trousers(fashion_subset, 160)
+    train, holdout = x[:128], TensorImages(x[128:])
+    members = []
+    for seed in (0, 1, 2):
+        cfg = TrainConfig(epochs=2, pretrain=False, batch_size=32, seed=seed)
+        members.append(fit(NET, train, cfg, None, False)[0])
+    medians = [float(score(m.net, m.c, holdout).median()) for m in members]
+    state, got_medians = combine(members, holdout)
+    assert isinstance(state.net, Ensemble) and got_medians == pytest.approx(medians)
+    assert state.c.shape == (3 * NET.rep_dim,) and state.R is None
+    probe = x[:16]
+    want = sum(score(m.net, m.c, probe) / q for m, q in zip(members, medians, strict=True))
+    torch.testing.assert_close(score(state.net, state.c, probe), want, rtol=1e-5, atol=1e-6)
+    # On the hold-out, each member contributes a median of exactly 1.
+    per_member = [score(m.net, m.c, holdout) / q for m, q in zip(members, medians, strict=True)]
+    assert all(float(p.median()) == pytest.approx(1.0) for p in per_member)
+    # The members are different networks (different seeds), none of them constant.
+    assert not torch.equal(embed(members[0].net, probe), embed(members[1].net, probe))
+    assert all(float(embed(m.net, probe).std(dim=0).max()) > 1e-3 for m in members)
+
+
+def test_ensemble_records_its_members_and_refuses_what_it_cannot_do(
+    exported: dict[str, dict[str, Any]],
+) -> None:
+    session = ort.InferenceSession(
+        exported["ensemble"]["model_path"], providers=["CPUExecutionProvider"]
+    )
+    meta = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map["deepsvdd"])
+    record = meta.training["ensemble_members"]
+    assert record["members"] == 2 and record["seeds"] == [0, 1]
+    assert all(q > 0 for q in record["holdout_medians"])
+    with pytest.raises(ValueError, match="needs the one-class objective"):
+        TrainConfig(objective="soft-boundary", ensemble=2)
+    spec = RunSpec(dataset="npz", normal_class="1", resume=True)
+    with pytest.raises(ValueError, match="--resume cannot continue an --ensemble run"):
+        train_and_export(spec, TrainConfig(ensemble=2))
