@@ -53,6 +53,8 @@ class Variant:
     pretrain: bool
     pretrain_task: str
     transforms: str
+    members: int = 1  # > 1: `--ensemble members` of the variant named `base`
+    base: str = ""
 
     def config(self, base: TrainConfig) -> TrainConfig:
         return replace(
@@ -84,6 +86,15 @@ VARIANTS = {
             True,
             "rotation",
             "rotations-flips",
+        ),
+        Variant(
+            "rotation+centres x3",
+            "--pretrain-task rotation --transforms rotations --ensemble 3",
+            True,
+            "rotation",
+            "rotations",
+            members=3,
+            base="rotation+centres",
         ),
     )
 }
@@ -137,50 +148,94 @@ def schedule(args: argparse.Namespace) -> dict[str, Any]:
 def run_pair(
     data: Any, k: int, seed: int, variants: list[Variant], args: argparse.Namespace
 ) -> dict[str, dict[str, Any]]:
-    """Each variant on one (class, seed): test AUC over the whole test split, and timings."""
+    """Each variant on one (class, seed): test AUC over the whole test split, and timings.
+
+    An ensemble variant (`members` > 1) is `deepsvdd train --ensemble K` on its base variant:
+    members with seeds seed .. seed + K - 1 on this seed's split, the score the sum of each
+    member's test scores over its hold-out median (training/ensemble.py's arithmetic, which
+    its tests check against the exported graph). Member 0 is the base variant's run.
+    """
     split = split_normal(data, k, HOLDOUT, seed)
     assert split.test is not None and split.test_labels is not None
     pre = preprocess.preprocess_from_range(*preprocess.gcn_range(split.train))
-    train = Uint8Images(split.train, pre, "cpu")
-    test = Uint8Images(split.test, pre, "cpu")
-    net_cfg = make_config("mnist", 1, 28, 28)
+    images = {
+        "train": Uint8Images(split.train, pre, "cpu"),
+        "test": Uint8Images(split.test, pre, "cpu"),
+        "holdout": Uint8Images(split.holdout, pre, "cpu"),
+    }
     pretrained: dict[str, tuple[dict[str, torch.Tensor], float]] = {}
     out = {}
     for v in variants:
-        cfg = v.config(base_config(args, seed))
+        if v.members == 1:
+            out[v.name] = train_one(v, seed, k, seed, images, split.test_labels, pretrained, args)
+            continue
         t0 = time.perf_counter()
-        seed_everything(cfg.seed)  # as pipeline.fit: the encoder first, then pretraining
-        net = Encoder(net_cfg)
-        pre_seconds = 0.0
-        if cfg.pretrain:
-            key = cfg.pretrain_task + (
-                "/" + pretext_transforms(cfg) if v.pretrain_task == "rotation" else ""
-            )
-            if key not in pretrained:
-                pretrain = pretrain_rotation if cfg.pretrain_task == "rotation" else pretrain_dcae
-                encoder, _, _ = pretrain(net_cfg, train, cfg)
-                pretrained[key] = (encoder.state_dict(), time.perf_counter() - t0)
-            state_dict, pre_seconds = pretrained[key]
-            net.load_state_dict(state_dict)
-        t1 = time.perf_counter()
-        state = train_deepsvdd(with_transforms(net, cfg.transforms), train, cfg)
-        scores = score(state.net, state.c, test).numpy()
-        train_scores = score(state.net, state.c, train)
-        holdout = score(state.net, state.c, Uint8Images(split.holdout, pre, "cpu")).numpy()
-        args.scores_dir.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            args.scores_dir / f"{v.name}-{k}-{seed}.npz",
-            test=scores,
-            holdout=holdout,
-            labels=split.test_labels,
-        )
+        test, medians = np.zeros(len(split.test)), []
+        for m in range(v.members):
+            found = args.scores_dir / f"{member_name(v.base, seed, seed + m)}-{k}-{seed}.npz"
+            if not found.exists():
+                train_one(
+                    VARIANTS[v.base], seed + m, k, seed, images, split.test_labels, pretrained, args
+                )
+            saved = np.load(found)
+            medians.append(float(np.median(saved["holdout"])))
+            test += saved["test"] / medians[-1]
         out[v.name] = {
-            "auc": auc_or_none(split.test_labels, scores),
-            "train_score_std": float(train_scores.std()),
-            "final_loss": state.history["train"][-1] if state.history["train"] else None,
-            "seconds": pre_seconds + time.perf_counter() - t1,
+            "auc": auc_or_none(split.test_labels, test),
+            "holdout_medians": medians,
+            "seconds": time.perf_counter() - t0,
         }
     return out
+
+
+def member_name(variant: str, split_seed: int, seed: int) -> str:
+    return variant if seed == split_seed else f"{variant}@seed{seed}"
+
+
+def train_one(
+    v: Variant,
+    seed: int,
+    k: int,
+    split_seed: int,
+    images: dict[str, Uint8Images],
+    labels: np.ndarray,
+    pretrained: dict[str, tuple[dict[str, torch.Tensor], float]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """pipeline.fit's steps for one variant and seed; its scores saved for the ensembles."""
+    cfg = v.config(base_config(args, seed))
+    net_cfg = make_config("mnist", 1, 28, 28)
+    train = images["train"]
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)  # as pipeline.fit: the encoder first, then pretraining
+    net = Encoder(net_cfg)
+    pre_seconds = 0.0
+    if cfg.pretrain:
+        pretext = pretext_transforms(cfg) if v.pretrain_task == "rotation" else ""
+        key = f"{cfg.pretrain_task}/{pretext}/{seed}"
+        if key not in pretrained:
+            pretrain = pretrain_rotation if cfg.pretrain_task == "rotation" else pretrain_dcae
+            encoder, _, _ = pretrain(net_cfg, train, cfg)
+            pretrained[key] = (encoder.state_dict(), time.perf_counter() - t0)
+        state_dict, pre_seconds = pretrained[key]
+        net.load_state_dict(state_dict)
+    t1 = time.perf_counter()
+    state = train_deepsvdd(with_transforms(net, cfg.transforms), train, cfg)
+    scores = score(state.net, state.c, images["test"]).numpy()
+    train_scores = score(state.net, state.c, train)
+    holdout = score(state.net, state.c, images["holdout"]).numpy()
+    args.scores_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        args.scores_dir / f"{member_name(v.name, split_seed, seed)}-{k}-{split_seed}.npz",
+        test=scores,
+        holdout=holdout,
+    )
+    return {
+        "auc": auc_or_none(labels, scores),
+        "train_score_std": float(train_scores.std()),
+        "final_loss": state.history["train"][-1] if state.history["train"] else None,
+        "seconds": pre_seconds + time.perf_counter() - t1,
+    }
 
 
 # --- Results file ----------------------------------------------------------------------------
@@ -315,7 +370,7 @@ def write_report(out: Path, results: dict[str, Any], class_names: list[str]) -> 
         "|---|---|---|---|",
     ]
     for v in variants:
-        n = len(TRANSFORM_SETS[VARIANTS[v].transforms])
+        n = len(TRANSFORM_SETS[VARIANTS[v].transforms]) * VARIANTS[v].members
         lines.append(f"| {v} | `{VARIANTS[v].flags}` | {n} | {n} |")
     speed = results.get("speed")
     if speed:
@@ -364,6 +419,7 @@ def measure_speed(results: dict[str, Any], batch: int = 64, seconds: float = 3.0
     import onnxruntime as ort
 
     from modelfile import INPUT_NAME, SCORE_OUTPUT
+    from training.ensemble import Ensemble
     from training.export import ScoringModel, to_onnx_bytes
     from training.transforms import out_dim
 
@@ -373,7 +429,9 @@ def measure_speed(results: dict[str, Any], batch: int = 64, seconds: float = 3.0
     found: dict[str, Any] = {}
     for v in VARIANTS.values():
         torch.manual_seed(0)
-        net = with_transforms(Encoder(net_cfg), v.transforms).eval()
+        members = [with_transforms(Encoder(net_cfg), v.transforms) for _ in range(v.members)]
+        net = members[0] if v.members == 1 else Ensemble(members, [1.0] * v.members)
+        net.eval()
         model = ScoringModel(preprocess.Preprocess(-1.0, 5.0), net, torch.ones(out_dim(net)))
         graph = to_onnx_bytes(model, torch.from_numpy(x[:2]))
         row = {}
