@@ -53,8 +53,13 @@ class Variant:
     pretrain: bool
     pretrain_task: str
     transforms: str
-    members: int = 1  # > 1: `--ensemble members` of the variant named `base`
-    base: str = ""
+    # An ensemble: the variants its members are, in `deepsvdd train`'s order; the i-th
+    # member of a kind has seed + i (training/ensemble.py's rule).
+    ensemble: tuple[str, ...] = ()
+
+    @property
+    def members(self) -> int:
+        return max(1, len(self.ensemble))
 
     def config(self, base: TrainConfig) -> TrainConfig:
         return replace(
@@ -93,8 +98,15 @@ VARIANTS = {
             True,
             "rotation",
             "rotations",
-            members=3,
-            base="rotation+centres",
+            ensemble=("rotation+centres",) * 3,
+        ),
+        Variant(
+            "deep-svdd & rotation+centres",
+            "--members dcae:identity,rotation:rotations",
+            True,
+            "rotation",
+            "rotations",
+            ensemble=("deep-svdd", "rotation+centres"),
         ),
     )
 }
@@ -150,10 +162,11 @@ def run_pair(
 ) -> dict[str, dict[str, Any]]:
     """Each variant on one (class, seed): test AUC over the whole test split, and timings.
 
-    An ensemble variant (`members` > 1) is `deepsvdd train --ensemble K` on its base variant:
-    members with seeds seed .. seed + K - 1 on this seed's split, the score the sum of each
-    member's test scores over its hold-out median (training/ensemble.py's arithmetic, which
-    its tests check against the exported graph). Member 0 is the base variant's run.
+    An ensemble variant is `deepsvdd train --ensemble K` or `--members`: its members on this
+    seed's split (the i-th of a kind with seed + i), the score the sum of each member's test
+    scores over its hold-out median (training/ensemble.py's arithmetic, which its tests check
+    against the exported graph). A member that is also a variant of this table reuses that
+    run's saved scores.
     """
     split = split_normal(data, k, HOLDOUT, seed)
     assert split.test is not None and split.test_labels is not None
@@ -171,11 +184,19 @@ def run_pair(
             continue
         t0 = time.perf_counter()
         test, medians = np.zeros(len(split.test)), []
-        for m in range(v.members):
-            found = args.scores_dir / f"{member_name(v.base, seed, seed + m)}-{k}-{seed}.npz"
+        for i, base in enumerate(v.ensemble):
+            member_seed = seed + v.ensemble[:i].count(base)
+            found = args.scores_dir / f"{member_name(base, seed, member_seed)}-{k}-{seed}.npz"
             if not found.exists():
                 train_one(
-                    VARIANTS[v.base], seed + m, k, seed, images, split.test_labels, pretrained, args
+                    VARIANTS[base],
+                    member_seed,
+                    k,
+                    seed,
+                    images,
+                    split.test_labels,
+                    pretrained,
+                    args,
                 )
             saved = np.load(found)
             medians.append(float(np.median(saved["holdout"])))
@@ -370,7 +391,8 @@ def write_report(out: Path, results: dict[str, Any], class_names: list[str]) -> 
         "|---|---|---|---|",
     ]
     for v in variants:
-        n = len(TRANSFORM_SETS[VARIANTS[v].transforms]) * VARIANTS[v].members
+        kinds = [VARIANTS[b].transforms for b in VARIANTS[v].ensemble] or [VARIANTS[v].transforms]
+        n = sum(len(TRANSFORM_SETS[t]) for t in kinds)
         lines.append(f"| {v} | `{VARIANTS[v].flags}` | {n} | {n} |")
     speed = results.get("speed")
     if speed:
@@ -429,8 +451,9 @@ def measure_speed(results: dict[str, Any], batch: int = 64, seconds: float = 3.0
     found: dict[str, Any] = {}
     for v in VARIANTS.values():
         torch.manual_seed(0)
-        members = [with_transforms(Encoder(net_cfg), v.transforms) for _ in range(v.members)]
-        net = members[0] if v.members == 1 else Ensemble(members, [1.0] * v.members)
+        kinds = [VARIANTS[b].transforms for b in v.ensemble] or [v.transforms]
+        members = [with_transforms(Encoder(net_cfg), t) for t in kinds]
+        net = members[0] if len(members) == 1 else Ensemble(members, [1.0] * len(members))
         net.eval()
         model = ScoringModel(preprocess.Preprocess(-1.0, 5.0), net, torch.ones(out_dim(net)))
         graph = to_onnx_bytes(model, torch.from_numpy(x[:2]))

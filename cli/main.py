@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="K networks (seeds seed .. seed+K-1) in one graph, each score divided by its "
         "held-out median (default 1)",
     )
+    t.add_argument(
+        "--members",
+        default=None,
+        help="ensemble members of other kinds, PRETRAINING:TRANSFORMS[,...], e.g. "
+        "dcae:identity,rotation:rotations (PRETRAINING dcae, rotation or none)",
+    )
     t.add_argument("--weight-decay", type=float, default=1e-6)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

@@ -37,6 +37,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         pretrain_lr=args.pretrain_lr,
         transforms=args.transforms,
         ensemble=args.ensemble,
+        members=tuple(m for m in (args.members or "").split(",") if m.strip()),
         seed=args.seed,
         device=args.device,
     )

@@ -51,6 +51,7 @@ class TrainConfig:
     pretrain_lr: float | None = None  # None: lr for the DCAE, ROTATION_LR for rotation
     transforms: str = "identity"  # a centre per transformation (training/transforms.py)
     ensemble: int = 1  # members with seeds seed, seed + 1, ... in one graph (training/ensemble.py)
+    members: tuple[str, ...] = ()  # "PRETRAINING:TRANSFORMS" per ensemble member; () = these flags
     warm_up_epochs: int = 10  # soft-boundary: R is first solved for after these epochs
     seed: int = 0
     device: str = "cpu"
@@ -75,7 +76,7 @@ class TrainConfig:
             raise ValueError(f"pretraining learning rate must be > 0, got {self.pretrain_lr}")
         if self.ensemble < 1:
             raise ValueError(f"an ensemble needs at least 1 member, got {self.ensemble}")
-        if self.ensemble > 1 and self.objective != "one-class":
+        if self.n_members > 1 and self.objective != "one-class":
             raise ValueError("--ensemble needs the one-class objective (a radius per member)")
         if self.transforms not in TRANSFORM_SETS:
             raise ValueError(
@@ -91,6 +92,11 @@ class TrainConfig:
         if self.pretrain_lr_milestone is not None:
             return self.pretrain_lr_milestone
         return round(self.pretrain_epochs * 250 / 350)
+
+    @property
+    def n_members(self) -> int:
+        """Networks in the exported graph: 1, or those of an ensemble."""
+        return self.ensemble * max(1, len(self.members))
 
     @property
     def pretrain_step(self) -> float:

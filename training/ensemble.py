@@ -1,7 +1,10 @@
-"""An ensemble of Deep SVDD networks in one graph (`deepsvdd train --ensemble K`).
+"""An ensemble of Deep SVDD networks in one graph (`deepsvdd train --ensemble K`, `--members`).
 
-The K members differ in their seed only (initialisation and batch order; the same images,
-preprocessing and hold-out). Member m's squared distance d_m is divided by q_m, the median of
+The members share the images, preprocessing and hold-out. `--members dcae:identity,rotation:
+rotations` names their pretraining and transformations (default: one, the run's own flags);
+`--ensemble K` repeats that list K times, the i-th repeat with seed + i, so the members of an
+`--ensemble K` differ in their seed only (initialisation and batch order). Member m's squared
+distance d_m is divided by q_m, the median of
 its scores on the held-out normal images, so that no member dominates by scale, and the
 ensemble's score is the sum: sum_m d_m / q_m. Written as one network,
 
@@ -15,16 +18,53 @@ guards (no bias, no affine BatchNorm, an eps-pushed centre); the scaling is a co
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from training.batches import Images
-from training.deepsvdd import TrainState, score
-from training.transforms import out_dim
+from training.deepsvdd import PRETRAIN_TASKS, TrainConfig, TrainState, score
+from training.transforms import TRANSFORM_SETS, out_dim
 
 # A member whose held-out median is this small (a degenerate member) is not scaled up by more
 # than 1 / MIN_SCALE: the ensemble then stays finite.
 MIN_SCALE = 1e-12
+
+
+def parse_member(spec: str) -> tuple[str, str]:
+    """'PRETRAINING:TRANSFORMS' (pretraining dcae, rotation or none) -> the pair, checked."""
+    task, sep, transforms = spec.strip().partition(":")
+    tasks = (*PRETRAIN_TASKS, "none")
+    if not sep or task not in tasks or transforms not in TRANSFORM_SETS:
+        raise ValueError(
+            f"ensemble member {spec!r} is not PRETRAINING:TRANSFORMS with PRETRAINING one of "
+            f"{', '.join(tasks)} and TRANSFORMS one of {', '.join(sorted(TRANSFORM_SETS))} "
+            "(e.g. dcae:identity,rotation:rotations)"
+        )
+    return task, transforms
+
+
+def member_configs(cfg: TrainConfig) -> list[TrainConfig]:
+    """The configuration of each member: `cfg.members` (or cfg itself), `cfg.ensemble` times,
+    the i-th time with seed + i."""
+    own = f"{cfg.pretrain_task if cfg.pretrain else 'none'}:{cfg.transforms}"
+    specs = [parse_member(m) for m in (cfg.members or (own,))]
+    out = []
+    for i in range(cfg.ensemble):
+        for task, transforms in specs:
+            out.append(
+                replace(
+                    cfg,
+                    pretrain=task != "none",
+                    pretrain_task=cfg.pretrain_task if task == "none" else task,  # type: ignore[arg-type]
+                    transforms=transforms,
+                    seed=cfg.seed + i,
+                    ensemble=1,
+                    members=(),
+                )
+            )
+    return out
 
 
 class Ensemble(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from training.data.download import download_missing
 from training.data.rows import ImageArray, every, select
 from training.deepsvdd import TrainConfig, TrainState, pretrain_dcae, score, train_deepsvdd
 from training.distributed import Dist, joined
-from training.ensemble import combine
+from training.ensemble import combine, member_configs
 from training.export import ScoringModel, export_model
 from training.labelled import Labelled, pick_labelled
 from training.metadata import build_metadata, seconds_per_epoch
@@ -231,13 +231,13 @@ def train_split(
         semi = semi.to(dist.device)
     started = time.perf_counter()
     progress = progress and dist.is_main
-    if cfg.ensemble == 1:
+    if cfg.n_members == 1:
         state, pretrain_spe = fit(net_cfg, fit_images, cfg, ckpt, progress, dist, semi)
         return Trained(state, pre, images, time.perf_counter() - started, pretrain_spe)
-    # Members differ in their seed only; none is checkpointed (--resume refuses --ensemble).
+    # No member is checkpointed (--resume refuses an ensemble).
     fits = [
-        fit(net_cfg, fit_images, replace(cfg, seed=cfg.seed + m), None, progress, dist, semi)
-        for m in range(cfg.ensemble)
+        fit(net_cfg, fit_images, member, None, progress, dist, semi)
+        for member in member_configs(cfg)
     ]
     state, medians = combine([s for s, _ in fits], Uint8Images(split.holdout, pre, "cpu"))
     return Trained(state, pre, images, time.perf_counter() - started, fits[0][1], medians)
@@ -267,7 +267,8 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any] | None:
     cfg.device = resolve_device(cfg.device)
     if spec.anomaly_classes and cfg.objective != "one-class":
         raise ValueError("--anomaly-classes (Deep SAD) needs the one-class objective")
-    if spec.resume and cfg.ensemble > 1:
+    member_configs(cfg)  # a bad --members entry stops here, before the data are read
+    if spec.resume and cfg.n_members > 1:
         raise ValueError(
             "--resume cannot continue an --ensemble run: its members are not checkpointed"
         )
@@ -354,9 +355,11 @@ def export_trained(
 def ensemble_record(cfg: TrainConfig, medians: list[float] | None) -> dict[str, Any] | None:
     if medians is None:
         return None
+    members = member_configs(cfg)
     return {
-        "members": cfg.ensemble,
-        "seeds": [cfg.seed + m for m in range(cfg.ensemble)],
+        "members": len(members),
+        "kinds": [f"{m.pretrain_task if m.pretrain else 'none'}:{m.transforms}" for m in members],
+        "seeds": [m.seed for m in members],
         "holdout_medians": medians,
         "score": "sum over the members of ||phi_m(x) - c_m||^2 / q_m, q_m the member's median "
         "score on the held-out normal images",

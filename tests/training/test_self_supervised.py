@@ -20,7 +20,7 @@ import torch
 from modelfile.metadata import ModelMetadata
 from training.batches import TensorImages
 from training.deepsvdd import TrainConfig, embed, score, sq_dist
-from training.ensemble import Ensemble, combine
+from training.ensemble import Ensemble, combine, member_configs
 from training.networks import Encoder, make_config
 from training.pipeline import RunSpec, fit, train_and_export
 from training.pretext import TransformClassifier, pretrain_rotation, transform_accuracy
@@ -42,7 +42,11 @@ VARIANTS = {
     "rotation-flips+centres": {"pretrain_task": "rotation", "transforms": "rotations-flips"},
 }
 # Exported as well: an ensemble of two seeds, of a centre-per-rotation variant.
-EXPORTED = {**VARIANTS, "ensemble": {"ensemble": 2, "pretrain": False, "transforms": "rotations"}}
+EXPORTED: dict[str, dict[str, Any]] = {
+    **VARIANTS,
+    "ensemble": {"ensemble": 2, "pretrain": False, "transforms": "rotations"},
+    "mixed": {"members": ("dcae:identity", "none:rotations")},
+}
 
 
 def trousers(fashion_subset: Path, n: int) -> torch.Tensor:
@@ -158,11 +162,12 @@ def exported(
             models_dir=models,
             progress=False,
         )
-        cfg = TrainConfig(epochs=2, pretrain_epochs=1, seed=0, device="cpu", **overrides)
+        cfg = TrainConfig(epochs=1, pretrain_epochs=1, seed=0, device="cpu", **overrides)
         out[variant] = {**train_and_export(spec, cfg), "models_dir": models}  # type: ignore[dict-item]
     return out
 
 
+@pytest.mark.timeout(900)  # the first one trains and exports all six (about a minute, idle)
 @pytest.mark.parametrize("variant", sorted(EXPORTED))
 def test_export_round_trip_against_pytorch(
     variant: str,
@@ -178,8 +183,9 @@ def test_export_round_trip_against_pytorch(
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map["deepsvdd"])
     overrides: dict[str, Any] = EXPORTED[variant]
-    k = len(TRANSFORM_SETS[overrides.get("transforms", "identity")])
-    assert meta.rep_dim == overrides.get("ensemble", 1) * k * NET.rep_dim
+    members = member_configs(TrainConfig(**overrides))
+    views = sum(len(TRANSFORM_SETS[m.transforms]) for m in members)
+    assert meta.rep_dim == views * NET.rep_dim
     assert meta.training["transforms"] == overrides.get("transforms", "identity")
     assert meta.training["pretrain_task"] == overrides.get("pretrain_task", "dcae")
     x = np.load(fashion_subset)["x_test"][:9, None].astype(np.float32) / 255.0
@@ -282,9 +288,32 @@ def test_ensemble_records_its_members_and_refuses_what_it_cannot_do(
     meta = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map["deepsvdd"])
     record = meta.training["ensemble_members"]
     assert record["members"] == 2 and record["seeds"] == [0, 1]
+    assert record["kinds"] == ["none:rotations", "none:rotations"]
     assert all(q > 0 for q in record["holdout_medians"])
+    session = ort.InferenceSession(
+        exported["mixed"]["model_path"], providers=["CPUExecutionProvider"]
+    )
+    mixed = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map["deepsvdd"])
+    record = mixed.training["ensemble_members"]
+    assert record["kinds"] == ["dcae:identity", "none:rotations"] and record["seeds"] == [0, 0]
     with pytest.raises(ValueError, match="needs the one-class objective"):
         TrainConfig(objective="soft-boundary", ensemble=2)
     spec = RunSpec(dataset="npz", normal_class="1", resume=True)
     with pytest.raises(ValueError, match="--resume cannot continue an --ensemble run"):
         train_and_export(spec, TrainConfig(ensemble=2))
+
+
+def test_members_repeat_with_the_next_seed_and_bad_ones_are_named() -> None:
+    cfg = TrainConfig(seed=5, ensemble=2, members=("dcae:identity", "rotation:rotations"))
+    members = member_configs(cfg)
+    assert [(m.pretrain_task, m.transforms, m.seed) for m in members] == [
+        ("dcae", "identity", 5),
+        ("rotation", "rotations", 5),
+        ("dcae", "identity", 6),
+        ("rotation", "rotations", 6),
+    ]
+    assert all(m.n_members == 1 and m.pretrain for m in members)
+    plain = member_configs(TrainConfig(seed=1, ensemble=3, pretrain=False))
+    assert [(m.pretrain, m.seed) for m in plain] == [(False, 1), (False, 2), (False, 3)]
+    with pytest.raises(ValueError, match="ensemble member 'jigsaw:identity' is not"):
+        member_configs(TrainConfig(members=("jigsaw:identity",)))
