@@ -7,7 +7,7 @@ same one and trains on its share of each batch (training/distributed.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -266,22 +266,48 @@ def pretrain_dcae(
     dist: Dist | None = None,
 ) -> tuple[Encoder, list[float], float]:
     """Trains the autoencoder with the summed squared error; returns its encoder."""
-    data, dist = as_images(data), dist or Dist()
+    data = as_images(data)
     ae = Autoencoder(cfg_net).to(data.device)
-    training_layout(ae, data.device)
-    phase = Phase("pretrain", ae, cfg, cfg.pretrain_milestone, cfg.seed, dist, cfg.pretrain_step)
+
+    def summed_error(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+        return ((model(xb) - xb) ** 2).sum(dim=(1, 2, 3)).sum()
+
+    history, seconds = pretrain_loop(
+        "pretrain DCAE", ae, summed_error, data, cfg, ckpt, progress, dist
+    )
+    return ae.encoder, history, seconds
+
+
+def pretrain_loop(
+    desc: str,
+    module: nn.Module,
+    summed_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    data: Images,
+    cfg: TrainConfig,
+    ckpt: Checkpointer | None,
+    progress: bool,
+    dist: Dist | None,
+) -> tuple[list[float], float]:
+    """The pretraining phase's epochs for any pretext task: `summed_loss(model, batch)` is the
+    loss summed over this rank's rows, divided here by its share of the global batch (DDP's
+    average of the ranks' gradients is then the whole batch's mean). Trains `module` in
+    place; returns the loss history (per training row) and seconds per epoch."""
+    dist = dist or Dist()
+    training_layout(module, data.device)
+    phase = Phase(
+        "pretrain", module, cfg, cfg.pretrain_milestone, cfg.seed, dist, cfg.pretrain_step
+    )
     model, opt = phase.model, phase.opt
     start, history, _ = phase.resume(ckpt)
     timer = EpochTimer()
-    bar = epoch_bar("pretrain DCAE", start, cfg.pretrain_epochs, progress)
+    bar = epoch_bar(desc, start, cfg.pretrain_epochs, progress)
     for epoch in bar:
         model.train()
         total = 0.0
         with timer:
             for rows, n_batch in shard_batches(len(data), cfg.batch_size, phase.gen, dist):
                 xb, _ = data[rows]
-                err = ((model(xb) - xb) ** 2).sum(dim=(1, 2, 3))  # (B,)
-                loss = err.sum() / (n_batch / dist.world)
+                loss = summed_loss(model, xb) / (n_batch / dist.world)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -290,9 +316,9 @@ def pretrain_dcae(
         history.append(mean_over(total, len(data), dist))
         bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
         phase.checkpoint(ckpt, epoch + 1, cfg.pretrain_epochs, history)
-    phase.finish(ae)
-    standard_layout(ae)
-    return ae.encoder, history, timer.mean
+    phase.finish(module)
+    standard_layout(module)
+    return history, timer.mean
 
 
 def train_deepsvdd(

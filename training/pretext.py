@@ -15,10 +15,9 @@ from torch import nn
 
 from training.batches import Images, as_images
 from training.checkpoint import Checkpointer
-from training.deepsvdd import TrainConfig, shard_batches, standard_layout, training_layout
+from training.deepsvdd import TrainConfig, pretrain_loop
 from training.distributed import Dist
 from training.networks import Encoder, NetConfig
-from training.phases import EpochTimer, Phase, epoch_bar, mean_over
 from training.transforms import DEFAULT_PRETEXT, Transforms
 
 
@@ -50,38 +49,20 @@ def pretrain_rotation(
 ) -> tuple[Encoder, list[float], float]:
     """Trains the encoder to tell the transformations apart (mean cross-entropy over the
     K copies of each batch); returns the encoder, the loss history and seconds per epoch."""
-    data, dist = as_images(data), dist or Dist()
+    data = as_images(data)
     # Built from the global RNG that pipeline.fit seeded, as the DCAE is.
     model = TransformClassifier(net_cfg, pretext_transforms(cfg)).to(data.device)
-    training_layout(model, data.device)
-    phase = Phase("pretrain", model, cfg, cfg.pretrain_milestone, cfg.seed, dist, cfg.pretrain_step)
-    wrapped, opt = phase.model, phase.opt
-    start, history, _ = phase.resume(ckpt)
-    timer = EpochTimer()
-    bar = epoch_bar("pretrain rotation", start, cfg.pretrain_epochs, progress)
     k = len(model.transforms)
-    for epoch in bar:
-        wrapped.train()
-        total = 0.0
-        with timer:
-            for rows, n_batch in shard_batches(len(data), cfg.batch_size, phase.gen, dist):
-                xb, _ = data[rows]
-                labels = model.transforms.labels(len(xb), xb.device)
-                # Summed over the K copies, divided by this rank's share of the global batch.
-                loss = F.cross_entropy(wrapped(xb), labels, reduction="sum") / (
-                    k * n_batch / dist.world
-                )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * n_batch / dist.world
-            phase.sched.step()
-        history.append(mean_over(total, len(data), dist))
-        bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
-        phase.checkpoint(ckpt, epoch + 1, cfg.pretrain_epochs, history)
-    phase.finish(model)
-    standard_layout(model)
-    return model.encoder, history, timer.mean
+
+    def summed_cross_entropy(wrapped: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+        labels = model.transforms.labels(len(xb), xb.device)
+        # Summed over the rows, averaged over each row's K copies.
+        return F.cross_entropy(wrapped(xb), labels, reduction="sum") / k
+
+    history, seconds = pretrain_loop(
+        "pretrain rotation", model, summed_cross_entropy, data, cfg, ckpt, progress, dist
+    )
+    return model.encoder, history, seconds
 
 
 @torch.no_grad()
