@@ -370,12 +370,16 @@ def write_report(out: Path, results: dict[str, Any], class_names: list[str]) -> 
             cells.append(f"{full[name]:.1f}" if name in full else "–")
         lines.append(f"| {k} {name} | " + " | ".join(cells) + " |")
     mean_cells = []
+    top = max(results["means"].values(), default=None)
     for v in variants:
         if v in results["means"]:
-            mean_cells.append(f"**{results['means'][v]:.1f}**")
+            value = results["means"][v]
+            mean_cells.append(f"**{value:.1f}**" if value == top else f"{value:.1f}")
         else:
             p = results["partial"][v]
-            mean_cells.append(f"{p['mean']:.1f} ({p['classes']} classes)")
+            mean_cells.append(
+                f"{p['mean']:.1f} (partial: {p['runs']} runs, {p['classes']} classes)"
+            )
     if full:
         mean_cells.append(f"{np.mean(list(full.values())):.1f}")
     lines.append("| **mean** | " + " | ".join(mean_cells) + " |")
