@@ -33,10 +33,10 @@ from training import preprocess
 from training.batches import Uint8Images
 from training.calibration import auc_or_none
 from training.data import load_dataset, resolve_class
-from training.deepsvdd import TrainConfig, pretrain_dcae, score, train_deepsvdd
+from training.deepsvdd import TrainConfig, score, train_deepsvdd
 from training.networks import Encoder, make_config
 from training.pipeline import seed_everything, split_normal
-from training.pretext import pretext_transforms, pretrain_rotation
+from training.pretext import pretext_transforms, pretrainer
 from training.transforms import TRANSFORM_SETS, with_transforms
 
 OUT = Path(__file__).resolve().parent / "beyond"
@@ -235,8 +235,7 @@ def train_one(
         pretext = pretext_transforms(cfg) if v.pretrain_task == "rotation" else ""
         key = f"{cfg.pretrain_task}/{pretext}/{seed}"
         if key not in pretrained:
-            pretrain = pretrain_rotation if cfg.pretrain_task == "rotation" else pretrain_dcae
-            encoder, _, _ = pretrain(net_cfg, train, cfg)
+            encoder, _, _ = pretrainer(cfg)(net_cfg, train, cfg)
             pretrained[key] = (encoder.state_dict(), time.perf_counter() - t0)
         state_dict, pre_seconds = pretrained[key]
         net.load_state_dict(state_dict)

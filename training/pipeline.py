@@ -22,14 +22,14 @@ from training.checkpoint import Checkpointer
 from training.data import DataError, ImageSet, load_dataset, resolve_class
 from training.data.download import download_missing
 from training.data.rows import ImageArray, every, select
-from training.deepsvdd import TrainConfig, TrainState, pretrain_dcae, score, train_deepsvdd
+from training.deepsvdd import TrainConfig, TrainState, score, train_deepsvdd
 from training.distributed import Dist, joined
 from training.ensemble import combine, member_configs
 from training.export import ScoringModel, export_model
 from training.labelled import Labelled, pick_labelled
 from training.metadata import build_metadata, seconds_per_epoch
 from training.networks import Encoder, NetConfig, make_config
-from training.pretext import pretrain_rotation
+from training.pretext import pretrainer
 from training.transforms import check_transforms, with_transforms
 
 DEFAULT_ARCH = {"mnist": "mnist", "fashion-mnist": "mnist", "cifar10": "cifar10", "gtsrb": "gtsrb"}
@@ -142,8 +142,7 @@ def fit(
     pre_seconds = None
     skip_pretrain = ckpt is not None and ckpt.phase == "train"
     if cfg.pretrain and not skip_pretrain:
-        pretrain = pretrain_rotation if cfg.pretrain_task == "rotation" else pretrain_dcae
-        encoder, _, pre_seconds = pretrain(net_cfg, data, cfg, ckpt, progress, dist)
+        encoder, _, pre_seconds = pretrainer(cfg)(net_cfg, data, cfg, ckpt, progress, dist)
         net.load_state_dict(encoder.state_dict())  # weights and BN buffers
     model = with_transforms(net, cfg.transforms)
     state = train_deepsvdd(model, data, cfg, ckpt, progress, dist, semi_targets)

@@ -9,13 +9,15 @@ BatchNorm) still hold: the head is never part of the exported model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from training.batches import Images, as_images
 from training.checkpoint import Checkpointer
-from training.deepsvdd import TrainConfig, pretrain_loop
+from training.deepsvdd import TrainConfig, pretrain_dcae, pretrain_loop
 from training.distributed import Dist
 from training.networks import Encoder, NetConfig
 from training.transforms import DEFAULT_PRETEXT, Transforms
@@ -78,3 +80,8 @@ def transform_accuracy(model: TransformClassifier, data: Images | torch.Tensor) 
         right += int((model(xb).argmax(dim=1) == labels).sum())
         seen += len(labels)
     return right / max(seen, 1)
+
+
+def pretrainer(cfg: TrainConfig) -> Callable[..., tuple[Encoder, list[float], float]]:
+    """The pretraining loop `cfg.pretrain_task` names: the DCAE's or rotation prediction's."""
+    return pretrain_rotation if cfg.pretrain_task == "rotation" else pretrain_dcae
