@@ -36,8 +36,9 @@ from training.attacks import (
     train_classifier,
 )
 from training.calibration import auc_or_none
+from training.config import TrainConfig
 from training.data import ImageSet, load_dataset, resolve_class
-from training.deepsvdd import TrainConfig, score, train_deepsvdd
+from training.deepsvdd import score, train_deepsvdd
 from training.networks import Encoder, NetConfig, make_config
 from training.pipeline import seed_everything
 

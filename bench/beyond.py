@@ -32,12 +32,13 @@ from bench.table1 import HOLDOUT, cpu_model, now, write_atomic
 from training import preprocess
 from training.batches import Uint8Images
 from training.calibration import auc_or_none
+from training.config import TRANSFORM_SETS, TrainConfig
 from training.data import load_dataset, resolve_class
-from training.deepsvdd import TrainConfig, score, train_deepsvdd
+from training.deepsvdd import score, train_deepsvdd
 from training.networks import Encoder, make_config
 from training.pipeline import seed_everything, split_normal
 from training.pretext import pretext_transforms, pretrainer
-from training.transforms import TRANSFORM_SETS, with_transforms
+from training.transforms import with_transforms
 
 OUT = Path(__file__).resolve().parent / "beyond"
 SCORES = Path(__file__).resolve().parent / "out" / "beyond-scores"

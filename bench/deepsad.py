@@ -22,8 +22,8 @@ import torch
 
 from modelfile.layout import open_model
 from training.calibration import auc_or_none, holdout_size
+from training.config import TrainConfig
 from training.data import FASHION_MNIST_CLASSES, load_dataset
-from training.deepsvdd import TrainConfig
 from training.evaluate import ort_scores
 from training.pipeline import RunSpec, train_and_export
 

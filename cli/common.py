@@ -7,8 +7,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
-
 
 class UsageError(Exception):
     """A problem with the user's arguments or data, reported in one line."""

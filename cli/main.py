@@ -17,13 +17,21 @@ from typing import NoReturn
 from cli import serving_commands as serving
 from cli import training_commands as training
 from cli.common import (
-    DATASETS,
     UsageError,
     nonneg_int,
     nu_value,
     positive_float,
     positive_int,
     rate,
+)
+from training.config import (
+    DATASETS,
+    DEVICES,
+    NETS,
+    OBJECTIVES,
+    PRETRAIN_TASKS,
+    TRANSFORMS,
+    TrainConfig,
 )
 
 # Packages of the `train` extra: absent from the serving install (and its container).
@@ -71,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model and export it to the model repository")
     _add_data_args(t)
-    t.add_argument("--objective", choices=("one-class", "soft-boundary"), default="one-class")
+    t.add_argument("--objective", choices=OBJECTIVES, default=TrainConfig.objective)
     t.add_argument("--nu", type=nu_value, default=0.1)
     t.add_argument("--pretrain", action=argparse.BooleanOptionalAction, default=True)
     t.add_argument("--epochs", type=nonneg_int, default=250)
@@ -81,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pretrain-lr-milestone", type=nonneg_int, default=None)
     t.add_argument(
         "--pretrain-task",
-        choices=("dcae", "rotation"),
-        default="dcae",
+        choices=PRETRAIN_TASKS,
+        default=TrainConfig.pretrain_task,
         help="the DCAE (the paper), or predicting the transformation of --transforms "
         "(quarter turns when that is identity)",
     )
@@ -91,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--transforms",
-        choices=("identity", "rotations", "rotations-flips"),
-        default="identity",
+        choices=TRANSFORMS,
+        default=TrainConfig.transforms,
         help="a centre per transformation, the score summed over them (default identity: "
         "the paper's one centre)",
     )
@@ -112,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--weight-decay", type=float, default=1e-6)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    t.add_argument("--net", choices=("mnist", "cifar10", "gtsrb"), default=None)
+    t.add_argument("--device", choices=DEVICES, default="auto")
+    t.add_argument("--net", choices=NETS, default=None)
     t.add_argument("--leaky-slope", type=positive_float, default=0.1)
     t.add_argument("--name", default=None)
     t.add_argument("--models-dir", type=Path, default=Path("models"))

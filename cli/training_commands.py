@@ -13,7 +13,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         print("deepsvdd train: starting (importing PyTorch)...", file=sys.stderr, flush=True)
     import torch
 
-    from training.deepsvdd import TrainConfig
+    from training.config import TrainConfig
     from training.labelled import parse_classes
     from training.pipeline import RunSpec, train_and_export
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 FORMAT_VERSION = 1
 METADATA_KEY = "deepsvdd"
+# The Deep SVDD objectives a model can be trained with (training/config.py offers these).
+Objective = Literal["one-class", "soft-boundary"]
+OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
+ONE_CLASS, SOFT_BOUNDARY = OBJECTIVES
 # Model names become URL segments, directory names and Prometheus label values:
 # keep them short, lower-case and free of path separators.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -85,7 +89,7 @@ class ModelMetadata(BaseModel):
     name: str
     version: int = Field(ge=1)
     created: str
-    objective: Literal["one-class", "soft-boundary"]
+    objective: Objective
     nu: float = Field(gt=0.0, le=1.0)
     center: list[float] = Field(min_length=1)
     radius: float | None

@@ -9,8 +9,10 @@ import numpy as np
 from scipy.stats import beta
 from sklearn.metrics import roc_auc_score
 
+from training.config import ONE_CLASS, SOFT_BOUNDARY
+
 QUANTILES = (0.9, 0.95, 0.99)
-DEFAULT_THRESHOLD = {"one-class": "q0.95", "soft-boundary": "radius"}
+DEFAULT_THRESHOLD = {ONE_CLASS: "q0.95", SOFT_BOUNDARY: "radius"}
 # Thresholds should rest on at least this many held-out normal images: with 200, the 95%
 # interval of q0.95's false-alarm rate is about 2.4%..9.0%; with 40 it is 0.6%..16.9%.
 MIN_HOLDOUT = 200

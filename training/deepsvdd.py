@@ -8,105 +8,24 @@ same one and trains on its share of each batch (training/distributed.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from training.batches import Images, as_images
 from training.checkpoint import Checkpointer
+from training.config import ONE_CLASS, SOFT_BOUNDARY, Objective, TrainConfig
 from training.distributed import Dist
 from training.networks import Autoencoder, Encoder, NetConfig
 from training.phases import EpochTimer, Phase, epoch_bar, mean_over
-from training.transforms import TRANSFORM_SETS, out_dim
+from training.transforms import out_dim
 
-Objective = Literal["one-class", "soft-boundary"]
-PretrainTask = Literal["dcae", "rotation"]
-PRETRAIN_TASKS = ("dcae", "rotation")
-# Rotation prediction is a classification: it learns at a larger step than the distances.
-ROTATION_LR = 1e-3
 # Paper section 3.3: coordinates of c this close to zero are pushed out to +-eps.
 C_EPS = 0.1
 # Deep SAD (Ruff et al. 2020): weight of the labelled term, and what keeps 1/dist finite.
 SAD_ETA = 1.0
 SAD_EPS = 1e-6
-
-
-@dataclass
-class TrainConfig:
-    """Resolved hyper-parameters; stored with every checkpoint and exported model."""
-
-    objective: Objective = "one-class"
-    nu: float = 0.1
-    epochs: int = 250
-    lr: float = 1e-4
-    lr_milestone: int | None = None  # lr x0.1 from this epoch; None: 60% in (paper: 150 of 250)
-    batch_size: int = 200
-    weight_decay: float = 1e-6
-    pretrain: bool = True
-    pretrain_epochs: int = 350
-    pretrain_lr_milestone: int | None = None  # None: 250/350 in, as the paper's 250 + 100
-    pretrain_task: PretrainTask = "dcae"  # or "rotation": predict the transformation applied
-    pretrain_lr: float | None = None  # None: lr for the DCAE, ROTATION_LR for rotation
-    transforms: str = "identity"  # a centre per transformation (training/transforms.py)
-    ensemble: int = 1  # members with seeds seed, seed + 1, ... in one graph (training/ensemble.py)
-    members: tuple[str, ...] = ()  # "PRETRAINING:TRANSFORMS" per ensemble member; () = these flags
-    warm_up_epochs: int = 10  # soft-boundary: R is first solved for after these epochs
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.nu <= 1.0:
-            raise ValueError(f"nu must be in (0, 1], got {self.nu}")
-        for name in ("epochs", "pretrain_epochs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight decay must be >= 0, got {self.weight_decay}")
-        if self.pretrain_task not in PRETRAIN_TASKS:
-            raise ValueError(
-                f"unknown pretraining {self.pretrain_task!r}; choose one of {PRETRAIN_TASKS}"
-            )
-        if self.pretrain_lr is not None and not self.pretrain_lr > 0:
-            raise ValueError(f"pretraining learning rate must be > 0, got {self.pretrain_lr}")
-        if self.ensemble < 1:
-            raise ValueError(f"an ensemble needs at least 1 member, got {self.ensemble}")
-        if self.n_members > 1 and self.objective != "one-class":
-            raise ValueError("--ensemble needs the one-class objective (a radius per member)")
-        if self.transforms not in TRANSFORM_SETS:
-            raise ValueError(
-                f"unknown transforms {self.transforms!r}; choose one of {sorted(TRANSFORM_SETS)}"
-            )
-
-    @property
-    def milestone(self) -> int:
-        return self.lr_milestone if self.lr_milestone is not None else round(0.6 * self.epochs)
-
-    @property
-    def pretrain_milestone(self) -> int:
-        if self.pretrain_lr_milestone is not None:
-            return self.pretrain_lr_milestone
-        return round(self.pretrain_epochs * 250 / 350)
-
-    @property
-    def n_members(self) -> int:
-        """Networks in the exported graph: 1, or those of an ensemble."""
-        return self.ensemble * max(1, len(self.members))
-
-    @property
-    def pretrain_step(self) -> float:
-        """The pretraining phase's learning rate."""
-        if self.pretrain_lr is not None:
-            return self.pretrain_lr
-        return ROTATION_LR if self.pretrain_task == "rotation" else self.lr
-
-    def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "lr_milestone": self.milestone, "pretrain_lr": self.pretrain_step}
 
 
 @dataclass
@@ -236,7 +155,7 @@ def svdd_loss(
     ranks' gradients is then the gradient of the whole batch's mean.
     """
     n = len(dist) if n is None else n
-    if objective == "one-class":
+    if objective == ONE_CLASS:
         return dist.sum() / n
     slack = torch.clamp(dist - R**2, min=0.0)
     return R**2 + slack.sum() / (n * nu)
@@ -345,7 +264,7 @@ def train_deepsvdd(
     start, history, saved = phase.resume(ckpt)
     if saved is not None:
         c, R = saved["c"].to(data.device), saved["R"]
-    soft = cfg.objective == "soft-boundary"
+    soft = cfg.objective == SOFT_BOUNDARY
     timer = EpochTimer()
     bar = epoch_bar(
         "train Deep SVDD" if semi_targets is None else "train Deep SAD", start, cfg.epochs, progress

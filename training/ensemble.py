@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from training.batches import Images
-from training.deepsvdd import PRETRAIN_TASKS, TrainConfig, TrainState, score
-from training.transforms import TRANSFORM_SETS, out_dim
+from training.config import PRETRAIN_TASKS, TRANSFORM_SETS, TrainConfig
+from training.deepsvdd import TrainState, score
+from training.transforms import out_dim
 
 # A member whose held-out median is this small (a degenerate member) is not scaled up by more
 # than 1 / MIN_SCALE: the ensemble then stays finite.

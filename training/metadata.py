@@ -14,10 +14,10 @@ from modelfile.imaging import Color
 from modelfile.metadata import FORMAT_VERSION, DatasetInfo, InputSpec, ModelMetadata
 from modelfile.metadata import Calibration as CalibrationRecord
 from training.calibration import CONFIDENCE, DEFAULT_THRESHOLD, Calibration
-from training.deepsvdd import TrainConfig, TrainState
+from training.config import TRANSFORM_SETS, TrainConfig
+from training.deepsvdd import TrainState
 from training.networks import NetConfig
 from training.preprocess import Preprocess
-from training.transforms import TRANSFORM_SETS
 
 
 def software_versions() -> dict[str, str]:

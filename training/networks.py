@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.config import ARCHITECTURES
+
 BN_EPS = 1e-4
 
 
@@ -35,14 +37,6 @@ class NetConfig:
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "filters": list(self.filters)}
-
-
-# The paper's three networks: (filters per conv module, dense units).
-ARCHITECTURES: dict[str, tuple[tuple[int, ...], int]] = {
-    "mnist": ((8, 4), 32),
-    "cifar10": ((32, 64, 128), 128),
-    "gtsrb": ((16, 32, 64), 32),
-}
 
 
 def make_config(

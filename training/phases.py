@@ -7,17 +7,15 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from training.checkpoint import Checkpointer
+from training.config import TrainConfig
 from training.distributed import Dist
-
-if TYPE_CHECKING:
-    from training.deepsvdd import TrainConfig
 
 
 def _inner(model: nn.Module) -> nn.Module:

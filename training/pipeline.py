@@ -19,10 +19,11 @@ from training.advice import Notes, calibration_warnings, skipped_warning
 from training.batches import Images, Uint8Images
 from training.calibration import Calibration, calibrate, holdout_size
 from training.checkpoint import Checkpointer
+from training.config import ONE_CLASS, TrainConfig
 from training.data import DataError, ImageSet, load_dataset, resolve_class
 from training.data.download import download_missing
 from training.data.rows import ImageArray, every, select
-from training.deepsvdd import TrainConfig, TrainState, score, train_deepsvdd
+from training.deepsvdd import TrainState, score, train_deepsvdd
 from training.distributed import Dist, joined
 from training.ensemble import combine, member_configs
 from training.export import ScoringModel, export_model
@@ -264,7 +265,7 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any] | None:
     """
     started = time.perf_counter()
     cfg.device = resolve_device(cfg.device)
-    if spec.anomaly_classes and cfg.objective != "one-class":
+    if spec.anomaly_classes and cfg.objective != ONE_CLASS:
         raise ValueError("--anomaly-classes (Deep SAD) needs the one-class objective")
     member_configs(cfg)  # a bad --members entry stops here, before the data are read
     if spec.resume and cfg.n_members > 1:

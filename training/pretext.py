@@ -17,7 +17,8 @@ from torch import nn
 
 from training.batches import Images, as_images
 from training.checkpoint import Checkpointer
-from training.deepsvdd import TrainConfig, pretrain_dcae, pretrain_loop
+from training.config import TrainConfig
+from training.deepsvdd import pretrain_dcae, pretrain_loop
 from training.distributed import Dist
 from training.networks import Encoder, NetConfig
 from training.transforms import DEFAULT_PRETEXT, Transforms

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from training.deepsvdd import TrainConfig
+from training.config import ONE_CLASS, TrainConfig
 from training.pipeline import RunSpec, train_and_export
 
 CLASSES = (
@@ -35,7 +35,7 @@ CLASSES = (
 # classes retrain on two CPU cores (paper: DCAE 250 + 100, Deep SVDD 150 + 100; the time a
 # class takes: README, "Shipped models").
 SCHEDULE = {
-    "objective": "one-class",
+    "objective": ONE_CLASS,
     "pretrain": True,
     "pretrain_epochs": 50,
     "pretrain_lr_milestone": 35,

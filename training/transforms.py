@@ -14,12 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# Name -> (quarter turns, mirrored) per transformation, the identity first.
-TRANSFORM_SETS: dict[str, tuple[tuple[int, bool], ...]] = {
-    "identity": ((0, False),),
-    "rotations": ((0, False), (1, False), (2, False), (3, False)),
-    "rotations-flips": tuple((turns, flip) for flip in (False, True) for turns in range(4)),
-}
+from training.config import TRANSFORM_SETS
+
 # Rotation pretraining with --transforms identity still needs something to predict.
 DEFAULT_PRETEXT = "rotations"
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.deepsvdd import SAD_EPS, TrainConfig, deepsad_loss, embed, score
+from training.config import TrainConfig
+from training.deepsvdd import SAD_EPS, deepsad_loss, embed, score
 from training.networks import make_config
 from training.pipeline import fit
 

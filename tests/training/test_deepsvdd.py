@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from training.checkpoint import Checkpointer, CheckpointError
-from training.deepsvdd import TrainConfig, get_radius, score, sq_dist, svdd_loss
+from training.config import TrainConfig
+from training.deepsvdd import get_radius, score, sq_dist, svdd_loss
 from training.networks import make_config
 from training.pipeline import fit
 from training.preprocess import apply, fit_preprocess

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from modelfile.imaging import Color, to_model_array
+from training.config import DATASETS
 from training.data.cifar10 import cifar10_dir, load_cifar10
 from training.data.common import DataError, ImageSet, Loader
 from training.data.folder import load_folder
@@ -18,7 +19,6 @@ from training.data.idx import FASHION_MNIST_CLASSES, MNIST_CLASSES, has_idx_file
 from training.data.npz import load_npz
 from training.data.rows import ImageArray
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
 DOWNLOADABLE = ("mnist", "fashion-mnist", "cifar10")
 
 # Debian's dataset-fashion-mnist package installs the IDX files here.

@@ -1,0 +1,116 @@
+"""The training choices, defined once: the config dataclass and the tuples of allowed values.
+
+Torch-free, so that the CLI builds its arguments from these tuples without importing torch,
+and every other module (training, bench, metadata) names a choice through them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+# The objectives are part of the model file's contract, so they are defined there.
+from modelfile.metadata import OBJECTIVES as OBJECTIVES
+from modelfile.metadata import ONE_CLASS as ONE_CLASS
+from modelfile.metadata import SOFT_BOUNDARY as SOFT_BOUNDARY
+from modelfile.metadata import Objective as Objective
+
+PretrainTask = Literal["dcae", "rotation"]
+PRETRAIN_TASKS: tuple[PretrainTask, ...] = ("dcae", "rotation")
+# Rotation prediction is a classification: it learns at a larger step than the distances.
+ROTATION_LR = 1e-3
+
+# Name -> (quarter turns, mirrored) per transformation, the identity first.
+TRANSFORM_SETS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "identity": ((0, False),),
+    "rotations": ((0, False), (1, False), (2, False), (3, False)),
+    "rotations-flips": tuple((turns, flip) for flip in (False, True) for turns in range(4)),
+}
+TRANSFORMS = tuple(TRANSFORM_SETS)
+
+# The paper's three networks: (filters per conv module, dense units).
+ARCHITECTURES: dict[str, tuple[tuple[int, ...], int]] = {
+    "mnist": ((8, 4), 32),
+    "cifar10": ((32, 64, 128), 128),
+    "gtsrb": ((16, 32, 64), 32),
+}
+NETS = tuple(ARCHITECTURES)
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Resolved hyper-parameters; stored with every checkpoint and exported model."""
+
+    objective: Objective = ONE_CLASS
+    nu: float = 0.1
+    epochs: int = 250
+    lr: float = 1e-4
+    lr_milestone: int | None = None  # lr x0.1 from this epoch; None: 60% in (paper: 150 of 250)
+    batch_size: int = 200
+    weight_decay: float = 1e-6
+    pretrain: bool = True
+    pretrain_epochs: int = 350
+    pretrain_lr_milestone: int | None = None  # None: 250/350 in, as the paper's 250 + 100
+    pretrain_task: PretrainTask = "dcae"  # or "rotation": predict the transformation applied
+    pretrain_lr: float | None = None  # None: lr for the DCAE, ROTATION_LR for rotation
+    transforms: str = "identity"  # a centre per transformation (training/transforms.py)
+    ensemble: int = 1  # members with seeds seed, seed + 1, ... in one graph (training/ensemble.py)
+    members: tuple[str, ...] = ()  # "PRETRAINING:TRANSFORMS" per ensemble member; () = these flags
+    warm_up_epochs: int = 10  # soft-boundary: R is first solved for after these epochs
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.nu <= 1.0:
+            raise ValueError(f"nu must be in (0, 1], got {self.nu}")
+        for name in ("epochs", "pretrain_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if self.pretrain_task not in PRETRAIN_TASKS:
+            raise ValueError(
+                f"unknown pretraining {self.pretrain_task!r}; choose one of {PRETRAIN_TASKS}"
+            )
+        if self.pretrain_lr is not None and not self.pretrain_lr > 0:
+            raise ValueError(f"pretraining learning rate must be > 0, got {self.pretrain_lr}")
+        if self.ensemble < 1:
+            raise ValueError(f"an ensemble needs at least 1 member, got {self.ensemble}")
+        if self.n_members > 1 and self.objective != ONE_CLASS:
+            raise ValueError("--ensemble needs the one-class objective (a radius per member)")
+        if self.transforms not in TRANSFORM_SETS:
+            raise ValueError(
+                f"unknown transforms {self.transforms!r}; choose one of {sorted(TRANSFORM_SETS)}"
+            )
+
+    @property
+    def milestone(self) -> int:
+        return self.lr_milestone if self.lr_milestone is not None else round(0.6 * self.epochs)
+
+    @property
+    def pretrain_milestone(self) -> int:
+        if self.pretrain_lr_milestone is not None:
+            return self.pretrain_lr_milestone
+        return round(self.pretrain_epochs * 250 / 350)
+
+    @property
+    def n_members(self) -> int:
+        """Networks in the exported graph: 1, or those of an ensemble."""
+        return self.ensemble * max(1, len(self.members))
+
+    @property
+    def pretrain_step(self) -> float:
+        """The pretraining phase's learning rate."""
+        if self.pretrain_lr is not None:
+            return self.pretrain_lr
+        return ROTATION_LR if self.pretrain_task == "rotation" else self.lr
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "lr_milestone": self.milestone, "pretrain_lr": self.pretrain_step}
