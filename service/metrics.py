@@ -289,6 +289,12 @@ class Metrics:
         for reason in REJECTION_REASONS:
             self.rejected.labels(reason)
 
+    def count_rejection(self, code: str) -> None:
+        """Counts a request refused with the error `code`, if that code is a rejection
+        reason: the one place both APIs (the product's and the protocol's) count them."""
+        if code in REJECTION_REASONS:
+            self.rejected.labels(code).inc()
+
     def render(self) -> tuple[bytes, str]:
         """The body and content type of a scrape."""
         if self.multiprocess:
