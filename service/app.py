@@ -7,9 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.decode_pool import DecodePool
 from service.errors import install_error_handlers
-from service.metrics import REJECTION_REASONS, Metrics
+from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from service.reload_sync import ReloadSync
 from service.routers import admin, health, metrics, models, score, ui, v2
@@ -21,7 +20,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app with its own settings (default: from the environment) and metrics registry."""
     settings = settings if settings is not None else Settings()
     state = ServiceState(settings, Metrics())
-    decoder = DecodePool(settings.max_pixels)
     reload_sync = ReloadSync.from_environment(state)  # None in one process
 
     @asynccontextmanager
@@ -35,7 +33,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if reload_sync is not None:
                 await reload_sync.stop()
             await state.stop()
-            decoder.close()
 
     app = FastAPI(
         title="deepsvdd-serve",
@@ -44,15 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = state
-    app.state.decoder = decoder
     app.state.reload_sync = reload_sync
-    rejected = state.metrics.rejected
-
-    def count_rejection(code: str) -> None:
-        if code in REJECTION_REASONS:
-            rejected.labels(code).inc()
-
-    install_error_handlers(app, on_error=count_rejection)
+    install_error_handlers(app, on_error=state.metrics.count_rejection)
     for module in (score, models, health, metrics, admin, ui, v2):
         app.include_router(module.router)
     app.add_middleware(

@@ -1,5 +1,4 @@
-"""What the routers take from the app: FastAPI dependencies as `Annotated` aliases, and the
-decoding pool."""
+"""What the routers take from the app: its `ServiceState`, as an `Annotated` dependency."""
 
 from __future__ import annotations
 
@@ -7,22 +6,19 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.decode_pool import DecodePool
 from service.state import ServiceState
+
+
+def state_of(request: Request) -> ServiceState:
+    """The app's state; a plain call for code that is no dependency (the protocol's route)."""
+    state: ServiceState = request.app.state.service
+    return state
 
 
 # Dependencies are `async def`: FastAPI runs a plain `def` in AnyIO's thread pool, a thread
 # hop for every request, and under a flood of connections up to 40 threads (and malloc arenas).
 async def get_state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.service
-    return state
+    return state_of(request)
 
 
 State = Annotated[ServiceState, Depends(get_state)]
-
-
-def decoder_of(request: Request) -> DecodePool:
-    """The app's decoding pool. A plain call, not a dependency: /score is the only user, and
-    FastAPI resolves each dependency again on every request."""
-    decoder: DecodePool = request.app.state.decoder
-    return decoder

@@ -12,6 +12,8 @@ import math
 import os
 from bisect import bisect_left
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from prometheus_client import (
@@ -22,6 +24,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -100,124 +103,197 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric of the table: the `Metrics` attribute that holds it, and its definition.
+    `mode`: how a gauge's values from several workers merge (prometheus_client's
+    `multiprocess_mode`)."""
+
+    attribute: str
+    kind: type[MetricWrapperBase]
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+    mode: str | None = None
+
+    def build(self, registry: CollectorRegistry) -> MetricWrapperBase:
+        options: dict[str, Any] = {}
+        if self.buckets is not None:
+            options["buckets"] = self.buckets
+        if self.mode is not None:
+            options["multiprocess_mode"] = self.mode
+        return self.kind(self.name, self.help, self.labels, registry=registry, **options)
+
+
+_MODEL = ("model",)
+_VERSION = ("model", "version")
+# Every deepsvdd_* metric, in the order of a scrape. The names, labels, help texts and buckets
+# are a contract: the Prometheus rules, the dashboards and the tests use them.
+METRICS = (
+    MetricSpec(
+        "images_scored", Counter, "deepsvdd_images_scored_total", "Images scored.", _VERSION
+    ),
+    MetricSpec(
+        "anomalies",
+        Counter,
+        "deepsvdd_anomalies_total",
+        "Images scored above the threshold used for their request.",
+        _VERSION,
+    ),
+    MetricSpec(
+        "images_failed",
+        Counter,
+        "deepsvdd_images_failed_total",
+        "Images of scoring requests that got an error instead of a score.",
+        (*_VERSION, "reason"),
+    ),
+    MetricSpec(
+        "score_ratio",
+        Histogram,
+        "deepsvdd_score_ratio",
+        "Score divided by the threshold used for the request.",
+        _MODEL,
+        SCORE_RATIO_BUCKETS,
+    ),
+    MetricSpec(
+        "request_duration",
+        Histogram,
+        "deepsvdd_request_duration_seconds",
+        "HTTP request latency by route template, method and status class.",
+        ("route", "method", "status"),
+        LATENCY_BUCKETS,
+    ),
+    MetricSpec(
+        "inference_duration",
+        Histogram,
+        "deepsvdd_inference_duration_seconds",
+        "Duration of one ONNX Runtime run.",
+        _MODEL,
+        LATENCY_BUCKETS,
+    ),
+    MetricSpec(
+        "batch_size",
+        Histogram,
+        "deepsvdd_batch_size",
+        "Images in one ONNX Runtime run.",
+        _MODEL,
+        BATCH_SIZE_BUCKETS,
+    ),
+    MetricSpec(
+        "queue_wait",
+        Histogram,
+        "deepsvdd_queue_wait_seconds",
+        "Time a request's images waited before their batch ran.",
+        buckets=LATENCY_BUCKETS,
+    ),
+    MetricSpec(
+        "queue_depth",
+        Gauge,
+        "deepsvdd_queue_depth",
+        "Images admitted and not yet scored.",
+        mode="livesum",
+    ),
+    MetricSpec(
+        "rejected",
+        Counter,
+        "deepsvdd_rejected_requests_total",
+        "Requests refused by a limit or by load shedding.",
+        ("reason",),
+    ),
+    MetricSpec(
+        "model_info",
+        Gauge,
+        "deepsvdd_model_info",
+        "1 for every model version served.",
+        (*_VERSION, "provider", "objective"),
+        mode="max",
+    ),
+    MetricSpec(
+        "model_threshold",
+        Gauge,
+        "deepsvdd_model_threshold",
+        "The value of the model's default threshold.",
+        _VERSION,
+        mode="max",
+    ),
+    MetricSpec(
+        "model_expected_anomaly_rate",
+        Gauge,
+        "deepsvdd_model_expected_anomaly_rate",
+        "Fraction of held-out normal images above the default threshold.",
+        _VERSION,
+        mode="max",
+    ),
+    MetricSpec(
+        "model_expected_anomaly_rate_lower",
+        Gauge,
+        "deepsvdd_model_expected_anomaly_rate_lower",
+        "Lower end of the confidence interval of the default threshold's false-alarm rate.",
+        _VERSION,
+        mode="max",
+    ),
+    MetricSpec(
+        "model_expected_anomaly_rate_upper",
+        Gauge,
+        "deepsvdd_model_expected_anomaly_rate_upper",
+        "Upper end of the confidence interval of the default threshold's false-alarm rate.",
+        _VERSION,
+        mode="max",
+    ),
+    MetricSpec(
+        "model_ready",
+        Gauge,
+        "deepsvdd_model_ready",
+        "1 once the model is loaded and answered its warm-up inference.",
+        _MODEL,
+        mode="min",
+    ),
+    MetricSpec(
+        "model_load_failures",
+        Counter,
+        "deepsvdd_model_load_failures_total",
+        "Model versions refused at load or reload.",
+        _MODEL,
+    ),
+)
+
+
 class Metrics:
-    """The app's metrics; `render` gives the Prometheus text format of a scrape."""
+    """The app's metrics, one attribute per row of `METRICS`; `render` gives the Prometheus
+    text format of a scrape."""
+
+    images_scored: Counter
+    anomalies: Counter
+    images_failed: Counter
+    score_ratio: Histogram
+    request_duration: Histogram
+    inference_duration: Histogram
+    batch_size: Histogram
+    queue_wait: Histogram
+    queue_depth: Gauge
+    rejected: Counter
+    model_info: Gauge
+    model_threshold: Gauge
+    model_expected_anomaly_rate: Gauge
+    model_expected_anomaly_rate_lower: Gauge
+    model_expected_anomaly_rate_upper: Gauge
+    model_ready: Gauge
+    model_load_failures: Counter
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.multiprocess = multiprocess_mode()
-        r = self.registry
-        self.images_scored = Counter(
-            "deepsvdd_images_scored_total", "Images scored.", ["model", "version"], registry=r
-        )
-        self.anomalies = Counter(
-            "deepsvdd_anomalies_total",
-            "Images scored above the threshold used for their request.",
-            ["model", "version"],
-            registry=r,
-        )
-        self.images_failed = Counter(
-            "deepsvdd_images_failed_total",
-            "Images of scoring requests that got an error instead of a score.",
-            ["model", "version", "reason"],
-            registry=r,
-        )
-        self.score_ratio = Histogram(
-            "deepsvdd_score_ratio",
-            "Score divided by the threshold used for the request.",
-            ["model"],
-            buckets=SCORE_RATIO_BUCKETS,
-            registry=r,
-        )
-        self.request_duration = Histogram(
-            "deepsvdd_request_duration_seconds",
-            "HTTP request latency by route template, method and status class.",
-            ["route", "method", "status"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.inference_duration = Histogram(
-            "deepsvdd_inference_duration_seconds",
-            "Duration of one ONNX Runtime run.",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.batch_size = Histogram(
-            "deepsvdd_batch_size",
-            "Images in one ONNX Runtime run.",
-            ["model"],
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=r,
-        )
-        self.queue_wait = Histogram(
-            "deepsvdd_queue_wait_seconds",
-            "Time a request's images waited before their batch ran.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.queue_depth = Gauge(
-            "deepsvdd_queue_depth",
-            "Images admitted and not yet scored.",
-            multiprocess_mode="livesum",
-            registry=r,
-        )
-        self.rejected = Counter(
-            "deepsvdd_rejected_requests_total",
-            "Requests refused by a limit or by load shedding.",
-            ["reason"],
-            registry=r,
-        )
-        self.model_info = Gauge(
-            "deepsvdd_model_info",
-            "1 for every model version served.",
-            ["model", "version", "provider", "objective"],
-            multiprocess_mode="max",
-            registry=r,
-        )
-        self.model_threshold = Gauge(
-            "deepsvdd_model_threshold",
-            "The value of the model's default threshold.",
-            ["model", "version"],
-            multiprocess_mode="max",
-            registry=r,
-        )
-        self.model_expected_anomaly_rate = Gauge(
-            "deepsvdd_model_expected_anomaly_rate",
-            "Fraction of held-out normal images above the default threshold.",
-            ["model", "version"],
-            multiprocess_mode="max",
-            registry=r,
-        )
-        self.model_expected_anomaly_rate_lower = Gauge(
-            "deepsvdd_model_expected_anomaly_rate_lower",
-            "Lower end of the confidence interval of the default threshold's false-alarm rate.",
-            ["model", "version"],
-            multiprocess_mode="max",
-            registry=r,
-        )
-        self.model_expected_anomaly_rate_upper = Gauge(
-            "deepsvdd_model_expected_anomaly_rate_upper",
-            "Upper end of the confidence interval of the default threshold's false-alarm rate.",
-            ["model", "version"],
-            multiprocess_mode="max",
-            registry=r,
-        )
-        self.model_ready = Gauge(
-            "deepsvdd_model_ready",
-            "1 once the model is loaded and answered its warm-up inference.",
-            ["model"],
-            multiprocess_mode="min",
-            registry=r,
-        )
-        self.model_load_failures = Counter(
-            "deepsvdd_model_load_failures_total",
-            "Model versions refused at load or reload.",
-            ["model"],
-            registry=r,
-        )
+        for spec in METRICS:
+            setattr(self, spec.attribute, spec.build(self.registry))
         for reason in REJECTION_REASONS:
             self.rejected.labels(reason)
+
+    def count_rejection(self, code: str) -> None:
+        """Counts a request refused with the error `code`, if that code is a rejection
+        reason: the one place both APIs (the product's and the protocol's) count them."""
+        if code in REJECTION_REASONS:
+            self.rejected.labels(code).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The body and content type of a scrape."""

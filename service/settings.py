@@ -1,4 +1,5 @@
-"""The service's configuration: one typed `Settings` read from `DEEPSVDD_*` variables."""
+"""The service's configuration: one typed `Settings` read from `DEEPSVDD_*` variables; its
+execution providers alone (`ProviderSettings`) for tools that run models without serving."""
 
 from __future__ import annotations
 
@@ -19,16 +20,41 @@ CPU_PROVIDER = "CPUExecutionProvider"
 MAX_AUTO_WORKERS = 8
 
 
-class Settings(BaseSettings):
-    """Validated when built: a bad value raises a `ValueError` that names the setting."""
+class ProviderSettings(BaseSettings):
+    """`DEEPSVDD_PROVIDERS`, parsed and checked here only. A tool that loads a model outside
+    the service (no models directory, no app) reads it alone, as the service does:
+    `ProviderSettings().provider_preference`. A bad value raises a `ValueError` naming it."""
 
     model_config = SettingsConfigDict(env_prefix="DEEPSVDD_", extra="ignore")
+
+    # ONNX Runtime execution providers in order of preference; CPU is always the last resort.
+    providers: str = "CUDAExecutionProvider,CPUExecutionProvider"
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: str) -> str:
+        names = [p.strip() for p in value.split(",") if p.strip()]
+        if not names:
+            raise ValueError("providers must name at least one ONNX Runtime execution provider")
+        known = set(ort.get_all_providers())
+        unknown = [p for p in names if p not in known]
+        if unknown:
+            raise ValueError(f"providers {unknown} are not ONNX Runtime execution providers")
+        return ",".join(names)
+
+    @property
+    def provider_preference(self) -> list[str]:
+        """The configured providers in order, with the CPU provider moved to the end."""
+        names = [p for p in self.providers.split(",") if p != CPU_PROVIDER]
+        return [*names, CPU_PROVIDER]
+
+
+class Settings(ProviderSettings):
+    """Validated when built: a bad value raises a `ValueError` that names the setting."""
 
     models_dir: Path = Path("models")
     # None: the first model name in sorted order.
     default_model: str | None = None
-    # ONNX Runtime execution providers in order of preference; CPU is always the last resort.
-    providers: str = "CUDAExecutionProvider,CPUExecutionProvider"
     max_batch: int = Field(default=64, ge=1, le=4096)
     # 0 (Triton's default too): a run takes whatever queued while the previous one ran, so
     # batches grow with the load and a lone request never waits. A few ms buy bigger
@@ -93,18 +119,6 @@ class Settings(BaseSettings):
             raise ValueError("admin_token must have at least 8 characters")
         return token
 
-    @field_validator("providers")
-    @classmethod
-    def _known_providers(cls, value: str) -> str:
-        names = [p.strip() for p in value.split(",") if p.strip()]
-        if not names:
-            raise ValueError("providers must name at least one ONNX Runtime execution provider")
-        known = set(ort.get_all_providers())
-        unknown = [p for p in names if p not in known]
-        if unknown:
-            raise ValueError(f"providers {unknown} are not ONNX Runtime execution providers")
-        return ",".join(names)
-
     @model_validator(mode="after")
     def _resolve_auto_workers(self) -> Settings:
         if self.workers == 0:
@@ -119,12 +133,6 @@ class Settings(BaseSettings):
                 "such a request could never be queued"
             )
         return self
-
-    @property
-    def provider_preference(self) -> list[str]:
-        """The configured providers in order, with the CPU provider moved to the end."""
-        names = [p for p in self.providers.split(",") if p != CPU_PROVIDER]
-        return [*names, CPU_PROVIDER]
 
     @property
     def cpu_threads(self) -> int:

@@ -1,4 +1,5 @@
-"""What one app serves right now: the loaded models and their batchers, swapped as a whole.
+"""What one app serves right now: the loaded models and their batchers, swapped as a whole,
+and the pool that decodes the requests' images.
 
 A request reads `ServiceState.deployment` once and keeps using that snapshot; a reload
 builds the next snapshot off the event loop, swaps the reference, and retires the old
@@ -13,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from service.batching import AdmissionBudget, Batcher
+from service.decode_pool import DecodePool
 from service.diagnosis import explain_nothing_served, layout_problems
 from service.errors import ApiError, Unavailable
 from service.metrics import Metrics
@@ -43,12 +45,14 @@ class Deployment:
 
 
 class ServiceState:
-    """The app's served versions, their queue budget and metrics; loads, swaps and retires them."""
+    """The app's served versions, their queue budget, metrics and image decoding pool; loads,
+    swaps and retires the versions."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
         self.budget = AdmissionBudget(settings.max_queue, metrics.queue_depth)
+        self.decoder = DecodePool(settings.max_pixels)
         self.deployment = Deployment()
         self.loaded = False
         # Once loading has finished with nothing to serve: why, naming what was found.
@@ -169,8 +173,10 @@ class ServiceState:
             self.metrics.model_load_failures.labels(failure.model).inc()
 
     async def stop(self) -> None:
-        """Stops loading and lets every batcher, serving or retiring, score what it holds."""
+        """Stops loading, lets every batcher, serving or retiring, score what it holds, then
+        frees the decoding threads."""
         if self._loader is not None and not self._loader.done():
             self._loader.cancel()
         old, self.deployment = self.deployment, Deployment()
         await asyncio.gather(*(b.close() for b in old.batchers.values()), *self._retiring)
+        self.decoder.close()

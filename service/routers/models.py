@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.deps import State
-from service.errors import ApiError
+from service.lookup import find_model
 from service.repository import Repository
 from service.schemas import ModelInfo, ModelList, VersionInfo
 
@@ -39,6 +39,5 @@ async def list_models(state: State) -> ModelList:
 async def get_model(name: str, state: State) -> ModelInfo:
     """Describes one loaded model and all its versions."""
     repository = state.deployment.repository
-    if repository.get(name) is None:
-        raise ApiError(404, *repository.why_missing(name, None))
+    find_model(repository, name)
     return _info(repository, name, repository.default_name(state.settings.default_model))

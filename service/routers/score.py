@@ -10,14 +10,13 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
-from modelfile.metadata import ModelMetadata
-from modelfile.metadata import resolve_threshold as threshold_for
 from service.decode_pool import Decoded
 from service.decoding import MEDIA_TYPES
-from service.deps import State, decoder_of
+from service.deps import State
 from service.errors import ApiError
 from service.explain import COST, explain_answers, explain_batch
-from service.repository import LoadedModel, Repository
+from service.lookup import serving, threshold_used
+from service.repository import LoadedModel
 from service.schemas import ScoreResponse, ThresholdUsed
 from service.state import ServiceState
 from service.uploads import FILES_FIELD, Upload, read_uploads
@@ -59,24 +58,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "(`no_models`, the message says why)"
     },
 }
-
-
-def _resolve_model(repository: Repository, name: str | None, version: int | None) -> LoadedModel:
-    if name is None:
-        raise ApiError(404, "model_not_found", "no default model is loaded")
-    model = repository.get(name, version)
-    if model is None:
-        raise ApiError(404, *repository.why_missing(name, version))
-    return model
-
-
-def resolve_threshold(meta: ModelMetadata, requested: str | None) -> ThresholdUsed:
-    """The `threshold` query parameter resolved by the model file's rule; 422 if unusable."""
-    try:
-        name, value = threshold_for(meta, requested)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_parameters", str(exc)) from exc
-    return ThresholdUsed(name=name, value=value)
 
 
 # How many images' reasons the 400 for a request with none scored spells out.
@@ -181,19 +162,13 @@ async def score(
 
     Each result has either a score or, for an image that could not be decoded, its own error.
     """
-    if not state.ready:
-        raise state.unready_error()
-    deployment = state.deployment
-    repository = deployment.repository
-    name = model if model is not None else repository.default_name(state.settings.default_model)
-    found = _resolve_model(repository, name, version)
-    used = resolve_threshold(found.metadata, threshold)
-    batcher = deployment.batcher(found)
+    batcher, found = serving(state, model, version)
+    used = threshold_used(found.metadata, threshold)
     with batcher.lease():
         uploads = await read_uploads(request, state.settings.max_images)
         if explain:
             _check_explain_count(state, len(uploads))
-        decoded = await decoder_of(request).decode(uploads, found.metadata.input)
+        decoded = await state.decoder.decode(uploads, found.metadata.input)
         if decoded.errors:
             state.metrics.images_failed_with(found, [e.code for e in decoded.errors.values()])
         if not decoded.scored:

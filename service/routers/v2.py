@@ -15,9 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from modelfile import EMBEDDING_OUTPUT, SCORE_OUTPUT
-from service.deps import State
+from service.deps import State, state_of
 from service.errors import RETRY_AFTER_SECONDS, ApiError
-from service.metrics import REJECTION_REASONS
+from service.lookup import find_model, serving, threshold_used
 from service.oip import (
     EXTENSIONS,
     HEADER_LENGTH,
@@ -28,8 +28,6 @@ from service.oip import (
     model_metadata,
     parse_infer,
 )
-from service.repository import LoadedModel, Repository
-from service.routers.score import resolve_threshold
 from service.state import ServiceState
 
 
@@ -48,8 +46,7 @@ class OipRoute(APIRoute):
             try:
                 return await handler(request)
             except ApiError as exc:
-                if exc.code in REJECTION_REASONS:
-                    request.app.state.service.metrics.rejected.labels(exc.code).inc()
+                state_of(request).metrics.count_rejection(exc.code)
                 return oip_error(exc.status, exc.message, exc.headers)
             except RequestValidationError as exc:
                 problems = "; ".join(str(e["msg"]) for e in exc.errors())
@@ -62,19 +59,6 @@ class OipRoute(APIRoute):
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=OipRoute)
 _NOT_READY = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-
-
-def _model(repository: Repository, name: str, version: str | None) -> LoadedModel:
-    """The named model at `version` (default: the latest); 404 naming what is loaded."""
-    number: int | None = None
-    if version is not None:
-        if not (version.isascii() and version.isdigit()) or len(version) > 10:
-            raise ApiError(404, "version_not_found", f"version {version[:16]!r} is not a number")
-        number = int(version)
-    model = repository.get(name, number)
-    if model is None:
-        raise ApiError(404, *repository.why_missing(name, number))
-    return model
 
 
 @router.get("")
@@ -104,52 +88,47 @@ async def ready(state: State) -> Response:
 async def metadata(name: str, state: State) -> dict[str, Any]:
     """Model metadata of the latest version: inputs and outputs, -1 for the batch axis."""
     repository = state.deployment.repository
-    model = _model(repository, name, None)
+    model = find_model(repository, name)
     return model_metadata(model, repository.versions(name))
 
 
 @router.get("/models/{name}/versions/{version}")
 async def version_metadata(name: str, version: str, state: State) -> dict[str, Any]:
     """Model metadata of one version."""
-    repository = state.deployment.repository
-    model = _model(repository, name, version)
+    model = find_model(state.deployment.repository, name, version)
     return model_metadata(model, [model.version])
 
 
 @router.get("/models/{name}/config")
 async def config(name: str, state: State) -> dict[str, Any]:
     """The latest version's configuration, in Triton's ModelConfig JSON form."""
-    model = _model(state.deployment.repository, name, None)
+    model = find_model(state.deployment.repository, name)
     return model_config(model, state.settings.max_images)
 
 
 @router.get("/models/{name}/versions/{version}/config")
 async def version_config(name: str, version: str, state: State) -> dict[str, Any]:
     """One version's configuration, in Triton's ModelConfig JSON form."""
-    model = _model(state.deployment.repository, name, version)
+    model = find_model(state.deployment.repository, name, version)
     return model_config(model, state.settings.max_images)
 
 
 @router.get("/models/{name}/ready")
 async def model_ready(name: str, state: State) -> Response:
     """200 when the model is loaded and warmed up; 404 when it is not."""
-    _model(state.deployment.repository, name, None)
+    find_model(state.deployment.repository, name)
     return Response(status_code=200)
 
 
 @router.get("/models/{name}/versions/{version}/ready")
 async def version_ready(name: str, version: str, state: State) -> Response:
     """200 when that version is loaded and warmed up; 404 when it is not."""
-    _model(state.deployment.repository, name, version)
+    find_model(state.deployment.repository, name, version)
     return Response(status_code=200)
 
 
 async def _infer(request: Request, state: ServiceState, name: str, version: str | None) -> Response:
-    if not state.ready:
-        raise state.unready_error()
-    deployment = state.deployment
-    model = _model(deployment.repository, name, version)
-    batcher = deployment.batcher(model)
+    batcher, model = serving(state, name, version)
     with batcher.lease():
         body = decompress(
             await request.body(),
@@ -158,7 +137,7 @@ async def _infer(request: Request, state: ServiceState, name: str, version: str 
         )
         header_length = request.headers.get(HEADER_LENGTH)
         parsed = parse_infer(body, header_length, model.metadata.input, state.settings.max_images)
-        used = resolve_threshold(model.metadata, parsed.threshold)
+        used = threshold_used(model.metadata, parsed.threshold)
         scores, embeddings = await batcher.infer(
             parsed.images, embeddings=parsed.wants(EMBEDDING_OUTPUT)
         )

@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_type_hints
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from service.metrics import MULTIPROC_ENV, SCORE_RATIO_BUCKETS, observe_many
+from service.metrics import METRICS, MULTIPROC_ENV, SCORE_RATIO_BUCKETS, Metrics, observe_many
 
 
 def _histogram() -> tuple[CollectorRegistry, Histogram]:
@@ -94,3 +95,13 @@ def test_a_multiprocess_scrape_names_every_family(tmp_path: Path) -> None:
         assert merged == "True"
     assert "deepsvdd_batch_size" in families["multi"]
     assert families["multi"] == families["single"]
+
+
+def test_every_row_of_the_table_fills_its_typed_attribute() -> None:
+    """`Metrics` declares each metric's type; the table's row for it must build that type."""
+    metrics = Metrics()
+    declared = get_type_hints(Metrics)
+    assert [spec.attribute for spec in METRICS] == list(declared)
+    for spec in METRICS:
+        assert declared[spec.attribute] is spec.kind
+        assert isinstance(getattr(metrics, spec.attribute), spec.kind)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.cpus import available_cpus
-from service.settings import MAX_AUTO_WORKERS, Settings
+from service.settings import MAX_AUTO_WORKERS, ProviderSettings, Settings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -90,3 +90,17 @@ def test_an_empty_admin_token_means_none(tmp_path: Path) -> None:
 def test_cpu_threads_are_shared_between_workers(tmp_path: Path) -> None:
     one, many = Settings(models_dir=tmp_path), Settings(models_dir=tmp_path, workers=64)
     assert one.cpu_threads >= many.cpu_threads >= 1
+
+
+def test_the_providers_are_read_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """As an offline tool reads them: no models directory, and no other setting is checked."""
+    monkeypatch.chdir(tmp_path)  # no models/ here, which Settings() would refuse
+    monkeypatch.setenv("DEEPSVDD_MAX_BATCH", "0")
+    monkeypatch.delenv("DEEPSVDD_PROVIDERS", raising=False)
+    cuda_then_cpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert ProviderSettings().provider_preference == cuda_then_cpu
+    monkeypatch.setenv("DEEPSVDD_PROVIDERS", "CPUExecutionProvider, CUDAExecutionProvider")
+    assert ProviderSettings().provider_preference == cuda_then_cpu
+    monkeypatch.setenv("DEEPSVDD_PROVIDERS", "NoSuchExecutionProvider")
+    with pytest.raises(ValueError, match="providers"):
+        ProviderSettings()
