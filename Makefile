@@ -13,8 +13,9 @@ MODELS_DIR ?= models
 # haproxy: the rolling restart).
 DEB_PACKAGES := dataset-fashion-mnist prometheus docker-compose wrk chromium haproxy shellcheck
 FASHION_DIR := /usr/share/datasets/fashion-mnist
+SITE_DIR := .site
 
-.PHONY: install system-packages run test lint typecheck check-deploy pytest models bench clean
+.PHONY: install system-packages run test lint typecheck check-deploy docs pytest models bench clean
 
 install: system-packages $(STAMP)
 
@@ -58,12 +59,17 @@ check-deploy: install
 	$(PY) deploy/k8s/prometheusrule.py --check
 	shellcheck bench/gpu_check.sh
 
+# The documentation site: --strict fails on a broken link or a missing included report
+# (NO_MKDOCS_2_WARNING: silences mkdocs-material's banner about its successor).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $(SITE_DIR)
+
 pytest: install
 	$(PY) -m pytest
 
-test: lint typecheck check-deploy pytest
+test: lint typecheck check-deploy docs pytest
 
-# Regenerates the ten shipped Fashion-MNIST models (see README for the schedule and time).
+# Regenerates the ten shipped Fashion-MNIST models (docs/results.md: the schedule and time).
 models: install
 	$(PY) -m training.shipped --models-dir $(MODELS_DIR)
 
@@ -74,4 +80,4 @@ bench: install
 	$(PY) bench/table1.py --resume
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(SITE_DIR)

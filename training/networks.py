@@ -1,4 +1,4 @@
-"""LeNet-type Deep SVDD encoders and their DCAE decoders (paper section 4, METHOD.md).
+"""LeNet-type Deep SVDD encoders and their DCAE decoders, as in the paper's section 4.
 
 No bias terms anywhere and BatchNorm without affine parameters: a learned shift would let
 the network map every input onto the centre c (hypersphere collapse, section 3.3).

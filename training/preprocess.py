@@ -1,4 +1,5 @@
-"""Per-image preprocessing of METHOD.md, as a module so that it is exported inside the graph.
+"""The paper's per-image preprocessing (section 4), as a module so that it is exported inside
+the graph.
 
 Global contrast normalisation with the L1 norm (subtract the image's mean, divide by its
 mean absolute deviation), then min-max scaling with constants taken over the normal

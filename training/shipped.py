@@ -33,7 +33,7 @@ CLASSES = (
 )
 # The documented schedule of the shipped models: the paper's, shortened so that all ten
 # classes retrain on two CPU cores (paper: DCAE 250 + 100, Deep SVDD 150 + 100; the time a
-# class takes: README, "Shipped models").
+# class takes: docs/results.md, "Shipped models").
 SCHEDULE = {
     "objective": ONE_CLASS,
     "pretrain": True,

@@ -1,5 +1,5 @@
 """Issue 17, the training side: a new user's small folder of good and scratched parts, with
-two corrupt files, trained, evaluated and reported as the README's walk-through does."""
+two corrupt files, trained, evaluated and reported as the walk-through of docs/training.md does."""
 
 from __future__ import annotations
 
