@@ -1,12 +1,11 @@
 """The serving-side commands: serve, inspect, score, calibrate; all run from the serving
-install (no torch)."""
+install (no torch). The offline ones print what `service.offline` computes."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -15,8 +14,11 @@ from typing import TYPE_CHECKING, TextIO
 from cli.common import UsageError, emit
 
 if TYPE_CHECKING:
-    from service.offline import FileScore
+    import numpy as np
+
+    from service.offline.score import FileScore
     from service.repository import LoadedModel
+    from service.settings import Settings
 
 SCORE_COLUMNS = ("path", "score", "threshold", "is_anomaly")
 
@@ -24,29 +26,15 @@ _NUMBER_LIST = re.compile(r"\[\s*((?:-?[0-9.eE+-]+,?\s*)+)\]")
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
-    from modelfile.layout import open_model, resolve_model_path
+    from service.offline.inspect import describe
 
-    _, meta = open_model(resolve_model_path(args.model, args.models_dir))
-    shown = meta.model_dump(mode="json")
-    if not args.full:
-        shown["center"] = summarise_center(meta.center)
-    print(compact_json(shown))
+    print(compact_json(describe(args.model, args.models_dir, args.full)))
 
 
 def compact_json(value: object) -> str:
     """Indented JSON with every list of numbers on one line."""
     text = json.dumps(value, indent=2)
     return _NUMBER_LIST.sub(lambda m: f"[{', '.join(m.group(1).replace(',', ' ').split())}]", text)
-
-
-def summarise_center(center: list[float], first: int = 4) -> dict[str, object]:
-    """The centre in three lines instead of one per coordinate (`inspect --full` shows all)."""
-    return {
-        "dim": len(center),
-        "norm": math.sqrt(sum(v * v for v in center)),
-        "first": center[:first],
-        "full": "deepsvdd inspect --full",
-    }
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -70,11 +58,22 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(settings)
 
 
+def _offline_settings() -> Settings:
+    """The `DEEPSVDD_*` settings the offline commands share with the service."""
+    from service.offline.score import OfflineSettings
+    from service.settings import describe_error
+
+    try:
+        return OfflineSettings()
+    except ValueError as exc:
+        raise UsageError(f"bad settings: {describe_error(exc)}") from exc
+
+
 def _score_paths(
-    command: str, model: LoadedModel, paths: list[Path], batch: int
+    command: str, model: LoadedModel, paths: list[Path], batch: int, settings: Settings
 ) -> list[FileScore]:
     """Scores the image files under `paths`; each skipped file gets one line on stderr."""
-    from service.offline import Progress, find_images, score_files
+    from service.offline.score import Progress, find_images, score_files
 
     files = find_images(paths)
     if not files:
@@ -82,7 +81,7 @@ def _score_paths(
     progress = Progress(sys.stderr, len(files))
     progress.note(f"deepsvdd {command}: {model.name} v{model.version} on {model.provider}")
     results = []
-    for result in score_files(model, files, batch, progress):
+    for result in score_files(model, files, settings.max_pixels, batch, progress):
         if result.error is not None:
             progress.note(f"deepsvdd {command}: skipped {result.path}: {result.error}")
         results.append(result)
@@ -91,14 +90,15 @@ def _score_paths(
 
 def cmd_score(args: argparse.Namespace) -> None:
     from modelfile.metadata import resolve_threshold
-    from service.offline import load, locate
+    from service.offline.score import load, locate
 
-    model = load(locate(args.model, args.models_dir, args.version))
+    settings = _offline_settings()
+    model = load(locate(args.model, args.models_dir, args.version), settings)
     name, value = resolve_threshold(model.metadata, args.threshold)
     output = args.output
     if output is not None and output.suffix not in (".csv", ".jsonl"):
         raise UsageError(f"--output {output} must end in .csv or .jsonl")
-    results = _score_paths(args.command, model, args.paths, args.batch_size)
+    results = _score_paths(args.command, model, args.paths, args.batch_size, settings)
     scored = [r for r in results if r.score is not None]
     rows = [
         {"path": str(r.path), "score": r.score, "threshold": value, "is_anomaly": r.score > value}
@@ -133,28 +133,36 @@ def _write_csv(out: TextIO, rows: list[dict[str, object]]) -> None:
     writer.writerows(rows)
 
 
+def _folder_scores(
+    args: argparse.Namespace, model: LoadedModel, folder: Path, settings: Settings
+) -> np.ndarray:
+    """The scores of the image files under `folder` that could be read."""
+    import numpy as np
+
+    results = _score_paths(args.command, model, [folder], args.batch_size, settings)
+    return np.array([r.score for r in results if r.score is not None])
+
+
 def cmd_calibrate(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from service.calibration import choose, write_new_version
-    from service.offline import load, locate
+    from service.offline.calibrate import user_thresholds, write_new_version
+    from service.offline.score import load, locate
 
     for option, folder in (("--normal", args.normal), ("--anomalies", args.anomalies)):
         if folder is not None and not folder.is_dir():
             raise UsageError(f"{option} {folder} is not a folder")
+    settings = _offline_settings()
     path = locate(args.model, args.models_dir)
-    model = load(path)
-    normal = _score_paths(args.command, model, [args.normal], args.batch_size)
+    model = load(path, settings)
+    normal = _folder_scores(args, model, args.normal, settings)
     anomalies = (
-        _score_paths(args.command, model, [args.anomalies], args.batch_size)
+        _folder_scores(args, model, args.anomalies, settings)
         if args.anomalies is not None
-        else []
+        else np.array([])
     )
-    normal_scores = np.array([r.score for r in normal if r.score is not None])
-    anomaly_scores = np.array([r.score for r in anomalies if r.score is not None])
-    choices = choose(normal_scores, anomaly_scores, args.target_rate)
-    counts = {"n_normal": int(normal_scores.size), "n_anomalies": int(anomaly_scores.size)}
-    written, meta = write_new_version(path, model.metadata, choices, counts)
+    chosen = user_thresholds(normal, anomalies, args.target_rate)
+    written, meta = write_new_version(path, model.metadata, chosen)
     emit(
         {
             "model": meta.name,
@@ -162,8 +170,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
             "from_version": model.version,
             "model_path": str(written),
             "target_rate": args.target_rate,
-            **counts,
-            "thresholds": [c.as_dict() for c in choices],
+            **chosen.counts(),
+            "thresholds": [c.as_dict() for c in chosen.choices],
             "default_threshold": meta.default_threshold,
         }
     )

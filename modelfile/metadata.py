@@ -57,16 +57,23 @@ class DatasetInfo(BaseModel):
     data_dir: str | None = None  # where the training data lay; evaluate and report default to it
 
 
+# holdout: normal training images never trained on; calibrate: the user's own images.
+CalibrationMethod = Literal["holdout", "cross-fit", "calibrate"]
+CONFIDENCE = 0.95  # of the rate intervals that training and `deepsvdd calibrate` write
+
+
 class Calibration(BaseModel):
-    """How many held-out normal images the thresholds rest on, and how uncertain their rates are."""
+    """How many held-out normal images the thresholds rest on, and how uncertain their rates are.
+
+    The one calibration record: training and `deepsvdd calibrate` both build it with
+    `modelfile.thresholds.calibration_of`."""
 
     model_config = ConfigDict(extra="allow")
 
     n: int = Field(ge=1)  # normal images the thresholds were calibrated on
-    # holdout: normal training images never trained on; calibrate: the user's own images.
-    method: Literal["holdout", "cross-fit", "calibrate"]
+    method: CalibrationMethod
     folds: int | None = None  # cross-fit only
-    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    confidence: float = Field(default=CONFIDENCE, gt=0.0, lt=1.0)
     # Threshold name -> [low, high]: Clopper-Pearson interval, at `confidence`, of the
     # false-alarm rate on normal images at that threshold.
     rate_interval: dict[str, list[float]] = Field(default_factory=dict)

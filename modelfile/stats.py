@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from modelfile.metadata import CONFIDENCE
+
 
 def _binomial_at_least(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p), summed in log space to stay finite for large n."""
@@ -43,7 +45,7 @@ def _solve(target: float, k: int, n: int) -> float:
     return (lo + hi) / 2
 
 
-def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """The two-sided Clopper-Pearson interval for a rate of `k` successes in `n` trials."""
     if n < 1 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from training.calibration import MIN_HOLDOUT, Calibration
+from training.calibration import MIN_HOLDOUT, TrainingFigures
 
 LOW_AUC = 0.6  # below this a model barely beats chance on its own test split
 SHOWN_SKIPPED = 5  # unreadable files named in the warning line (all are in the JSON)
@@ -38,7 +38,7 @@ def skipped_warning(skipped: tuple[tuple[str, str], ...]) -> str:
     )
 
 
-def calibration_warnings(cal: Calibration, default_threshold: str) -> list[str]:
+def calibration_warnings(cal: TrainingFigures, default_threshold: str) -> list[str]:
     """Warnings about a model whose test AUC is low or whose thresholds rest on few images."""
     found = []
     if cal.auc is not None and cal.auc < LOW_AUC:
@@ -47,10 +47,11 @@ def calibration_warnings(cal: Calibration, default_threshold: str) -> list[str]:
             "anomalies from normal images. Try a longer schedule (e.g. --epochs 100 "
             "--pretrain-epochs 150), keep pretraining on (--pretrain), or add normal images"
         )
-    if cal.n_holdout < MIN_HOLDOUT:
-        low, high = cal.rate_interval[default_threshold]
+    held_out = cal.calibration.n
+    if held_out < MIN_HOLDOUT:
+        low, high = cal.calibration.rate_interval[default_threshold]
         found.append(
-            f"thresholds rest on {cal.n_holdout} held-out normal images (fewer than "
+            f"thresholds rest on {held_out} held-out normal images (fewer than "
             f"{MIN_HOLDOUT}): the false-alarm rate at {default_threshold} lies anywhere in "
             f"{low:.1%}..{high:.1%} (95% interval). Add normal images: with "
             f"{2 * MIN_HOLDOUT} or more, {MIN_HOLDOUT} are held out"

@@ -1,14 +1,16 @@
-"""From anomaly scores to thresholds, anomaly rates and AUC; numpy and scikit-learn only,
-so that evaluating an exported model needs no torch."""
+"""What training measures on the held-out normal images and the test split: the thresholds it
+ships (through `modelfile.thresholds`, as `deepsvdd calibrate` does), the test AUC
+(scikit-learn) and the training scores' spread; no torch, so that evaluation needs none."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import beta
 from sklearn.metrics import roc_auc_score
 
+from modelfile.metadata import Calibration
+from modelfile.thresholds import calibration_of, expected_rates, quantile_thresholds
 from training.config import ONE_CLASS, SOFT_BOUNDARY
 
 QUANTILES = (0.9, 0.95, 0.99)
@@ -16,20 +18,18 @@ DEFAULT_THRESHOLD = {ONE_CLASS: "q0.95", SOFT_BOUNDARY: "radius"}
 # Thresholds should rest on at least this many held-out normal images: with 200, the 95%
 # interval of q0.95's false-alarm rate is about 2.4%..9.0%; with 40 it is 0.6%..16.9%.
 MIN_HOLDOUT = 200
-CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
-class Calibration:
+class TrainingFigures:
     """The thresholds a model ships with and the figures measured when it was trained."""
 
     thresholds: dict[str, float]
     rates: dict[str, float]  # threshold name -> share of held-out normal scores above it
+    calibration: Calibration  # the hold-out's size and each rate's Clopper-Pearson interval
     auc: float | None  # on the test split; None without one (or with a single label)
     train_fraction_outside: float | None  # soft-boundary: training scores beyond R^2
     train_score_std: float
-    n_holdout: int  # held-out normal images the thresholds and rates rest on
-    rate_interval: dict[str, list[float]]  # threshold name -> Clopper-Pearson [low, high]
 
 
 def auc_or_none(labels: np.ndarray | None, scores: np.ndarray) -> float | None:
@@ -46,28 +46,13 @@ def holdout_size(n_normal: int, fraction: float) -> int:
     return max(1, min(n_normal - 1, wanted))
 
 
-def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> list[float]:
-    """Exact binomial interval of a rate seen as k of n: [low, high] at `confidence`."""
-    alpha = 1.0 - confidence
-    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
-    return [low, high]
-
-
-def thresholds_from(
-    calibration: np.ndarray, R: float | None
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Quantiles (and max) of held-out normal scores; R^2 for soft-boundary.
-
-    Returns the thresholds and, for each, the fraction of held-out normal scores above it:
-    the anomaly rate that a stream of normal images should show.
-    """
-    thresholds = {f"q{q:g}": float(np.quantile(calibration, q)) for q in QUANTILES}
-    thresholds["max"] = float(calibration.max())
+def trained_thresholds(holdout: np.ndarray, R: float | None) -> dict[str, float]:
+    """Quantiles (and max) of held-out normal scores; R^2 for soft-boundary."""
+    thresholds = quantile_thresholds(holdout, {f"q{q:g}": q for q in QUANTILES})
+    thresholds["max"] = float(holdout.max())
     if R is not None:
         thresholds["radius"] = R**2
-    rates = {k: float(np.mean(calibration > v)) for k, v in thresholds.items()}
-    return thresholds, rates
+    return thresholds
 
 
 def calibrate(
@@ -76,19 +61,14 @@ def calibrate(
     test: np.ndarray | None,
     test_labels: np.ndarray | None,
     R: float | None,
-) -> Calibration:
+) -> TrainingFigures:
     """Thresholds from the held-out normal scores, AUC on the test scores, training spread."""
-    thresholds, rates = thresholds_from(holdout, R)
-    n = len(holdout)
-    intervals = {
-        name: clopper_pearson(int(np.sum(holdout > value)), n) for name, value in thresholds.items()
-    }
-    return Calibration(
+    thresholds = trained_thresholds(holdout, R)
+    return TrainingFigures(
         thresholds=thresholds,
-        rates=rates,
+        rates=expected_rates(holdout, thresholds),
+        calibration=calibration_of(holdout, thresholds, "holdout"),
         auc=None if test is None else auc_or_none(test_labels, test),
         train_fraction_outside=None if R is None else float(np.mean(train > R**2)),
         train_score_std=float(train.std()),
-        n_holdout=n,
-        rate_interval=intervals,
     )

@@ -12,8 +12,7 @@ import torch
 
 from modelfile.imaging import Color
 from modelfile.metadata import FORMAT_VERSION, DatasetInfo, InputSpec, ModelMetadata
-from modelfile.metadata import Calibration as CalibrationRecord
-from training.calibration import CONFIDENCE, DEFAULT_THRESHOLD, Calibration
+from training.calibration import DEFAULT_THRESHOLD, TrainingFigures
 from training.config import TRANSFORM_SETS, TrainConfig
 from training.deepsvdd import TrainState
 from training.networks import NetConfig
@@ -83,7 +82,7 @@ def build_metadata(
     pre: Preprocess,
     color: Color,
     dataset: DatasetInfo,
-    calibration: Calibration,
+    calibration: TrainingFigures,
     pretrain_seconds_per_epoch: float | None,
     labelled: dict[str, object] | None = None,
     distributed: dict[str, object] | None = None,
@@ -114,13 +113,7 @@ def build_metadata(
             "train_fraction_outside": calibration.train_fraction_outside,
             "train_score_std": calibration.train_score_std,
         },
-        calibration=CalibrationRecord(
-            n=calibration.n_holdout,
-            method="holdout",
-            folds=None,
-            confidence=CONFIDENCE,
-            rate_interval=calibration.rate_interval,
-        ),
+        calibration=calibration.calibration,
         training=training_record(
             cfg,
             net_cfg,

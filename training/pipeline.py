@@ -17,7 +17,7 @@ from modelfile.metadata import DatasetInfo, ModelMetadata
 from training import preprocess
 from training.advice import Notes, calibration_warnings, skipped_warning
 from training.batches import Images, Uint8Images
-from training.calibration import Calibration, calibrate, holdout_size
+from training.calibration import TrainingFigures, calibrate, holdout_size
 from training.checkpoint import Checkpointer
 from training.config import ONE_CLASS, TrainConfig
 from training.data import DataError, ImageSet, load_dataset, resolve_class
@@ -243,7 +243,7 @@ def train_split(
     return Trained(state, pre, images, time.perf_counter() - started, fits[0][1], medians)
 
 
-def calibrate_trained(trained: Trained, split: Split) -> Calibration:
+def calibrate_trained(trained: Trained, split: Split) -> TrainingFigures:
     """Scores the hold-out, test and training images on the CPU and calibrates from them."""
     net, c, pre = trained.state.net.cpu(), trained.state.c.cpu(), trained.pre.cpu()
     holdout = score(net, c, Uint8Images(split.holdout, pre, "cpu")).numpy()

@@ -134,10 +134,3 @@ def test_mismatch_with_pytorch_refuses_to_write(
     with pytest.raises(ExportError, match="differ from PyTorch"):
         export_model(scoring_model, _meta(), version_dir, torch.rand(4, 1, 28, 28))
     assert not version_dir.exists()
-
-
-def test_versions_count_up(tmp_path: Path) -> None:
-    assert claim_version(tmp_path / "m")[0] == 1
-    assert claim_version(tmp_path / "m")[0] == 2
-    (tmp_path / "m" / "notes").mkdir()
-    assert claim_version(tmp_path / "m")[0] == 3

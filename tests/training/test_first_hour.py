@@ -112,7 +112,8 @@ def test_thresholds_rest_on_enough_images_with_intervals(trained: dict[str, Any]
 def test_holdout_size_and_clopper_pearson() -> None:
     from scipy.stats import binomtest
 
-    from training.calibration import clopper_pearson, holdout_size
+    from modelfile.stats import clopper_pearson
+    from training.calibration import holdout_size
 
     assert holdout_size(6000, 0.1) == 600  # large classes: 10% as before
     assert holdout_size(400, 0.1) == 200  # a small class still gets 200

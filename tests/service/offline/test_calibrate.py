@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.calibration import F1, QUANTILE, YOUDEN, choose
+from service.offline.calibrate import F1, QUANTILE, YOUDEN, choose
 
 
 def test_normal_only_gives_the_quantile_that_flags_the_target_rate() -> None:

@@ -1,13 +1,12 @@
-"""Scoring files without the HTTP server: the service's decoding and ONNX Runtime session.
+"""Scoring files without the HTTP server: the service's settings, decoding and ONNX Runtime
+session, so that a file gets the score `POST /score` gives it.
 
-`deepsvdd score` and `deepsvdd calibrate` use it. A file goes through `fast_png` or
-`decode_pixels`, `to_input` and `LoadedModel.run`, the calls `POST /score` makes, so a file
-gets the score the service gives it.
+`deepsvdd score` and `deepsvdd calibrate` use it. A file goes through `best_pixels`,
+`to_input` and `LoadedModel.run`, the calls `POST /score` makes.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+from pydantic import field_validator
 
 from modelfile import MODEL_FILE
 from modelfile.layout import open_model, resolve_model_path
@@ -28,15 +28,13 @@ from service.repository import (
     available_providers,
     load_model,
 )
+from service.settings import Settings
 
 # The extensions a folder is searched for; a file named on the command line is always tried.
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
     | {".ppm", ".pgm", ".pbm", ".pnm"}
 )
-CPU_PROVIDER = "CPUExecutionProvider"
-DEFAULT_PROVIDERS = ["CUDAExecutionProvider", CPU_PROVIDER]
-MAX_PIXELS = 40_000_000  # the service's default DEEPSVDD_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -76,27 +74,30 @@ def locate(model: str, models_dir: Path, version: int | None = None) -> Path:
     return path
 
 
-def env_providers() -> list[str]:
-    """`DEEPSVDD_PROVIDERS` as the service reads it (CPU always last), else CUDA then CPU."""
-    names = [p.strip() for p in os.environ.get("DEEPSVDD_PROVIDERS", "").split(",") if p.strip()]
-    names = [p for p in names or DEFAULT_PROVIDERS if p != CPU_PROVIDER]
-    return [*names, CPU_PROVIDER]
+class OfflineSettings(Settings):
+    """The service's `DEEPSVDD_*` settings as the offline tools read them: the providers and
+    the pixel limit. A tool names its model by path or `--models-dir`, so the server's models
+    directory need not exist."""
+
+    @field_validator("models_dir")
+    @classmethod
+    def _models_dir_exists(cls, path: Path) -> Path:
+        return path
 
 
-def load(path: Path, providers: list[str] | None = None) -> LoadedModel:
-    """The model file loaded, checked and warmed up as the service does it."""
+def load(path: Path, settings: Settings) -> LoadedModel:
+    """The model file loaded, checked and warmed up as the service does it, on the
+    settings' providers (CPU always last)."""
     _, meta = open_model(path)
-    config = SessionConfig(available_providers(providers or env_providers()), 0)
+    config = SessionConfig(available_providers(settings.provider_preference), 0)
     try:
         return load_model(path, meta.name, meta.version, config)
     except ModelLoadError as exc:
         raise ValueError(f"{path}: {exc}") from exc
 
 
-def _pixels(path: Path, model: LoadedModel) -> np.ndarray:
-    data = path.read_bytes()
-    spec = model.metadata.input
-    return best_pixels(data, str(path), spec, MAX_PIXELS)
+def _pixels(path: Path, model: LoadedModel, max_pixels: int) -> np.ndarray:
+    return best_pixels(path.read_bytes(), str(path), model.metadata.input, max_pixels)
 
 
 class Progress:
@@ -127,16 +128,21 @@ class Progress:
 
 
 def score_files(
-    model: LoadedModel, files: list[Path], batch_size: int = 64, progress: Progress | None = None
+    model: LoadedModel,
+    files: list[Path],
+    max_pixels: int,
+    batch_size: int = 64,
+    progress: Progress | None = None,
 ) -> Iterator[FileScore]:
-    """Scores `files` in batches, in order; an unreadable file yields its error, not a score."""
+    """Scores `files` in batches, in order; an unreadable file yields its error, not a score;
+    an image of more than `max_pixels` is refused, as the service refuses it."""
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         pixels: list[np.ndarray] = []
         outcome: list[FileScore | None] = []
         for path in chunk:
             try:
-                pixels.append(_pixels(path, model))
+                pixels.append(_pixels(path, model, max_pixels))
                 outcome.append(None)
             except ApiError as exc:
                 outcome.append(FileScore(path, None, str(exc)))

@@ -2,7 +2,8 @@
 
 The (1 - R) quantile of the normal scores flags a fraction R of normal images; with labelled
 anomalies, the thresholds that maximise F1 and Youden's J (TPR - FPR) are found too. An image
-is an anomaly when its score is above the threshold, as in `POST /score`.
+is an anomaly when its score is above the threshold, as in `POST /score`. Quantiles, rates and
+intervals come from `modelfile.thresholds`, the code training uses for its own thresholds.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import numpy as np
 
 from modelfile import MODEL_FILE
 from modelfile.layout import claim_version, write_atomic
-from modelfile.metadata import METADATA_KEY, ModelMetadata
+from modelfile.metadata import METADATA_KEY, Calibration, ModelMetadata
 from modelfile.onnx_props import read_props, set_prop
-from modelfile.stats import clopper_pearson
+from modelfile.thresholds import calibration_of, count_above, quantile_thresholds, share_above
 
 QUANTILE = "calibrated"
 F1 = "calibrated_f1"
 YOUDEN = "calibrated_youden"
-CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,12 @@ def _rates(
     normal: np.ndarray, anomalies: np.ndarray, threshold: float
 ) -> tuple[float, float | None, float | None]:
     """Fraction of normal flagged, precision and recall at `threshold` (score > threshold)."""
-    false_pos = int(np.count_nonzero(normal > threshold))
+    flagged = share_above(normal, threshold)
     if anomalies.size == 0:
-        return false_pos / normal.size, None, None
-    true_pos = int(np.count_nonzero(anomalies > threshold))
+        return flagged, None, None
+    false_pos, true_pos = count_above(normal, threshold), count_above(anomalies, threshold)
     precision = true_pos / (true_pos + false_pos) if true_pos + false_pos else 1.0
-    return false_pos / normal.size, precision, true_pos / anomalies.size
+    return flagged, precision, true_pos / anomalies.size
 
 
 def _choice(name: str, value: float, normal: np.ndarray, anomalies: np.ndarray) -> Choice:
@@ -68,7 +68,8 @@ def choose(normal: np.ndarray, anomalies: np.ndarray, target_rate: float) -> lis
         raise ValueError("no normal image could be scored: calibration needs some")
     if not 0.0 < target_rate < 1.0:
         raise ValueError(f"target rate {target_rate} must lie strictly between 0 and 1")
-    choices = [_choice(QUANTILE, float(np.quantile(normal, 1.0 - target_rate)), normal, anomalies)]
+    quantile = quantile_thresholds(normal, {QUANTILE: 1.0 - target_rate})[QUANTILE]
+    choices = [_choice(QUANTILE, quantile, normal, anomalies)]
     if anomalies.size == 0:
         return choices
     # Candidates: every score (an image scoring exactly the threshold is normal) and 0.
@@ -85,41 +86,53 @@ def choose(normal: np.ndarray, anomalies: np.ndarray, target_rate: float) -> lis
     return choices
 
 
-def calibrated_metadata(
-    meta: ModelMetadata, version: int, choices: list[Choice], counts: dict[str, int]
-) -> ModelMetadata:
+@dataclass(frozen=True)
+class UserThresholds:
+    """The thresholds chosen on the user's images, and what they rest on."""
+
+    choices: list[Choice]
+    calibration: Calibration  # the normal images' count and each threshold's rate interval
+    n_anomalies: int
+
+    def counts(self) -> dict[str, int]:
+        return {"n_normal": self.calibration.n, "n_anomalies": self.n_anomalies}
+
+
+def user_thresholds(
+    normal: np.ndarray, anomalies: np.ndarray, target_rate: float
+) -> UserThresholds:
+    """`choose`'s thresholds with the Clopper-Pearson interval of each one's false-alarm rate."""
+    choices = choose(normal, anomalies, target_rate)
+    thresholds = {c.name: c.value for c in choices}
+    return UserThresholds(
+        choices, calibration_of(normal, thresholds, "calibrate"), int(anomalies.size)
+    )
+
+
+def calibrated_metadata(meta: ModelMetadata, version: int, chosen: UserThresholds) -> ModelMetadata:
     """`meta` as the next version: the new thresholds added, the quantile one the default."""
     data = meta.model_dump(mode="json")
     data["version"] = version
     data["created"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    data["thresholds"] = {**meta.thresholds, **{c.name: c.value for c in choices}}
+    data["thresholds"] = {**meta.thresholds, **{c.name: c.value for c in chosen.choices}}
     data["expected_anomaly_rate"] = {
         **meta.expected_anomaly_rate,
-        **{c.name: c.normal_flagged for c in choices},
+        **{c.name: c.normal_flagged for c in chosen.choices},
     }
     data["default_threshold"] = QUANTILE
     # The new thresholds rest on the user's normal images; the earlier ones keep their values
     # but not an interval, which belonged to another set of images.
-    n = counts["n_normal"]
-    data["calibration"] = {
-        "n": n,
-        "method": "calibrate",
-        "confidence": CONFIDENCE,
-        "rate_interval": {
-            c.name: list(clopper_pearson(round(c.normal_flagged * n), n, CONFIDENCE))
-            for c in choices
-        },
-    }
+    data["calibration"] = chosen.calibration.model_dump(mode="json")
     data["user_calibration"] = {
         "from_version": meta.version,
-        **counts,
-        "thresholds": [c.as_dict() for c in choices],
+        **chosen.counts(),
+        "thresholds": [c.as_dict() for c in chosen.choices],
     }
     return ModelMetadata.model_validate(data)
 
 
 def write_new_version(
-    model_path: Path, meta: ModelMetadata, choices: list[Choice], counts: dict[str, int]
+    model_path: Path, meta: ModelMetadata, chosen: UserThresholds
 ) -> tuple[Path, ModelMetadata]:
     """Copies `model_path` into the next version directory with the new thresholds."""
     version_dir = model_path.parent
@@ -134,7 +147,7 @@ def write_new_version(
     version, target_dir = claim_version(version_dir.parent)
     target = target_dir / MODEL_FILE
     try:
-        new_meta = calibrated_metadata(meta, version, choices, counts)
+        new_meta = calibrated_metadata(meta, version, chosen)
         write_atomic(target, set_prop(data, METADATA_KEY, new_meta.to_json()))
     except BaseException:
         target_dir.rmdir()  # an empty version directory would block nothing, but confuse

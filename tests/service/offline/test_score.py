@@ -1,4 +1,4 @@
-"""The offline scorer's pieces: which files a folder yields, providers, the progress line."""
+"""The offline scorer's pieces: which files a folder yields, its settings, the progress line."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.offline import Progress, env_providers, find_images
+from service.offline.score import OfflineSettings, Progress, find_images
 
 
 def test_folders_yield_image_files_recursively_and_skip_hidden_ones(tmp_path: Path) -> None:
@@ -19,15 +19,30 @@ def test_folders_yield_image_files_recursively_and_skip_hidden_ones(tmp_path: Pa
     assert find_images([tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]  # named: tried
 
 
-def test_providers_come_from_the_environment_with_the_cpu_last(
+def _providers() -> list[str]:
+    return OfflineSettings().provider_preference
+
+
+def test_providers_come_from_the_settings_with_the_cpu_last(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("DEEPSVDD_PROVIDERS", raising=False)
-    assert env_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert _providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setenv("DEEPSVDD_PROVIDERS", "CPUExecutionProvider, CUDAExecutionProvider")
-    assert env_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert _providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setenv("DEEPSVDD_PROVIDERS", "CPUExecutionProvider")
-    assert env_providers() == ["CPUExecutionProvider"]
+    assert _providers() == ["CPUExecutionProvider"]
+
+
+def test_the_settings_need_no_models_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tool may name its model by path: the server's models directory need not exist.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DEEPSVDD_MODELS_DIR", str(tmp_path / "nosuch"))
+    monkeypatch.setenv("DEEPSVDD_MAX_PIXELS", "1000")
+    settings = OfflineSettings()
+    assert settings.models_dir == tmp_path / "nosuch" and settings.max_pixels == 1000
 
 
 def test_notes_never_share_a_line_with_the_bar() -> None:
