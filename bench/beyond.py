@@ -36,8 +36,9 @@ from training.config import TRANSFORM_SETS, TrainConfig
 from training.data import load_dataset, resolve_class
 from training.deepsvdd import score, train_deepsvdd
 from training.networks import Encoder, make_config
-from training.pipeline import seed_everything, split_normal
+from training.pipeline import seed_everything
 from training.pretext import pretext_transforms, pretrainer
+from training.run import split_normal
 from training.transforms import with_transforms
 
 OUT = Path(__file__).resolve().parent / "beyond"

@@ -22,10 +22,10 @@ import torch
 
 from modelfile.layout import open_model
 from training.calibration import auc_or_none, holdout_size
-from training.config import TrainConfig
+from training.config import RunSpec, TrainConfig
 from training.data import FASHION_MNIST_CLASSES, load_dataset
 from training.evaluate import ort_scores
-from training.pipeline import RunSpec, train_and_export
+from training.pipeline import train_and_export
 
 OUT = Path(__file__).resolve().parent / "beyond"
 

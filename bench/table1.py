@@ -40,7 +40,8 @@ from training.deepsvdd import (
     training_layout,
 )
 from training.networks import Autoencoder, Encoder, NetConfig, make_config
-from training.pipeline import DEFAULT_ARCH, Split, seed_everything, split_normal
+from training.pipeline import seed_everything
+from training.run import DEFAULT_ARCH, Split, split_normal
 
 DATASET = "fashion-mnist"
 HOLDOUT = 0.1  # share of the normal training images kept out, as `deepsvdd train` does

@@ -34,7 +34,7 @@ from training import preprocess
 from training.anogan import AnoGANConfig, anomaly_score, train_anogan
 from training.data import load_dataset, resolve_class
 from training.networks import make_config
-from training.pipeline import Split, split_normal
+from training.run import Split, split_normal
 
 PAPER_MNIST_ANOGAN = 91.3  # the paper's Table 1, AnoGAN mean over the ten MNIST classes
 COLUMNS = (

@@ -134,8 +134,8 @@ def data_pass(folder: Path, cache_dir: Path | None) -> dict[str, Any]:
 
     from training.batches import Uint8Images
     from training.data import load_dataset, resolve_class
-    from training.pipeline import split_normal
     from training.preprocess import fit_preprocess
+    from training.run import split_normal
 
     data = load_dataset("folder", folder, image_size=64, channels=3, cache_dir=cache_dir)
     split = split_normal(data, resolve_class(data, "normal"), 0.1, 0)

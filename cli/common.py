@@ -37,5 +37,10 @@ rate = checked(float, lambda v: 0.0 < v < 1.0, "in (0, 1)")
 nu_value = checked(float, lambda v: 0.0 < v <= 1.0, "in (0, 1] (nu)")
 
 
+def comma_list(text: str) -> tuple[str, ...]:
+    """An argparse type: 'A,B' -> ("A", "B"), empty entries dropped."""
+    return tuple(part for part in text.split(",") if part.strip())
+
+
 def emit(result: dict[str, Any]) -> None:
     print(json.dumps(result, default=float))

@@ -12,12 +12,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from cli import serving_commands as serving
 from cli import training_commands as training
 from cli.common import (
     UsageError,
+    comma_list,
     nonneg_int,
     nu_value,
     positive_float,
@@ -31,6 +32,7 @@ from training.config import (
     OBJECTIVES,
     PRETRAIN_TASKS,
     TRANSFORMS,
+    RunSpec,
     TrainConfig,
 )
 
@@ -73,60 +75,73 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="deepsvdd", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+# The command line trains on the GPU when PyTorch sees one; the library's default stays the CPU.
+CLI_DEFAULTS: dict[str, object] = {"device": "auto"}
 
+
+def _setting(p: argparse.ArgumentParser, owner: type, field: str, *flags: str, **kw: Any) -> None:
+    """An option for `owner`'s `field` (--field-name unless `flags`), the owner's default."""
+    names = flags or ("--" + field.replace("_", "-"),)
+    p.add_argument(*names, dest=field, default=CLI_DEFAULTS.get(field, getattr(owner, field)), **kw)
+
+
+def _add_train_command(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """`train`: every hyper-parameter of TrainConfig but the warm-up, with its default."""
     t = sub.add_parser("train", help="train a model and export it to the model repository")
     _add_data_args(t)
-    t.add_argument("--objective", choices=OBJECTIVES, default=TrainConfig.objective)
-    t.add_argument("--nu", type=nu_value, default=0.1)
-    t.add_argument("--pretrain", action=argparse.BooleanOptionalAction, default=True)
-    t.add_argument("--epochs", type=nonneg_int, default=250)
-    t.add_argument("--pretrain-epochs", type=nonneg_int, default=350)
-    t.add_argument("--lr", type=positive_float, default=1e-4)
-    t.add_argument("--lr-milestone", type=nonneg_int, default=None, help="default: 60%% in")
-    t.add_argument("--pretrain-lr-milestone", type=nonneg_int, default=None)
-    t.add_argument(
-        "--pretrain-task",
+    _setting(t, TrainConfig, "objective", choices=OBJECTIVES)
+    _setting(t, TrainConfig, "nu", type=nu_value)
+    _setting(t, TrainConfig, "pretrain", action=argparse.BooleanOptionalAction)
+    _setting(t, TrainConfig, "epochs", type=nonneg_int)
+    _setting(t, TrainConfig, "pretrain_epochs", type=nonneg_int)
+    _setting(t, TrainConfig, "lr", type=positive_float)
+    _setting(t, TrainConfig, "lr_milestone", type=nonneg_int, help="default: 60%% in")
+    _setting(t, TrainConfig, "pretrain_lr_milestone", type=nonneg_int)
+    _setting(
+        t,
+        TrainConfig,
+        "pretrain_task",
         choices=PRETRAIN_TASKS,
-        default=TrainConfig.pretrain_task,
         help="the DCAE (the paper), or predicting the transformation of --transforms "
         "(quarter turns when that is identity)",
     )
-    t.add_argument(
-        "--pretrain-lr", type=positive_float, default=None, help="default: --lr; rotation 1e-3"
+    _setting(
+        t, TrainConfig, "pretrain_lr", type=positive_float, help="default: --lr; rotation 1e-3"
     )
-    t.add_argument(
-        "--transforms",
+    _setting(
+        t,
+        TrainConfig,
+        "transforms",
         choices=TRANSFORMS,
-        default=TrainConfig.transforms,
         help="a centre per transformation, the score summed over them (default identity: "
         "the paper's one centre)",
     )
-    t.add_argument("--batch-size", type=positive_int, default=200)
-    t.add_argument(
-        "--ensemble",
+    _setting(t, TrainConfig, "batch_size", type=positive_int)
+    _setting(
+        t,
+        TrainConfig,
+        "ensemble",
         type=positive_int,
-        default=1,
         help="K networks (seeds seed .. seed+K-1) in one graph, each score divided by its "
         "held-out median (default 1)",
     )
-    t.add_argument(
-        "--members",
-        default=None,
+    _setting(
+        t,
+        TrainConfig,
+        "members",
+        type=comma_list,
         help="ensemble members of other kinds, PRETRAINING:TRANSFORMS[,...], e.g. "
         "dcae:identity,rotation:rotations (PRETRAINING dcae, rotation or none)",
     )
-    t.add_argument("--weight-decay", type=float, default=1e-6)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", choices=DEVICES, default="auto")
-    t.add_argument("--net", choices=NETS, default=None)
-    t.add_argument("--leaky-slope", type=positive_float, default=0.1)
-    t.add_argument("--name", default=None)
-    t.add_argument("--models-dir", type=Path, default=Path("models"))
-    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    t.add_argument("--checkpoint-every", type=positive_int, default=10, help="epochs")
+    _setting(t, TrainConfig, "weight_decay", type=float)
+    _setting(t, TrainConfig, "seed", type=int)
+    _setting(t, TrainConfig, "device", choices=DEVICES)
+    _setting(t, RunSpec, "arch", "--net", choices=NETS)
+    _setting(t, RunSpec, "leaky_slope", type=positive_float)
+    _setting(t, RunSpec, "name")
+    _setting(t, RunSpec, "models_dir", type=Path)
+    _setting(t, RunSpec, "resume", action="store_true", help="continue from the last checkpoint")
+    _setting(t, RunSpec, "checkpoint_every", type=positive_int, help="epochs")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument(
         "--anomaly-classes",
@@ -134,18 +149,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="Deep SAD: classes whose training images are labelled anomalies, A[,B] "
         "(folder: sub-folders of train/; npz: a label such as -1)",
     )
-    t.add_argument(
-        "--labelled-fraction",
+    _setting(
+        t,
+        RunSpec,
+        "labelled_fraction",
         type=positive_float,
-        default=1.0,
         help="share of each anomaly class's training images used as labelled (default 1)",
     )
-    t.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
+    _setting(t, RunSpec, "strict", action="store_true", help="stop at the first unreadable image")
     t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    t.add_argument(
-        "--cache-dir", type=Path, default=None, help="folder: memory-mapped cache of decoded images"
+    _setting(
+        t, RunSpec, "cache_dir", type=Path, help="folder: memory-mapped cache of decoded images"
     )
     t.set_defaults(func=training.cmd_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="deepsvdd", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    _add_train_command(sub)
 
     e = sub.add_parser("evaluate", help="score a test split through ONNX Runtime")
     e.add_argument("model", help="model.onnx, a model directory, or a name in --models-dir")

@@ -4,8 +4,41 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 
 from cli.common import UsageError, emit
+from training.config import RunSpec, TrainConfig
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The `train` arguments named after TrainConfig's fields, as a config."""
+    given = vars(args)
+    return TrainConfig.from_overrides(
+        {f.name: given[f.name] for f in fields(TrainConfig) if f.name in given}
+    )
+
+
+def run_spec(args: argparse.Namespace, anomaly_classes: tuple[str, ...]) -> RunSpec:
+    """What the `train` arguments ask to train on, and where the model goes."""
+    return RunSpec(
+        dataset=args.dataset,
+        normal_class=args.normal_class,
+        data_dir=args.data_dir,
+        download=args.download,
+        image_size=args.image_size,
+        channels=args.channels,
+        arch=args.arch,
+        leaky_slope=args.leaky_slope,
+        name=args.name,
+        models_dir=args.models_dir,
+        resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.quiet,
+        anomaly_classes=anomaly_classes,
+        labelled_fraction=args.labelled_fraction,
+        strict=args.strict,
+        cache_dir=args.cache_dir,
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -13,53 +46,15 @@ def cmd_train(args: argparse.Namespace) -> None:
         print("deepsvdd train: starting (importing PyTorch)...", file=sys.stderr, flush=True)
     import torch
 
-    from training.config import TrainConfig
     from training.labelled import parse_classes
-    from training.pipeline import RunSpec, train_and_export
+    from training.pipeline import train_and_export
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.labelled_fraction > 1:
         raise UsageError(f"--labelled-fraction {args.labelled_fraction} must be in (0, 1]")
-
-    cfg = TrainConfig(
-        objective=args.objective,
-        nu=args.nu,
-        epochs=args.epochs,
-        lr=args.lr,
-        lr_milestone=args.lr_milestone,
-        batch_size=args.batch_size,
-        weight_decay=args.weight_decay,
-        pretrain=args.pretrain,
-        pretrain_epochs=args.pretrain_epochs,
-        pretrain_lr_milestone=args.pretrain_lr_milestone,
-        pretrain_task=args.pretrain_task,
-        pretrain_lr=args.pretrain_lr,
-        transforms=args.transforms,
-        ensemble=args.ensemble,
-        members=tuple(m for m in (args.members or "").split(",") if m.strip()),
-        seed=args.seed,
-        device=args.device,
-    )
-    spec = RunSpec(
-        dataset=args.dataset,
-        normal_class=args.normal_class,
-        data_dir=args.data_dir,
-        download=args.download,
-        image_size=args.image_size,
-        channels=args.channels,
-        arch=args.net,
-        leaky_slope=args.leaky_slope,
-        name=args.name,
-        models_dir=args.models_dir,
-        resume=args.resume,
-        checkpoint_every=args.checkpoint_every,
-        progress=not args.quiet,
-        anomaly_classes=parse_classes(args.anomaly_classes),
-        labelled_fraction=args.labelled_fraction,
-        strict=args.strict,
-        cache_dir=args.cache_dir,
-    )
+    cfg = train_config(args)
+    spec = run_spec(args, parse_classes(args.anomaly_classes))
     if args.name is not None:
         from modelfile.metadata import NAME_PATTERN, is_valid_name
 

@@ -42,8 +42,8 @@ def fashion_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, fashion_subset: Path) -> dict[str, Any]:
     """One-class Deep SVDD on the subset's trousers, a few epochs, exported; trained once."""
-    from training.config import TrainConfig
-    from training.pipeline import RunSpec, train_and_export
+    from training.config import RunSpec, TrainConfig
+    from training.pipeline import train_and_export
 
     models_dir = tmp_path_factory.mktemp("models")
     spec = RunSpec(

@@ -23,8 +23,8 @@ from sklearn.svm import OneClassSVM
 
 from training.data import DataError, load_dataset, resolve_class
 from training.data.download import download_missing
-from training.pipeline import split_normal
 from training.preprocess import apply, fit_preprocess
+from training.run import split_normal
 
 METHODS = ("ocsvm", "kde", "iforest")
 PCA_VARIANCE = 0.95

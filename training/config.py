@@ -1,12 +1,14 @@
-"""The training choices, defined once: the config dataclass and the tuples of allowed values.
+"""The training choices, defined once: what a run trains on, its hyper-parameters, the choices.
 
-Torch-free, so that the CLI builds its arguments from these tuples without importing torch,
-and every other module (training, bench, metadata) names a choice through them.
+Torch-free, so that the CLI builds its arguments, choices and defaults from them without
+importing torch, and every other module (training, bench, metadata) names a choice through them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Literal
 
 # The objectives are part of the model file's contract, so they are defined there.
@@ -38,9 +40,24 @@ NETS = tuple(ARCHITECTURES)
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
 DEVICES = ("auto", "cpu", "cuda")
+# An ensemble member without pretraining: "none:TRANSFORMS".
+NO_PRETRAINING = "none"
 
 
-@dataclass
+def parse_member(spec: str) -> tuple[str, str]:
+    """'PRETRAINING:TRANSFORMS' (pretraining dcae, rotation or none) -> the pair, checked."""
+    task, sep, transforms = spec.strip().partition(":")
+    tasks = (*PRETRAIN_TASKS, NO_PRETRAINING)
+    if not sep or task not in tasks or transforms not in TRANSFORM_SETS:
+        raise ValueError(
+            f"ensemble member {spec!r} is not PRETRAINING:TRANSFORMS with PRETRAINING one of "
+            f"{', '.join(tasks)} and TRANSFORMS one of {', '.join(sorted(TRANSFORM_SETS))} "
+            "(e.g. dcae:identity,rotation:rotations)"
+        )
+    return task, transforms
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Resolved hyper-parameters; stored with every checkpoint and exported model."""
 
@@ -89,6 +106,20 @@ class TrainConfig:
             raise ValueError(
                 f"unknown transforms {self.transforms!r}; choose one of {sorted(TRANSFORM_SETS)}"
             )
+        for member in self.members:
+            parse_member(member)
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, object]) -> TrainConfig:
+        """The defaults with `overrides` ({field name: value}) applied, then validated."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown training setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return cls(**overrides)  # type: ignore[arg-type]
 
     @property
     def milestone(self) -> int:
@@ -112,5 +143,34 @@ class TrainConfig:
             return self.pretrain_lr
         return ROTATION_LR if self.pretrain_task == "rotation" else self.lr
 
+    @property
+    def kind(self) -> str:
+        """'PRETRAINING:TRANSFORMS', as `members` names an ensemble member."""
+        return f"{self.pretrain_task if self.pretrain else NO_PRETRAINING}:{self.transforms}"
+
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "lr_milestone": self.milestone, "pretrain_lr": self.pretrain_step}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to train on and where the model goes (the non-hyper-parameter arguments)."""
+
+    dataset: str
+    normal_class: str
+    data_dir: Path | None = None
+    download: bool = False
+    image_size: int | None = None
+    channels: int | None = None
+    arch: str | None = None
+    leaky_slope: float = 0.1
+    name: str | None = None
+    models_dir: Path = Path("models")
+    holdout: float = 0.1
+    resume: bool = False
+    checkpoint_every: int = 10
+    progress: bool = True
+    cache_dir: Path | None = None  # folder: decoded images memory-mapped here
+    anomaly_classes: tuple[str, ...] = ()  # Deep SAD: classes whose training images are labelled
+    labelled_fraction: float = 1.0  # share of each such class's training images used
+    strict: bool = False  # stop at the first unreadable image file instead of skipping it

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from training.batches import Images
-from training.config import PRETRAIN_TASKS, TRANSFORM_SETS, TrainConfig
+from training.config import NO_PRETRAINING, TrainConfig, parse_member
 from training.deepsvdd import TrainState, score
 from training.transforms import out_dim
 
@@ -33,39 +33,23 @@ from training.transforms import out_dim
 MIN_SCALE = 1e-12
 
 
-def parse_member(spec: str) -> tuple[str, str]:
-    """'PRETRAINING:TRANSFORMS' (pretraining dcae, rotation or none) -> the pair, checked."""
-    task, sep, transforms = spec.strip().partition(":")
-    tasks = (*PRETRAIN_TASKS, "none")
-    if not sep or task not in tasks or transforms not in TRANSFORM_SETS:
-        raise ValueError(
-            f"ensemble member {spec!r} is not PRETRAINING:TRANSFORMS with PRETRAINING one of "
-            f"{', '.join(tasks)} and TRANSFORMS one of {', '.join(sorted(TRANSFORM_SETS))} "
-            "(e.g. dcae:identity,rotation:rotations)"
-        )
-    return task, transforms
-
-
-def member_configs(cfg: TrainConfig) -> list[TrainConfig]:
+def member_configs(cfg: TrainConfig) -> tuple[TrainConfig, ...]:
     """The configuration of each member: `cfg.members` (or cfg itself), `cfg.ensemble` times,
     the i-th time with seed + i."""
-    own = f"{cfg.pretrain_task if cfg.pretrain else 'none'}:{cfg.transforms}"
-    specs = [parse_member(m) for m in (cfg.members or (own,))]
-    out = []
-    for i in range(cfg.ensemble):
-        for task, transforms in specs:
-            out.append(
-                replace(
-                    cfg,
-                    pretrain=task != "none",
-                    pretrain_task=cfg.pretrain_task if task == "none" else task,  # type: ignore[arg-type]
-                    transforms=transforms,
-                    seed=cfg.seed + i,
-                    ensemble=1,
-                    members=(),
-                )
-            )
-    return out
+    specs = [parse_member(m) for m in (cfg.members or (cfg.kind,))]
+    return tuple(
+        replace(
+            cfg,
+            pretrain=task != NO_PRETRAINING,
+            pretrain_task=cfg.pretrain_task if task == NO_PRETRAINING else task,  # type: ignore[arg-type]
+            transforms=transforms,
+            seed=cfg.seed + i,
+            ensemble=1,
+            members=(),
+        )
+        for i in range(cfg.ensemble)
+        for task, transforms in specs
+    )
 
 
 class Ensemble(nn.Module):

@@ -10,13 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from modelfile.imaging import Color
-from modelfile.metadata import FORMAT_VERSION, DatasetInfo, InputSpec, ModelMetadata
+from modelfile.metadata import FORMAT_VERSION, InputSpec, ModelMetadata
 from training.calibration import DEFAULT_THRESHOLD, TrainingFigures
-from training.config import TRANSFORM_SETS, TrainConfig
-from training.deepsvdd import TrainState
-from training.networks import NetConfig
-from training.preprocess import Preprocess
+from training.config import TRANSFORM_SETS
+from training.run import Run, Trained
 
 
 def software_versions() -> dict[str, str]:
@@ -29,11 +26,6 @@ def software_versions() -> dict[str, str]:
     }
 
 
-def seconds_per_epoch(state: TrainState, pretrain: float | None) -> dict[str, float | None]:
-    """Mean seconds per epoch of each phase; pretrain is None when it did not run."""
-    return {"pretrain": pretrain, **state.seconds_per_epoch}
-
-
 def score_description(transforms: str) -> str:
     if transforms == "identity":
         return "squared distance ||phi(x) - c||^2"
@@ -44,60 +36,61 @@ def score_description(transforms: str) -> str:
     )
 
 
-def training_record(
-    cfg: TrainConfig,
-    net_cfg: NetConfig,
-    pre: Preprocess,
-    epochs: dict[str, float | None],
-    labelled: dict[str, object] | None = None,
-    distributed: dict[str, object] | None = None,
-    ensemble: dict[str, object] | None = None,
-) -> dict[str, object]:
-    """The resolved configuration and the method's choices, as the metadata's `training`;
-    `labelled`: Deep SAD's labelled anomalies; `distributed`: world size, backend and how
-    BatchNorm statistics were shared."""
+def ensemble_record(run: Run, trained: Trained) -> dict[str, object] | None:
+    """The members of an ensemble, their seeds and held-out medians; None for one network."""
+    if trained.ensemble_medians is None:
+        return None
     return {
-        **cfg.to_dict(),
+        "members": len(run.members),
+        "kinds": [m.kind for m in run.members],
+        "seeds": [m.seed for m in run.members],
+        "holdout_medians": trained.ensemble_medians,
+        "score": "sum over the members of ||phi_m(x) - c_m||^2 / q_m, q_m the member's median "
+        "score on the held-out normal images",
+    }
+
+
+def training_record(
+    run: Run, trained: Trained, distributed: dict[str, object]
+) -> dict[str, object]:
+    """The resolved configuration and the method's choices, as the metadata's `training`,
+    with Deep SAD's labelled anomalies, an ensemble's members and `distributed`: the world
+    size, backend and how BatchNorm statistics were shared."""
+    labelled = None if run.labelled is None else run.labelled.record()
+    return {
+        **run.cfg.to_dict(),
         "method": "deep-svdd" if labelled is None else "deep-sad",
         "labelled": labelled,
-        "net": net_cfg.to_dict(),
-        "preprocessing": {"gcn": "l1", "min": float(pre.lo), "max": float(pre.hi)},
+        "net": run.net_cfg.to_dict(),
+        "preprocessing": {"gcn": "l1", "min": float(trained.pre.lo), "max": float(trained.pre.hi)},
         "center_eps": 0.1,
         "radius_update": "exact (1-nu) quantile over the training set after every epoch "
         "from warm_up_epochs on (paper: line search every k epochs)",
-        "score": score_description(cfg.transforms),
-        "ensemble_members": ensemble,
-        "seconds_per_epoch": epochs,
-        "distributed": distributed or {"world_size": 1, "backend": None, "batchnorm": "local"},
+        "score": score_description(run.cfg.transforms),
+        "ensemble_members": ensemble_record(run, trained),
+        "seconds_per_epoch": trained.seconds_per_epoch(),
+        "distributed": distributed,
     }
 
 
 def build_metadata(
-    *,
-    name: str,
-    version: int,
-    cfg: TrainConfig,
-    net_cfg: NetConfig,
-    state: TrainState,
-    pre: Preprocess,
-    color: Color,
-    dataset: DatasetInfo,
+    run: Run,
+    trained: Trained,
     calibration: TrainingFigures,
-    pretrain_seconds_per_epoch: float | None,
-    labelled: dict[str, object] | None = None,
-    distributed: dict[str, object] | None = None,
-    ensemble: dict[str, object] | None = None,
+    version: int,
+    distributed: dict[str, object],
 ) -> ModelMetadata:
     """Everything the service and `deepsvdd inspect` read about a model, `c` and `R` included."""
+    cfg, net_cfg = run.cfg, run.net_cfg
     return ModelMetadata(
         format_version=FORMAT_VERSION,
-        name=name,
+        name=run.name,
         version=version,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         objective=cfg.objective,
         nu=cfg.nu,
-        center=[float(v) for v in state.c.cpu()],
-        radius=state.R,
+        center=[float(v) for v in trained.state.c.cpu()],
+        radius=trained.state.R,
         thresholds=calibration.thresholds,
         expected_anomaly_rate=calibration.rates,
         default_threshold=DEFAULT_THRESHOLD[cfg.objective],
@@ -105,23 +98,15 @@ def build_metadata(
             channels=net_cfg.channels,  # type: ignore[arg-type]
             height=net_cfg.height,
             width=net_cfg.width,
-            color=color,
+            color=run.data.color,
         ),
-        dataset=dataset,
+        dataset=run.dataset_info(),
         metrics={
             "auc": calibration.auc,
             "train_fraction_outside": calibration.train_fraction_outside,
             "train_score_std": calibration.train_score_std,
         },
         calibration=calibration.calibration,
-        training=training_record(
-            cfg,
-            net_cfg,
-            pre,
-            seconds_per_epoch(state, pretrain_seconds_per_epoch),
-            labelled,
-            distributed,
-            ensemble,
-        ),
+        training=training_record(run, trained, distributed),
         software=software_versions(),
     )

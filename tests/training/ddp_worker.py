@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from cli.main import main
 from training import deepsvdd, pipeline
+from training.run import Run, Trained
 
 
 def run(out: Path, argv: list[str]) -> int:
@@ -32,8 +33,8 @@ def run(out: Path, argv: list[str]) -> int:
             raise RuntimeError("injected failure")
         return init_center_c(*args, **kwargs)
 
-    def recording_split(*args: Any, **kwargs: Any) -> pipeline.Trained:
-        trained = train_split(*args, **kwargs)
+    def recording_split(job: Run, *args: Any, **kwargs: Any) -> Trained:
+        trained = train_split(job, *args, **kwargs)
         state = trained.state
         dist = deepsvdd.score(state.net, state.c, trained.images)
         torch.save(
@@ -41,7 +42,7 @@ def run(out: Path, argv: list[str]) -> int:
                 "state": state.net.state_dict(),
                 "c": state.c.cpu(),
                 "R": state.R,
-                "R_all_rows": deepsvdd.get_radius(dist, args[2].nu),
+                "R_all_rows": deepsvdd.get_radius(dist, job.cfg.nu),
                 "n_train": len(trained.images),
             },
             out / f"rank{rank}.pt",

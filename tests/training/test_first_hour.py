@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.training.test_cli import assert_one_line_error, deepsvdd, last_json
+from tests.cli.test_cli import assert_one_line_error, deepsvdd, last_json
 
 QUICK = ("--no-pretrain", "--epochs", "6", "--batch-size", "32", "--seed", "0")
 

@@ -19,11 +19,11 @@ import torch
 
 from modelfile.metadata import ModelMetadata
 from training.batches import TensorImages
-from training.config import TRANSFORM_SETS, TrainConfig
+from training.config import TRANSFORM_SETS, RunSpec, TrainConfig
 from training.deepsvdd import embed, score, sq_dist
 from training.ensemble import Ensemble, combine, member_configs
 from training.networks import Encoder, make_config
-from training.pipeline import RunSpec, fit, train_and_export
+from training.pipeline import fit, train_and_export
 from training.pretext import TransformClassifier, pretrain_rotation, transform_accuracy
 from training.transforms import (
     MultiView,
