@@ -75,9 +75,8 @@ class InferenceServicer:
     async def ModelReady(self, request: Any) -> dict[str, Any]:
         """Ready when that version is loaded and warmed up; false (not an error) otherwise,
         as Triton answers."""
-        repository = self.state.deployment.repository
         try:
-            find_model(repository, request.name, request.version or None)
+            _model(self.state, request.name, request.version)
         except ApiError:
             return {"ready": False}
         return {"ready": True}
