@@ -46,7 +46,13 @@ def build_server(state: ServiceState, version: str) -> grpc.aio.Server:
     inference = InferenceServicer(state, version)
     server.add_generic_rpc_handlers((generic_handler(inference),))
     health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(lambda: inference.serving), server)
-    server.add_insecure_port(address(settings.host, settings.grpc_port))
+    where = address(settings.host, settings.grpc_port)
+    try:
+        server.add_insecure_port(where)
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"cannot listen for gRPC on {where} (DEEPSVDD_GRPC_PORT; 0 turns gRPC off): {exc}"
+        ) from exc
     return server
 
 

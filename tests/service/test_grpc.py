@@ -5,6 +5,7 @@ the scores of /score, status codes, the health service, metrics, and the wire fo
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +28,10 @@ import service.repository
 from modelfile.metadata import InputSpec
 from modelfile.pixels import to_input
 from service.decoding import decode_pixels
+from service.metrics import Metrics
 from service.oip_grpc.messages import DESCRIPTOR_SET, POOL
+from service.oip_grpc.server import grpc_listener
+from service.state import ServiceState
 from tests.support.images import image_bytes, noise_image
 from tests.support.metrics import metric_value
 from tests.support.models import ModelRepo
@@ -240,6 +244,10 @@ def test_health_service_and_draining(live: LiveServer, oip: triton.InferenceServ
     with pytest.raises(grpc.RpcError) as caught:
         health(url, "elsewhere")
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with grpc.insecure_channel(url) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert next(watch).status == SERVING
+        watch.cancel()
     state = live.app.state.service
     state.draining = True
     try:
@@ -389,3 +397,16 @@ def test_the_committed_descriptor_is_compiled_from_the_proto(tmp_path: Path) -> 
     assert compiled.returncode == 0, compiled.stderr
     fresh = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
     assert fresh == descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes())
+
+
+def test_a_taken_port_stops_the_start_naming_the_setting(model_repo: ModelRepo) -> None:
+    async def start(port: int) -> None:
+        state = ServiceState(make_settings(model_repo.path, grpc_port=port), Metrics())
+        async with grpc_listener(state, "0.1.0"):
+            raise AssertionError("gRPC started on a port that is taken")
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(RuntimeError, match="DEEPSVDD_GRPC_PORT"):
+            asyncio.run(start(taken.getsockname()[1]))
