@@ -46,6 +46,4 @@ def method_names() -> list[str]:
     return [method.name for method in POOL.FindServiceByName(SERVICE).methods]
 
 
-ModelInferRequest = message("ModelInferRequest")
 ModelInferResponse = message("ModelInferResponse")
-InferParameter = message("InferParameter")

@@ -4,7 +4,6 @@ route: the same lookups, validation and scoring, with errors as gRPC status code
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,12 +16,20 @@ from google.protobuf import json_format
 from modelfile import EMBEDDING_OUTPUT, SCORE_OUTPUT
 from service.errors import CLIENT_CLOSED_REQUEST, ApiError
 from service.metrics import REJECTION_REASONS
-from service.oip import EXTENSIONS, IS_ANOMALY_OUTPUT, model_config, model_metadata, parse_infer
-from service.oip_grpc.messages import SERVICE, method_names, method_types
+from service.oip import (
+    EXTENSIONS,
+    IS_ANOMALY_OUTPUT,
+    InferRequest,
+    model_config,
+    model_metadata,
+    parse_infer,
+)
+from service.oip_grpc.messages import SERVICE, ModelInferResponse, method_names, method_types
 from service.oip_grpc.tensors import fill_answer, rest_body
 from service.repository import LoadedModel
 from service.routers.score import resolve_threshold
 from service.routers.v2 import _model as find_model
+from service.schemas import ThresholdUsed
 from service.state import ServiceState
 
 log = logging.getLogger(__name__)
@@ -113,17 +120,28 @@ class InferenceServicer:
             )
         if not np.isfinite(scores).all():
             raise ApiError(500, "inference_failed", f"model {model.name} gave a non-finite score")
-        tensors = {SCORE_OUTPUT: scores.astype(np.float32), IS_ANOMALY_OUTPUT: scores > used.value}
-        if embeddings is not None:
-            tensors[EMBEDDING_OUTPUT] = embeddings
-        parameters: dict[str, str | float] | None = None
-        if parsed.threshold is not None or parsed.wants(IS_ANOMALY_OUTPUT):
-            parameters = {"threshold": used.name, "threshold_value": used.value}
-        _, response_type = method_types("ModelInfer")
-        response = response_type(model_name=model.name, model_version=str(model.version))
-        fill_answer(response, parsed, tensors, parameters, body.raw)
+        response = ModelInferResponse(model_name=model.name, model_version=str(model.version))
+        tensors = _tensors(scores, embeddings, used.value)
+        fill_answer(response, parsed, tensors, _parameters(parsed, used), raw=body.raw)
         state.metrics.scored(model, scores, used.value)
         return response
+
+
+def _tensors(
+    scores: np.ndarray, embeddings: np.ndarray | None, threshold: float
+) -> dict[str, np.ndarray]:
+    """Every output the answer may hold, by name, as the REST v2 route computes them."""
+    tensors = {SCORE_OUTPUT: scores.astype(np.float32), IS_ANOMALY_OUTPUT: scores > threshold}
+    if embeddings is not None:
+        tensors[EMBEDDING_OUTPUT] = embeddings
+    return tensors
+
+
+def _parameters(parsed: InferRequest, used: ThresholdUsed) -> dict[str, str | float] | None:
+    """The threshold used, when the request gave one or asked for the decision."""
+    if parsed.threshold is None and not parsed.wants(IS_ANOMALY_OUTPUT):
+        return None
+    return {"threshold": used.name, "threshold_value": used.value}
 
 
 def _handler(servicer: InferenceServicer, method: str, response_type: Any) -> Handler:
@@ -134,7 +152,6 @@ def _handler(servicer: InferenceServicer, method: str, response_type: Any) -> Ha
     route = f"/{SERVICE}/{method}"
     metrics = servicer.state.metrics
 
-    @functools.wraps(implementation)
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         status = 200

@@ -106,6 +106,7 @@ def fill_answer(
     request: InferRequest,
     tensors: dict[str, np.ndarray],
     parameters: dict[str, str | float] | None,
+    *,
     raw: bool,
 ) -> None:
     """Fills `response` (a `ModelInferResponse` naming the model) with each requested output,
