@@ -172,6 +172,16 @@ def test_typed_infer_gives_typed_outputs(
         np.testing.assert_allclose(
             score.contents.fp32_contents, score_route(client, images), rtol=0, atol=1e-5
         )
+    named = typed_request(tensor(images))
+    named.parameters["threshold"].string_param = "q0.95"
+    answer = stub.ModelInfer(named, timeout=30)
+    assert answer.parameters["threshold"].string_param == "q0.95"
+    value = answer.parameters["threshold_value"].double_param
+    outputs = {output.name: output for output in answer.outputs}
+    assert list(outputs) == ["score", "embedding", "is_anomaly"]
+    assert outputs["is_anomaly"].datatype == "BOOL"
+    decisions = list(outputs["is_anomaly"].contents.bool_contents)
+    assert decisions == [s > value for s in outputs["score"].contents.fp32_contents]
 
 
 def test_requested_outputs_and_the_threshold_decision(oip: triton.InferenceServerClient) -> None:
