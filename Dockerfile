@@ -68,7 +68,8 @@ WORKDIR /app
 # The numeric id of the deepsvdd user made above: resolvable without the image's passwd
 # (Kubernetes runAsNonRoot checks it).
 USER 10001:10001
-EXPOSE 8000
+# HTTP (/score, /v2, /metrics) and the Open Inference Protocol over gRPC (DEEPSVDD_GRPC_PORT).
+EXPOSE 8000 8001
 
 # Healthy once every model is loaded and warmed up (urlopen raises on the 503 before that).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

@@ -15,7 +15,7 @@ DEB_PACKAGES := dataset-fashion-mnist prometheus docker-compose wrk chromium hap
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 SITE_DIR := .site
 
-.PHONY: install system-packages run test lint typecheck check-deploy docs pytest models bench clean
+.PHONY: install system-packages run test lint typecheck check-deploy docs pytest models bench clean proto
 
 install: system-packages $(STAMP)
 
@@ -40,6 +40,11 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(VENV)/bin/deepsvdd serve --host $(HOST) --port $(PORT) --models-dir $(MODELS_DIR)
+
+# The gRPC protocol's message descriptors, compiled from the .proto (committed; a test checks).
+proto: install
+	$(PY) -m grpc_tools.protoc -Iservice/oip_grpc \
+	  --descriptor_set_out=service/oip_grpc/inference.binpb service/oip_grpc/inference.proto
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from service.oip_grpc.server import grpc_listener
 from service.reload_sync import ReloadSync
 from service.routers import admin, health, metrics, models, score, ui, v2
 from service.settings import Settings
@@ -28,7 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if reload_sync is not None:
             reload_sync.start()
         try:
-            yield
+            async with grpc_listener(state, app.version):
+                yield
         finally:
             if reload_sync is not None:
                 await reload_sync.stop()

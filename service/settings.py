@@ -77,6 +77,8 @@ class Settings(ProviderSettings):
     drain_s: float = Field(default=5.0, ge=0.0, le=3600.0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # The Open Inference Protocol over gRPC (service.oip_grpc), Triton's port; 0 turns it off.
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
     # 0: the CPUs this process may use (service.cpus), shared out between the workers.
     intra_op_threads: int = Field(default=0, ge=0, le=1024)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

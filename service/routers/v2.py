@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,19 +13,17 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from modelfile import EMBEDDING_OUTPUT, SCORE_OUTPUT
 from service.deps import State, state_of
 from service.errors import RETRY_AFTER_SECONDS, ApiError
-from service.lookup import find_model, serving, threshold_used
+from service.inference import infer as run_inference
+from service.lookup import find_model
 from service.oip import (
     EXTENSIONS,
     HEADER_LENGTH,
-    IS_ANOMALY_OUTPUT,
     decompress,
     infer_answer,
     model_config,
     model_metadata,
-    parse_infer,
 )
 from service.state import ServiceState
 
@@ -128,29 +125,16 @@ async def version_ready(name: str, version: str, state: State) -> Response:
 
 
 async def _infer(request: Request, state: ServiceState, name: str, version: str | None) -> Response:
-    batcher, model = serving(state, name, version)
-    with batcher.lease():
+    async def read() -> tuple[bytes, str | None]:
         body = decompress(
             await request.body(),
             request.headers.get("content-encoding"),
             state.settings.max_body_bytes,
         )
-        header_length = request.headers.get(HEADER_LENGTH)
-        parsed = parse_infer(body, header_length, model.metadata.input, state.settings.max_images)
-        used = threshold_used(model.metadata, parsed.threshold)
-        scores, embeddings = await batcher.infer(
-            parsed.images, embeddings=parsed.wants(EMBEDDING_OUTPUT)
-        )
-    if not np.isfinite(scores).all():
-        raise ApiError(500, "inference_failed", f"model {model.name} gave a non-finite score")
-    tensors = {SCORE_OUTPUT: scores.astype(np.float32), IS_ANOMALY_OUTPUT: scores > used.value}
-    if embeddings is not None:
-        tensors[EMBEDDING_OUTPUT] = embeddings
-    parameters = None
-    if parsed.threshold is not None or parsed.wants(IS_ANOMALY_OUTPUT):
-        parameters = {"threshold": used.name, "threshold_value": used.value}
-    answer = infer_answer(model, parsed, tensors, parameters)
-    state.metrics.scored(model, scores, used.value)
+        return body, request.headers.get(HEADER_LENGTH)
+
+    done = await run_inference(state, name, version, read)
+    answer = infer_answer(done.model, done.request, done.outputs, done.parameters)
     return Response(answer.body, media_type=answer.media_type, headers=answer.headers)
 
 

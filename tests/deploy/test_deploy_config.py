@@ -437,7 +437,8 @@ def test_dockerfile_stages() -> None:
     assert users[-1].split(":")[0] not in {"root", "0"}
     (healthcheck,) = instructions(runtime, "HEALTHCHECK")
     assert "/health/ready" in healthcheck and "urllib" in healthcheck
-    assert "8000" in instructions(runtime, "EXPOSE")
+    (exposed,) = instructions(runtime, "EXPOSE")
+    assert exposed.split() == ["8000", "8001"]  # HTTP, and gRPC at DEEPSVDD_GRPC_PORT's default
     assert any("DEEPSVDD_MODELS_DIR=/app/models" in env for env in instructions(runtime, "ENV"))
     assert any(
         args.split()[-1].rstrip("/") == "/app/models" for args in instructions(runtime, "COPY")
@@ -490,6 +491,7 @@ def container_command(
         for name, value in re.findall(r"(DEEPSVDD_\w+)=(\S+)", args):
             env[name] = localise([value], tiny_models_dir, port)[0]
     env["DEEPSVDD_PROVIDERS"] = "CPUExecutionProvider"
+    env["DEEPSVDD_GRPC_PORT"] = str(free_port())  # not the image's 8001 on this machine
     log = tiny_models_dir.parent / f"serve-{port}.log"
     proc = start_process(argv, env, log)
     try:

@@ -104,7 +104,10 @@ def test_probes_ports_and_security_match_the_service(
     deployment, settings = by_kind["Deployment"], by_kind["ConfigMap"]["data"]
     main = container(deployment)
     ports = {p["name"]: p["containerPort"] for p in main["ports"]}
-    assert ports == {"http": int(settings["DEEPSVDD_PORT"])}
+    assert ports == {
+        "http": int(settings["DEEPSVDD_PORT"]),
+        "grpc": int(settings["DEEPSVDD_GRPC_PORT"]),
+    }
     probes = {
         kind: main[kind]["httpGet"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")
     }
@@ -112,8 +115,9 @@ def test_probes_ports_and_security_match_the_service(
         assert probe["path"] in routes and probe["port"] in ports
     assert probes["readinessProbe"]["path"] == "/health/ready"
     assert probes["livenessProbe"]["path"] == "/health/live"
-    (service_port,) = by_kind["Service"]["spec"]["ports"]
+    service_port, grpc_port = by_kind["Service"]["spec"]["ports"]
     assert service_port["targetPort"] in ports
+    assert grpc_port["targetPort"] == "grpc" and grpc_port["appProtocol"] == "kubernetes.io/h2c"
     (endpoint,) = by_kind["ServiceMonitor"]["spec"]["endpoints"]
     assert endpoint["port"] == service_port["name"] and endpoint["path"] in routes
     labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -244,5 +248,29 @@ def test_kserve_runtime_and_both_inference_services(routes: set[str], tmp_path: 
     assert runtime["metadata"]["annotations"]["prometheus.kserve.io/path"] in routes
     for probe in ("readinessProbe", "livenessProbe"):
         assert main[probe]["httpGet"]["path"] in routes and main[probe]["httpGet"]["port"] == port
+    values = {k.removeprefix("DEEPSVDD_").lower(): v for k, v in env.items()}
+    Settings(**{**values, "models_dir": tmp_path})
+
+
+def test_kserve_grpc_runtime_serves_the_protocol_on_its_h2c_port(
+    routes: set[str], tmp_path: Path
+) -> None:
+    runtime, service = kserve("servingruntime-grpc.yaml"), kserve("inferenceservice-grpc.yaml")
+    assert runtime["spec"]["protocolVersions"] == ["grpc-v2"]
+    model = service["spec"]["predictor"]["model"]
+    assert model["runtime"] == runtime["metadata"]["name"] and model["protocolVersion"] == "grpc-v2"
+    assert (
+        model["storageUri"]
+        == kserve("inferenceservice.yaml")["spec"]["predictor"]["model"]["storageUri"]
+    )
+    (main,) = runtime["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in main["env"]}
+    assert set(env) <= SETTINGS_ENV
+    grpc_port, http_port = int(env["DEEPSVDD_GRPC_PORT"]), int(env["DEEPSVDD_PORT"])
+    assert main["ports"] == [{"name": "h2c", "containerPort": grpc_port, "protocol": "TCP"}]
+    assert main["readinessProbe"]["grpc"] == {"port": grpc_port}
+    live = main["livenessProbe"]["httpGet"]
+    assert live["path"] in routes and live["port"] == http_port
+    assert runtime["metadata"]["annotations"]["prometheus.kserve.io/port"] == str(http_port)
     values = {k.removeprefix("DEEPSVDD_").lower(): v for k, v in env.items()}
     Settings(**{**values, "models_dir": tmp_path})

@@ -194,7 +194,9 @@ def test_metrics_move_with_scoring(client: httpx.Client, model_repo: ModelRepo) 
 def test_default_providers_report_what_runs(
     start_server: StartServer, model_repo: ModelRepo
 ) -> None:
-    settings = Settings(models_dir=model_repo.path, intra_op_threads=1, log_level="warning")
+    settings = Settings(
+        models_dir=model_repo.path, intra_op_threads=1, log_level="warning", grpc_port=0
+    )
     live = start_server(settings)
     with live.client() as client:
         providers = client.get("/models/digits").json()["versions"][0]["providers"]

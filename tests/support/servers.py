@@ -40,12 +40,14 @@ def free_port() -> int:
 
 
 def make_settings(models_dir: Path, **overrides: Any) -> Settings:
-    """Settings for a test server: CPU only, one ONNX Runtime thread, quiet logs."""
+    """Settings for a test server: CPU only, one ONNX Runtime thread, quiet logs, no gRPC
+    (tests that serve it pick a free port)."""
     values: dict[str, Any] = {
         "models_dir": models_dir,
         "providers": "CPUExecutionProvider",
         "intra_op_threads": 1,
         "log_level": "warning",
+        "grpc_port": 0,
         **overrides,
     }
     return Settings(**values)
@@ -53,8 +55,8 @@ def make_settings(models_dir: Path, **overrides: Any) -> Settings:
 
 def service_env(models_dir: Path, port: int, **extra: str) -> dict[str, str]:
     """The environment of a service subprocess: CPU, one worker of one thread (the default
-    sizes them from the machine's CPUs), no inherited DEEPSVDD_* settings or metrics
-    directory; `extra` overrides any of them."""
+    sizes them from the machine's CPUs), no gRPC listener, no inherited DEEPSVDD_* settings or
+    metrics directory; `extra` overrides any of them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSVDD_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(
@@ -64,6 +66,7 @@ def service_env(models_dir: Path, port: int, **extra: str) -> dict[str, str]:
         DEEPSVDD_INTRA_OP_THREADS="1",
         DEEPSVDD_WORKERS="1",
         DEEPSVDD_LOG_LEVEL="warning",
+        DEEPSVDD_GRPC_PORT="0",
     )
     env.update(extra)
     return env
