@@ -210,14 +210,14 @@ def shallow_scores(
     picked per attack on that attack's labelled hold-out (indices into x_test, labels)."""
     pca = PCA(n_components=baselines.PCA_VARIANCE, svd_solver="full").fit(x_train)
     z_train, z_test = pca.transform(x_train), pca.transform(x_test)
-    kde = baselines._select_kde(z_train, 0)
+    kde = baselines.select_kde(z_train, 0)
     forest = IsolationForest(
         n_estimators=baselines.IFOREST_TREES,
         max_samples=min(baselines.IFOREST_SUBSAMPLE, len(z_train)),
         random_state=0,
     ).fit(z_train)
     grid = [(nu, g) for nu in baselines.OCSVM_NUS for g in baselines.OCSVM_GAMMAS]
-    svm = {p: -baselines._ocsvm(*p).fit(z_train).decision_function(z_test) for p in grid}
+    svm = {p: -baselines.ocsvm(*p).fit(z_train).decision_function(z_test) for p in grid}
     scores = {"kde": -kde.score_samples(z_test), "iforest": -forest.score_samples(z_test)}
     chosen: dict[str, Any] = {"pca_components": int(pca.n_components_), "kde": kde.bandwidth}
     for attack, (idx, labels) in holdouts.items():
@@ -275,7 +275,7 @@ def run_seed(
     for a, part in zip(schedule.attacks, adv, strict=True):
         rows[a] = np.r_[np.arange(n), np.arange(start, start + len(part))]
         labels[a] = np.r_[np.zeros(n, np.int64), np.ones(len(part), np.int64)]
-        hold, ev, _, _ = baselines._split_holdout(np.arange(len(rows[a]))[:, None], labels[a], seed)
+        hold, ev, _, _ = baselines.split_holdout(np.arange(len(rows[a]))[:, None], labels[a], seed)
         holdouts[a] = (rows[a][hold[:, 0]], labels[a][hold[:, 0]])
         evals[a] = np.sort(ev[:, 0])
         start += len(part)

@@ -197,7 +197,7 @@ def aucs(labels: np.ndarray, scores: np.ndarray, eval_idx: np.ndarray) -> tuple[
 def evaluation_indices(labels: np.ndarray) -> np.ndarray:
     """Indices of the test images that run_baselines scores (outside its labelled hold-out)."""
     index = np.arange(len(labels))[:, None]
-    _, eval_part, _, _ = baselines._split_holdout(index, labels, 0)
+    _, eval_part, _, _ = baselines.split_holdout(index, labels, 0)
     return np.sort(eval_part[:, 0])
 
 
