@@ -1,4 +1,4 @@
-"""The mixed traffic that the hardening suite's short soak and bench/soak.py send: good and
+"""The mixed traffic that the hardening suite's short soak and bench/soak send: good and
 corrupt images, oversized bodies, wrong types, unknown models, reloads, reads, cut uploads."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.support.http import MULTIPART, check_error, multipart, post_head, raw_request
-from tests.support.images import files, png
-from tests.support.servers import AUTH, ServerProcess
+from bench.harness.http import MULTIPART, check_error, multipart, post_head, raw_request
+from bench.harness.images import files, png
+from bench.harness.servers import AUTH, ServerProcess
 
 
 @dataclass
