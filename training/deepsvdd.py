@@ -187,14 +187,15 @@ def pretrain_dcae(
     """Trains the autoencoder with the summed squared error; returns its encoder."""
     data = as_images(data)
     ae = Autoencoder(cfg_net).to(data.device)
-
-    def summed_error(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
-        return ((model(xb) - xb) ** 2).sum(dim=(1, 2, 3)).sum()
-
     history, seconds = pretrain_loop(
         "pretrain DCAE", ae, summed_error, data, cfg, ckpt, progress, dist
     )
     return ae.encoder, history, seconds
+
+
+def summed_error(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    """The DCAE's loss summed over the batch: squared pixel errors summed per image."""
+    return ((model(xb) - xb) ** 2).sum(dim=(1, 2, 3)).sum()
 
 
 def pretrain_loop(
