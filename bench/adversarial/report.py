@@ -1,7 +1,7 @@
-"""The report of bench/adversarial.py: Table 2 per attack (markdown) and Figure 4 (PNG)."""
+"""The report of bench/adversarial: Table 2 per attack (markdown) and Figure 4 (PNG)."""
 
-import os
-import tempfile
+from __future__ import annotations
+
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +9,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.table1 import write_atomic
+from bench.harness.results import save_figure, write_text
+from bench.table1.schedule import SOFT_NUS
+from training.config import ONE_CLASS, SOFT_BOUNDARY
 from training.data import ImageSet
 
 ATTACK_NAMES = {
@@ -18,16 +20,15 @@ ATTACK_NAMES = {
     "pgd": "PGD (L-inf)",
 }
 FIGURE_TOP = 32
-SOFT_NUS = (0.01, 0.1)
-# Table 2's rows: (key, heading); "soft-boundary" is the better nu per (class, attack).
+# Table 2's rows: (key, heading); SOFT_BOUNDARY is the better nu per (class, attack).
 METHODS = (
     ("ocsvm", "OC-SVM/SVDD"),
     ("kde", "KDE"),
     ("iforest", "IF"),
     ("dcae", "DCAE"),
     ("anogan", "AnoGAN"),
-    ("soft-boundary", "Soft-bound. Deep SVDD"),
-    ("one-class", "One-class Deep SVDD"),
+    (SOFT_BOUNDARY, "Soft-bound. Deep SVDD"),
+    (ONE_CLASS, "One-class Deep SVDD"),
 )
 PAPER_TABLE2 = {
     "ocsvm": "67.5 ± 1.2",
@@ -35,8 +36,8 @@ PAPER_TABLE2 = {
     "iforest": "73.8 ± 0.9",
     "dcae": "79.1 ± 3.0",
     "anogan": "– (did not converge)",
-    "soft-boundary": "77.8 ± 4.9",
-    "one-class": "80.3 ± 2.8",
+    SOFT_BOUNDARY: "77.8 ± 4.9",
+    ONE_CLASS: "80.3 ± 2.8",
 }
 
 
@@ -46,8 +47,8 @@ def method_values(runs: list[dict[str, Any]], attack: str) -> dict[str, np.ndarr
         m: 100 * np.array([r["auc"][attack][m] for r in runs], dtype=float)
         for m in runs[0]["auc"][attack]
     }
-    best = max(SOFT_NUS, key=lambda nu: values[f"soft-boundary-nu{nu:g}"].mean())
-    values["soft-boundary"] = values[f"soft-boundary-nu{best:g}"]
+    best = max(SOFT_NUS, key=lambda nu: values[f"{SOFT_BOUNDARY}-nu{nu:g}"].mean())
+    values[SOFT_BOUNDARY] = values[f"{SOFT_BOUNDARY}-nu{best:g}"]
     values["best_nu"] = np.array([best])
     return values
 
@@ -155,7 +156,7 @@ def write_report(out: Path, results: dict[str, Any], data: ImageSet) -> None:
         f"Figure 4: `figure4-{dataset}-<class>.png`.",
         "",
     ]
-    write_atomic(out / f"{dataset}.md", "\n".join(lines).encode())
+    write_text(out / f"{dataset}.md", "\n".join(lines))
     for c in classes:
         figure4(out / f"figure4-{dataset}-{c}.png", out, results, data, c)
 
@@ -207,11 +208,4 @@ def figure4(path: Path, out: Path, results: dict[str, Any], data: ImageSet, name
     fig.subplots_adjust(
         left=0.01, right=0.99, bottom=0.01, top=1 - 0.6 / height, wspace=0.05, hspace=0.35
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_figure(fig, path)

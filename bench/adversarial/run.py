@@ -1,21 +1,17 @@
 """The paper's section 4.3 (Table 2, Figure 4): detecting adversarial examples of the normal class
 with one-class methods trained on clean normal images; results kept in <dataset>.json as they come.
 
-Run from the repository root: `.venv/bin/python bench/adversarial.py --help`.
+Run from the repository root: `.venv/bin/python -m bench.adversarial --help`.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from __future__ import annotations
 
 import argparse
-import fcntl
 import json
-import os
 import shlex
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,11 +19,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 
-from bench.adversarial_report import SOFT_NUS, write_report
-from bench.table1 import cpu_model, now, reconstruction_error, train_dcae, write_atomic
-from training import baselines, preprocess
-from training.anogan import AnoGANConfig, anomaly_score, train_anogan
-from training.attacks import (
+from bench.adversarial.attacks import (
     ATTACKS,
     AttackConfig,
     Classifier,
@@ -35,13 +27,21 @@ from training.attacks import (
     run_attack,
     train_classifier,
 )
+from bench.adversarial.report import SOFT_NUS, write_report
+from bench.harness.machine import cpu_line
+from bench.harness.progress import now
+from bench.harness.results import load_results, save_results
+from bench.table1.runs import reconstruction_error, train_dcae
+from bench.table1_anogan.anogan import AnoGANConfig, anomaly_score, train_anogan
+from training import baselines, preprocess
 from training.calibration import auc_or_none
-from training.config import TrainConfig
+from training.config import ONE_CLASS, SOFT_BOUNDARY, TrainConfig
 from training.data import ImageSet, load_dataset, resolve_class
 from training.deepsvdd import score, train_deepsvdd
 from training.networks import Encoder, NetConfig, make_config
 from training.pipeline import seed_everything
 
+OUT = Path(__file__).resolve().parent
 # The data paths: network, batch size, default normal classes and attacks.
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "gtsrb": {"arch": "gtsrb", "batch": 64, "classes": ["14"], "attacks": ["boundary"]},
@@ -63,7 +63,7 @@ class Schedule:
     anogan: AnoGANConfig
     attack: AttackConfig
 
-    def train_config(self, seed: int, objective: str = "one-class", nu: float = 0.1) -> TrainConfig:
+    def train_config(self, seed: int, objective: str = ONE_CLASS, nu: float = 0.1) -> TrainConfig:
         return TrainConfig(
             objective=objective,  # type: ignore[arg-type]
             nu=nu,
@@ -111,7 +111,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--boundary-steps", type=int, default=5000)
     p.add_argument("--fgsm-eps", type=float, default=0.1)
     p.add_argument("--pgd-eps", type=float, default=0.1)
-    p.add_argument("--out", type=Path, default=Path("bench/adversarial"))
+    p.add_argument("--out", type=Path, default=OUT, help="output folder (bench/adversarial)")
     p.add_argument("--resume", action="store_true", help="continue <dataset>.json")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -236,8 +236,8 @@ def deep_scores(
     ae, _ = train_dcae(net_cfg, x, schedule.train_config(seed))
     scores = {"dcae": reconstruction_error(ae, x_test).numpy()}
     seconds["dcae"] = time.perf_counter() - t0
-    variants = [("one-class", schedule.train_config(seed))] + [
-        (f"soft-boundary-nu{nu:g}", schedule.train_config(seed, "soft-boundary", nu))
+    variants = [(ONE_CLASS, schedule.train_config(seed))] + [
+        (f"{SOFT_BOUNDARY}-nu{nu:g}", schedule.train_config(seed, SOFT_BOUNDARY, nu))
         for nu in SOFT_NUS
     ]
     for key, cfg in variants:
@@ -302,39 +302,9 @@ def run_seed(
         "n_eval": {a: len(evals[a]) for a in schedule.attacks},
         "auc": auc,
         "chosen": chosen,
-        "one_class_scores": scores["one-class"].tolist(),  # for Figure 4
+        "one_class_scores": scores[ONE_CLASS].tolist(),  # for Figure 4
         "seconds": {**seconds, **deep_seconds, "total": time.perf_counter() - started},
     }
-
-
-# --- Results file ----------------------------------------------------------------------------
-
-
-def load_results(path: Path, schedule: Schedule, resume: bool) -> dict[str, Any]:
-    fresh = {"schedule": schedule.to_dict(), "commands": [], "sets": {}, "runs": {}}
-    if not path.exists():
-        return fresh
-    if not resume:
-        raise SystemExit(f"{path} exists; pass --resume to continue it, or move it away")
-    results: dict[str, Any] = json.loads(path.read_text())
-    if results.get("schedule") != fresh["schedule"]:
-        raise SystemExit(
-            f"{path} was written with schedule {results.get('schedule')}, not "
-            f"{fresh['schedule']}; use another --out or the same flags"
-        )
-    return results
-
-
-def save_results(path: Path, results: dict[str, Any]) -> None:
-    """Merged with the file under a lock, so that processes given other classes can share it."""
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            disk = json.loads(path.read_text())
-            for part in ("sets", "runs"):
-                results[part] = {**disk[part], **results[part]}
-            results["commands"] = list(dict.fromkeys([*disk["commands"], *results["commands"]]))
-        write_atomic(path, (json.dumps(results, indent=1) + "\n").encode())
 
 
 def main(argv: list[str]) -> None:
@@ -360,9 +330,10 @@ def main(argv: list[str]) -> None:
     classes = [resolve_class(data, c) for c in (args.classes or protocol["classes"])]
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{args.dataset}.json"
-    results = load_results(path, schedule, args.resume)
-    results["commands"].append(shlex.join([".venv/bin/python", "bench/adversarial.py", *argv]))
-    results["machine"] = f"{os.cpu_count()} CPUs ({cpu_model()}), {args.threads} torch threads"
+    fresh = {"schedule": schedule.to_dict(), "commands": [], "sets": {}, "runs": {}}
+    results = load_results(path, fresh, args.resume)
+    results["commands"].append(shlex.join([".venv/bin/python", "-m", "bench.adversarial", *argv]))
+    results["machine"] = cpu_line(args.threads)
     print(f"[{now()}] classifier on all {len(data.class_names)} classes", flush=True)
     model, accuracy = classifier_for(data, schedule, args.out)
     results["classifier_test_accuracy"] = accuracy
@@ -373,21 +344,15 @@ def main(argv: list[str]) -> None:
             data, k, model, schedule, args.out / f"{args.dataset}-{name}-sets.npz"
         )
         results["sets"][name] = summary
-        save_results(path, results)
+        save_results(path, results, ("sets", "runs"))
         for seed in args.seeds:
             key = f"{name}/{seed}"
             if key in results["runs"]:
                 continue
             print(f"[{now()}] {key}: detectors", flush=True)
             results["runs"][key] = {"class_name": name, **run_seed(data, k, sets, schedule, seed)}
-            save_results(path, results)
-            one = {
-                a: round(100 * v["one-class"], 1) for a, v in results["runs"][key]["auc"].items()
-            }
+            save_results(path, results, ("sets", "runs"))
+            one = {a: round(100 * v[ONE_CLASS], 1) for a, v in results["runs"][key]["auc"].items()}
             print(f"    one-class Deep SVDD AUC {one}", flush=True)
     write_report(args.out, results, data)
     print(f"wrote {path} and {args.out / (args.dataset + '.md')}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -1,2 +1,1 @@
-"""The paper's Table 1: one-class AUC of Deep SVDD, the DCAE and the shallow baselines per
-normal class (`python -m bench.table1`)."""
+"""The paper's Table 1: Deep SVDD, the DCAE and shallow baselines per normal class."""

@@ -1,4 +1,4 @@
-"""`python -m bench.table1`: the paper's Table 1."""
+"""`python -m bench.table1`: runs the experiment (run.main)."""
 
 import sys
 

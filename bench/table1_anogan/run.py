@@ -2,44 +2,36 @@
 the shallow baselines, all scored on one seeded stratified subset of the test set (AnoGAN's latent
 search per test image is what limits it); results kept in table1-anogan.json as they come.
 
-Run from the repository root: `.venv/bin/python bench/table1_anogan.py --help`.
+Run from the repository root: `.venv/bin/python -m bench.table1_anogan --help`.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bench.table1 import (
-    DATASET,
-    HOLDOUT,
-    Schedule,
-    aucs,
-    evaluation_indices,
-    now,
-    run_deep,
-    run_shallow,
-    write_atomic,
-)
+from bench.harness.progress import now
+from bench.harness.results import load_results, write_json, write_text
+from bench.table1.runs import aucs, evaluation_indices, run_deep, run_shallow
+from bench.table1.schedule import DATASET, HOLDOUT, Schedule
+from bench.table1_anogan.anogan import AnoGANConfig, anomaly_score, train_anogan
 from training import preprocess
-from training.anogan import AnoGANConfig, anomaly_score, train_anogan
+from training.config import ONE_CLASS
 from training.data import load_dataset, resolve_class
 from training.networks import make_config
 from training.pipeline import Split, split_normal
 
+OUT = Path(__file__).resolve().parent
 PAPER_MNIST_ANOGAN = 91.3  # the paper's Table 1, AnoGAN mean over the ten MNIST classes
 COLUMNS = (
     ("anogan", "AnoGAN"),
-    ("one-class", "OC-Deep SVDD"),
+    (ONE_CLASS, "OC-Deep SVDD"),
     ("dcae", "DCAE"),
     ("ocsvm", "OC-SVM"),
     ("kde", "KDE"),
@@ -57,7 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--anogan-epochs", type=int, default=10)
     p.add_argument("--anogan-steps", type=int, default=500)
     p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=Path("bench"))
+    p.add_argument("--out", type=Path, default=OUT, help="output folder (bench/table1_anogan)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     return p.parse_args(argv)
@@ -94,7 +86,7 @@ def row_values(record: dict[str, Any]) -> dict[str, float]:
     """AUCs in % on the subset's 90% outside the OC-SVM hold-out, where all methods are scored."""
     return {
         "anogan": 100 * record["anogan"]["auc_eval"],
-        "one-class": 100 * record["deep"]["auc_eval"]["one-class"],
+        ONE_CLASS: 100 * record["deep"]["auc_eval"][ONE_CLASS],
         "dcae": 100 * record["deep"]["auc_eval"]["dcae"],
         **{m: 100 * record["shallow"][m] for m in ("ocsvm", "kde", "iforest")},
     }
@@ -145,15 +137,15 @@ def write_report(out: Path, results: dict[str, Any], names: list[str]) -> None:
         f"(1 - {gan['lam']:g}) ||x - G(z)||_1 + {gan['lam']:g} ||f(x) - f(G(z))||_1, f the "
         f"discriminator's last conv block. {seconds / 60:.1f} min in all.",
         f"- DCAE {s['deep']['pretrain_epochs']} epochs, one-class Deep SVDD "
-        f"{s['deep']['epochs']} epochs (`bench/table1.py`'s loops; the paper: 350 and 250).",
-        "- Training data as `bench/table1.py`: the normal class's training images less a seeded "
+        f"{s['deep']['epochs']} epochs (bench/table1's loops; the paper: 350 and 250).",
+        "- Training data as bench/table1's: the normal class's training images less a seeded "
         "10% hold-out. Shared 2-core machine, 1 torch thread; timings noisy.",
         "- Command(s):",
         "",
         *[f"      {c}" for c in results["commands"]],
         "",
     ]
-    write_atomic(out / "table1-anogan.md", "\n".join(lines).encode())
+    write_text(out / "table1-anogan.md", "\n".join(lines))
 
 
 def main(argv: list[str]) -> None:
@@ -174,14 +166,9 @@ def main(argv: list[str]) -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "table1-anogan.json"
-    results: dict[str, Any] = {"schedule": header, "commands": [], "runs": {}}
-    if path.exists():
-        if not args.resume:
-            raise SystemExit(f"{path} exists; pass --resume to continue it, or move it away")
-        results = json.loads(path.read_text())
-        if results["schedule"] != header:
-            raise SystemExit(f"{path} was written with another schedule: {results['schedule']}")
-    results["commands"].append(shlex.join([".venv/bin/python", "bench/table1_anogan.py", *argv]))
+    fresh = {"schedule": header, "commands": [], "runs": {}}
+    results = load_results(path, fresh, args.resume)
+    results["commands"].append(shlex.join([".venv/bin/python", "-m", "bench.table1_anogan", *argv]))
     for k in classes:
         if str(k) in results["runs"]:
             continue
@@ -190,14 +177,10 @@ def main(argv: list[str]) -> None:
         assert split.test is not None and split.test_labels is not None
         split = Split(split.train, split.holdout, split.test[subset], split.test_labels[subset])
         results["runs"][str(k)] = run_class(split, schedule, gan, args.seed)
-        write_atomic(path, (json.dumps(results, indent=1) + "\n").encode())
+        write_json(path, results)
         print(
             "    " + str({m: round(v, 1) for m, v in row_values(results["runs"][str(k)]).items()})
         )
-    write_atomic(path, (json.dumps(results, indent=1) + "\n").encode())
+    write_json(path, results)
     write_report(args.out, results, data.class_names)
     print(f"wrote {path} and {args.out / 'table1-anogan.md'}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

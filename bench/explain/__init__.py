@@ -1,0 +1,1 @@
+"""Explanations: what `/explain` costs beside `/score`."""
