@@ -2,24 +2,23 @@
 class, labelled anomalies from ONE other class at gamma_l = m / (n + m), the whole test split.
 
 Runs `deepsvdd train`'s pipeline in-process for each setting, then scores the exported model
-through ONNX Runtime. Run from the repository root: `.venv/bin/python bench/deepsad.py --help`.
+through ONNX Runtime. Run from the repository root: `.venv/bin/python -m bench.deepsad --help`.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
+import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from bench.harness.machine import python_version
 from modelfile.layout import open_model
 from training.calibration import auc_or_none, holdout_size
 from training.config import TrainConfig
@@ -27,7 +26,7 @@ from training.data import FASHION_MNIST_CLASSES, load_dataset
 from training.evaluate import ort_scores
 from training.pipeline import RunSpec, train_and_export
 
-OUT = Path(__file__).resolve().parent / "beyond"
+OUT = Path(__file__).resolve().parent
 
 
 def labelled_fraction(gamma: float, n_normal: int, n_anomaly_class: int) -> float:
@@ -104,7 +103,7 @@ def markdown(rows: list[dict[str, Any]], normal: int, anomaly: int, command: str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--normal", type=int, default=0)
     parser.add_argument("--anomaly", type=int, default=6)
     parser.add_argument("--gammas", default="0.01,0.05,0.1")
@@ -118,12 +117,8 @@ def main() -> None:
             row = {**run(args.normal, args.anomaly, gamma, args, Path(tmp)), "epochs": args.epochs}
             print(json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)
-    command = "OMP_NUM_THREADS=1 .venv/bin/python bench/deepsad.py " + shlex.join(sys.argv[1:])
+    command = "OMP_NUM_THREADS=1 .venv/bin/python -m bench.deepsad " + shlex.join(sys.argv[1:])
     OUT.mkdir(exist_ok=True)
     (OUT / "deepsad.md").write_text(markdown(rows, args.normal, args.anomaly, command))
-    record = {"rows": rows, "command": command, "python": platform.python_version()}
+    record = {"rows": rows, "command": command, "python": python_version()}
     (OUT / "deepsad.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()

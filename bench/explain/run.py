@@ -5,52 +5,43 @@ same images with their occlusion maps (`service.explain`: 1 + 169 inferences an 
 in chunks of 64 as the batcher runs them, plus the map and PNG work). Service: `python -m
 service` in its own process, one client sending 4-image uploads with and without
 `explain=true`. Writes explain.json and explain.md. Run from the repository root:
-`.venv/bin/python bench/explain_bench.py [--seconds S] [--providers P]`.
+`.venv/bin/python -m bench.explain [--seconds S] [--providers P]`.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gzip
-import io
 import json
 import os
-import platform
-import socket
+import shlex
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
+from bench.harness.machine import cpu_model
+from bench.harness.processes import ROOT, free_port, stop_process
+from bench.serving.loads import FASHION_TEST, png_bytes, read_idx_images
 from modelfile import INPUT_NAME, SCORE_OUTPUT
 from service.explain import COST, explain_answers, explain_batch
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
+OUT = Path(__file__).resolve().parent
 MODEL = "fashion-mnist-sneaker"
-FASHION_TEST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 CHUNK = 64  # DEEPSVDD_MAX_BATCH's default: the batcher's run size
 PER_REQUEST = 4  # DEEPSVDD_MAX_EXPLAIN_IMAGES's default
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     p.add_argument("--providers", default="CPUExecutionProvider")
-    p.add_argument("--out", type=Path, default=BENCH_DIR)
+    p.add_argument("--out", type=Path, default=OUT)
     return p.parse_args()
-
-
-def test_images(count: int) -> np.ndarray:
-    raw = gzip.decompress(FASHION_TEST.read_bytes())
-    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:count]
 
 
 def timed(step: object, seconds: float, images_per_step: int) -> dict[str, float]:
@@ -70,7 +61,7 @@ def timed(step: object, seconds: float, images_per_step: int) -> dict[str, float
 
 def raw(providers: list[str], pixels: np.ndarray, seconds: float) -> dict[str, dict[str, float]]:
     session = ort.InferenceSession(
-        str(REPO / "models" / MODEL / "1" / "model.onnx"), providers=providers
+        str(ROOT / "models" / MODEL / "1" / "model.onnx"), providers=providers
     )
     batch = pixels[:CHUNK, None].astype(np.float32) / 255.0
     few = batch[:PER_REQUEST]
@@ -103,29 +94,18 @@ def raw(providers: list[str], pixels: np.ndarray, seconds: float) -> dict[str, d
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def served(providers: str, pixels: np.ndarray, seconds: float) -> dict[str, dict[str, float]]:
     port = free_port()
     env = {
         **os.environ,
-        "DEEPSVDD_MODELS_DIR": str(REPO / "models"),
+        "DEEPSVDD_MODELS_DIR": str(ROOT / "models"),
         "DEEPSVDD_PROVIDERS": providers,
         "DEEPSVDD_PORT": str(port),
         "DEEPSVDD_LOG_LEVEL": "warning",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=REPO)
+    proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    pngs = []
-    for image in pixels[:PER_REQUEST]:
-        out = io.BytesIO()
-        Image.fromarray(image).save(out, format="PNG")
-        pngs.append(out.getvalue())
+    pngs = [png_bytes(image) for image in pixels[:PER_REQUEST]]
     files = [("files", (f"{i}.png", png, "image/png")) for i, png in enumerate(pngs)]
     try:
         with httpx.Client(base_url=url, timeout=60) as client:
@@ -152,8 +132,7 @@ def served(providers: str, pixels: np.ndarray, seconds: float) -> dict[str, dict
                 ),
             }
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_process(proc)
 
 
 def write(results: dict[str, object], out: Path) -> None:
@@ -176,17 +155,23 @@ def write(results: dict[str, object], out: Path) -> None:
             lines.append(
                 f"| {where} | {name} | {row['images_per_s']:.1f} | {row['ms_per_step']:.2f} |"
             )
-    lines.append("")
+    lines += ["", f"Command: `{command(results)}`", ""]
     (out / "explain.md").write_text("\n".join(lines))
+
+
+def command(results: dict[str, object]) -> str:
+    """The command that reproduces these results (their settings are all it takes)."""
+    flags = ["--seconds", f"{results['seconds']:g}", "--providers", str(results["providers"])]
+    return shlex.join([".venv/bin/python", "-m", "bench.explain", *flags])
 
 
 def main() -> None:
     args = parse_args()
-    pixels = test_images(CHUNK)
+    pixels = read_idx_images(FASHION_TEST, CHUNK)
     providers = args.providers.split(",")
     results: dict[str, object] = {
         "date": dt.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": f"{cpu_model()}, {os.cpu_count()} CPUs",
         "providers": args.providers,
         "seconds": args.seconds,
         "inferences_per_map": COST,
@@ -195,7 +180,3 @@ def main() -> None:
     }
     write(results, args.out)
     print(json.dumps(results, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -2,17 +2,13 @@
 
 Each replica is `python -m service` (one worker, one ONNX Runtime thread) serving the shipped
 models; haproxy balances round-robin with the health check and no retries of the rolling
-restart test; wrk sends Fashion-MNIST PNGs (bench/serve_bench.py's bodies). While wrk runs,
+restart test; wrk sends Fashion-MNIST PNGs (bench/serving's bodies). While wrk runs,
 each replica's `deepsvdd_queue_depth` is sampled: the images in flight per pod that the HPA
 scales on. Writes scaling.json and scaling.md. Run from the repository root:
-`.venv/bin/python bench/scale_bench.py --help`.
+`.venv/bin/python -m bench.scaling --help`.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from __future__ import annotations
 
 import argparse
 import contextlib
@@ -22,26 +18,21 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
-from serve_bench import (
-    FASHION_TEST,
-    cpu_seconds,
-    free_port,
-    png_bytes,
-    read_idx_images,
-    run_wrk,
-    write_bodies,
-)
 
-from tests.support.metrics import metric_value
+from bench.harness.cputime import cpu_seconds
+from bench.harness.metrics import metric_value
+from bench.harness.processes import ROOT, free_port, stop_process
+from bench.serving.loads import FASHION_TEST, png_bytes, read_idx_images, run_wrk, write_bodies
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
+OUT = Path(__file__).resolve().parent
 HAPROXY_CONFIG = """\
 defaults
     mode http
@@ -71,7 +62,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each wrk run")
     parser.add_argument("--warmup-seconds", type=float, default=2.0)
     parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=BENCH_DIR)
+    parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument(
         "--render", type=Path, help="only rewrite scaling.md in --out from this scaling.json"
     )
@@ -81,7 +72,7 @@ def parse_args() -> argparse.Namespace:
 def replica_env(port: int, model: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSVDD_")}
     env.update(
-        DEEPSVDD_MODELS_DIR=str(REPO / "models"),
+        DEEPSVDD_MODELS_DIR=str(ROOT / "models"),
         DEEPSVDD_DEFAULT_MODEL=model,
         DEEPSVDD_PORT=str(port),
         DEEPSVDD_PROVIDERS="CPUExecutionProvider",
@@ -103,7 +94,7 @@ def replicas(count: int, model: str, logs: Path) -> Iterator[dict[int, int]]:
             processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "service"],
-                    cwd=REPO,
+                    cwd=ROOT,
                     env=replica_env(port, model),
                     stdout=log,
                     stderr=log,
@@ -121,8 +112,7 @@ def replicas(count: int, model: str, logs: Path) -> Iterator[dict[int, int]]:
         yield {port: process.pid for port, process in zip(ports, processes, strict=True)}
     finally:
         for process in processes:
-            process.terminate()
-            process.wait(timeout=60)
+            stop_process(process, timeout_s=60)
 
 
 @contextlib.contextmanager
@@ -145,8 +135,7 @@ def haproxy(ports: list[int], workdir: Path) -> Iterator[str]:
         time.sleep(1.5)  # `rise 2` for every server
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process, timeout_s=10)
 
 
 def sample_in_flight(ports: list[int], stop: threading.Event, out: list[float]) -> None:
@@ -199,7 +188,7 @@ def markdown(report: dict) -> str:
     lines = [
         "# Scaling out behind HAProxy",
         "",
-        f"Measured {report['when']} with `bench/scale_bench.py` on this {report['cpus']}-CPU "
+        f"Measured {report['when']} with `python -m bench.scaling` on this {report['cpus']}-CPU "
         "machine, **shared with other engineers' builds and tests while measuring: the "
         "figures are noisy**, and wrk, haproxy and every replica share the same CPUs, so a "
         "second replica cannot double anything here. Model "
@@ -311,7 +300,3 @@ def main() -> None:
     (args.out / "scaling.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "scaling.md").write_text(markdown(report))
     print(markdown(report))
-
-
-if __name__ == "__main__":
-    main()

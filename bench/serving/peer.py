@@ -1,9 +1,9 @@
-"""The peer server of bench/serve_bench.py: BentoML in a virtual environment of its own.
+"""The peer server of bench/serving: BentoML in a virtual environment of its own.
 
 BentoML pins its own versions of starlette, pydantic and more, so it lives in
-bench/.peer-venv (git-ignored), made here from PyPI on first use, with the same ONNX
+bench/serving/.peer-venv (git-ignored), made here from PyPI on first use, with the same ONNX
 Runtime, NumPy, Pillow and libspng versions as the service's environment so that only the
-serving stack differs. The peer service itself is bench/peer_bento.py.
+serving stack differs. The peer service itself is bench/serving/peer_bento.py.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-PEER_VENV = BENCH_DIR / ".peer-venv"
-BENTOML = "bentoml==1.4.40"  # the release bench/peer_bento.py was written against
+SERVING_DIR = Path(__file__).resolve().parent
+REPO = SERVING_DIR.parents[1]
+PEER_VENV = SERVING_DIR / ".peer-venv"
+BENTOML = "bentoml==1.4.40"  # the release peer_bento.py was written against
 # Packages installed at the version this environment has (onnxruntime-gpu's CPU twin).
 SAME_VERSIONS = {
     "onnxruntime": ("onnxruntime-gpu", "onnxruntime"),
@@ -62,7 +62,7 @@ def peer_python(venv: Path = PEER_VENV) -> Path:
 
 
 def bentoml_command(python: Path, port: int) -> list[str]:
-    """`bentoml serve` of bench/peer_bento.py on 127.0.0.1:`port` (run it in bench/)."""
+    """`bentoml serve` of peer_bento.py on 127.0.0.1:`port` (run it in bench/serving/)."""
     bentoml = python.parent / "bentoml"
     return [
         *(str(bentoml), "serve", "peer_bento:Scorer"),

@@ -1,10 +1,10 @@
-"""The peer of bench/serve_bench.py: BentoML's adaptive batching over the same ONNX model.
+"""The peer of bench/serving: BentoML's adaptive batching over the same ONNX model.
 
 One batchable API, `POST /score` with multipart `files` parts: BentoML's dispatcher merges
 the uploads of concurrent requests into one call of at most PEER_MAX_BATCH images, which
 decodes them with this repository's own decoders (libspng fast path, else Pillow) and runs
-ONNX Runtime once. Runs from bench/.peer-venv (BentoML's dependencies are its own):
-`PEER_MODEL=... PYTHONPATH=<repo> bentoml serve peer_bento:Scorer --port N` in bench/.
+ONNX Runtime once. Runs from bench/serving/.peer-venv (BentoML's dependencies are its own):
+`PEER_MODEL=... PYTHONPATH=<repo> bentoml serve peer_bento:Scorer --port N` in bench/serving/.
 """
 
 import os

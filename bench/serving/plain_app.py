@@ -1,4 +1,4 @@
-"""The naive baseline of bench/serve_bench.py: a scoring endpoint as a user would first write it.
+"""The naive baseline of bench/serving: a scoring endpoint as a user would first write it.
 
 One `async def` handler that reads every upload, decodes it with PIL, and runs ONNX Runtime
 on the request's images, all on the event loop. Serve it with

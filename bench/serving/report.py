@@ -1,4 +1,4 @@
-"""bench/serving.md and serving.png from the report bench/serve_bench.py gathers: the table,
+"""serving.md and serving.png from the report bench/serving gathers: the table,
 the issue's three goals judged from the run's own figures, the machine and what else ran."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTES = Path(__file__).resolve().parent / "serving_notes.md"  # appended as it is
 BATCHED_VS_RAW = 0.55  # batched uploads: at least this fraction of raw ORT batch-64 images/s
 SINGLE_VS_PLAIN = 2.0  # single images: at least this many times the plain endpoint's requests/s
@@ -151,8 +151,8 @@ def markdown(report: dict) -> str:
         + ", ".join(f"{TITLES[k]} {v:.2e}" for k, v in report["score_difference"].items())
         + f". Service: `python -m service` ({s['service']}), default settings but "
         f"`DEEPSVDD_PROVIDERS=CPUExecutionProvider`{variant}; plain: {s['plain']} "
-        "(bench/plain_app.py)"
-        + (f"; peer: {s['peer']} (bench/peer_bento.py)" if "peer" in s else "")
+        "(bench/serving/plain_app.py)"
+        + (f"; peer: {s['peer']} (bench/serving/peer_bento.py)" if "peer" in s else "")
         + ". Each logs every request as its default does.",
         "",
         "## Machine",

@@ -1,77 +1,56 @@
 """Serving speed: raw ONNX Runtime, this service, a plain FastAPI endpoint and BentoML under wrk.
 
 Scores 28x28 Fashion-MNIST test images (pre-encoded PNGs) with one trained model: raw
-ONNX Runtime at batch 1 and 64, then `python -m service`, bench/plain_app.py and BentoML's
-adaptive batching (bench/peer_bento.py, from its own environment bench/.peer-venv, made on
-first use), each under wrk with 64-image multipart uploads and with single-image uploads.
-Writes serving.json, serving.md and serving.png (bench/serving_report.py). Run from the
-repository root: `.venv/bin/python bench/serve_bench.py --help`.
+ONNX Runtime at batch 1 and 64, then `python -m service`, bench/serving/plain_app.py and
+BentoML's adaptive batching (bench/serving/peer_bento.py, from its own environment
+bench/serving/.peer-venv, made on first use), each under wrk with 64-image multipart uploads
+and with single-image uploads. Writes serving.json, serving.md and serving.png
+(bench/serving/report.py). Run from the repository root:
+`.venv/bin/python -m bench.serving --help`.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from __future__ import annotations
 
 import argparse
 import contextlib
 import datetime as dt
-import gzip
-import io
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
-from bench import peer, serving_report
+from bench.harness.cputime import cpu_seconds, other_processes, process_table
+from bench.harness.machine import cpu_flags, cpu_model, platform_name, python_version
+from bench.serving import peer
+from bench.serving import report as serving_report
+from bench.serving.loads import (
+    BATCH,
+    BOUNDARY,
+    FASHION_TEST,
+    SINGLE_BODIES,
+    WRK,
+    Load,
+    histogram_totals,
+    png_bytes,
+    raw_ort,
+    read_idx_images,
+    run_wrk,
+    write_bodies,
+)
+from bench.serving.servers import REPO, SERVING_DIR, Server, server, servers_for
 from service.cpus import affinity_cpus, available_cpus, quota_cpus
-from service.settings import CPU_PROVIDER, MAX_AUTO_WORKERS
-from tests.support.processes import stop_process
-from tests.support.servers import free_port
+from service.settings import CPU_PROVIDER
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
 DEFAULT_MODEL = REPO / "models/fashion-mnist-trouser/1/model.onnx"
-FASHION_TEST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-WRK = "/usr/bin/wrk"
-LUA = BENCH_DIR / "wrk/post_bodies.lua"
-BOUNDARY = "deepsvdd-bench-3f9a1c"
-IDX_IMAGES_MAGIC = 2051
-SINGLE_BODIES = 64  # single-image requests cycle through this many different images
-BATCH = 64  # images per batched upload, and the raw ORT batch they are compared with
-OTHERS_SHOWN = 5  # the busiest other commands named under "what else ran"
-
-
-@dataclass(frozen=True)
-class Load:
-    """One wrk load: how many images each request carries, over how many connections."""
-
-    name: str
-    images: int
-    connections: int
-
-
-@dataclass(frozen=True)
-class Server:
-    """A server process to start: its command, environment, base URL and readiness probe."""
-
-    label: str
-    command: list[str]
-    cwd: Path
-    env: dict[str, str]
-    base: str
-    probe: str
 
 
 def parse_args() -> argparse.Namespace:
@@ -84,7 +63,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--single-connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="repeats; medians are reported")
-    parser.add_argument("--out-dir", type=Path, default=BENCH_DIR)
+    parser.add_argument("--out-dir", type=Path, default=SERVING_DIR)
     parser.add_argument(
         "--peer",
         choices=("bentoml", "none"),
@@ -112,284 +91,6 @@ def parse_args() -> argparse.Namespace:
         help="an extra environment variable for the service (repeatable)",
     )
     return parser.parse_args()
-
-
-def read_idx_images(path: Path, count: int) -> np.ndarray:
-    """The first `count` images of a gzipped IDX file: uint8 `(count, rows, cols)`."""
-    with gzip.open(path, "rb") as handle:
-        magic, total, rows, cols = np.frombuffer(handle.read(16), dtype=">u4")
-        if magic != IDX_IMAGES_MAGIC:
-            raise ValueError(f"{path} is not an IDX image file (magic {magic})")
-        count = min(count, int(total))
-        pixels = np.frombuffer(handle.read(count * int(rows) * int(cols)), dtype=np.uint8)
-    return pixels.reshape(count, int(rows), int(cols))
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG")
-    return out.getvalue()
-
-
-def multipart_body(pngs: list[bytes], first_index: int) -> bytes:
-    parts = [
-        (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; '
-            f'filename="fmnist-{first_index + i}.png"\r\nContent-Type: image/png\r\n\r\n'
-        ).encode()
-        + png
-        + b"\r\n"
-        for i, png in enumerate(pngs)
-    ]
-    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
-
-
-def write_bodies(directory: Path, pngs: list[bytes], per_request: int, count: int) -> list[Path]:
-    """`count` request bodies of `per_request` consecutive images each, as files for wrk."""
-    paths = []
-    for i in range(count):
-        start = (i * per_request) % len(pngs)
-        chunk = [pngs[(start + j) % len(pngs)] for j in range(per_request)]
-        path = directory / f"body-{per_request}-{i}.bin"
-        path.write_bytes(multipart_body(chunk, start))
-        paths.append(path)
-    return paths
-
-
-def raw_ort(model: Path, threads: int, images: np.ndarray, seconds: float) -> dict[str, float]:
-    """images/s of `session.run` on pre-made float32 batches, after a warm-up."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(model), options, providers=[CPU_PROVIDER])
-    feed = {"image": images}
-    warm_end = time.perf_counter() + min(1.0, seconds / 3)
-    while time.perf_counter() < warm_end:
-        session.run(["score"], feed)
-    runs, began, cpu_began = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - began < seconds:
-        session.run(["score"], feed)
-        runs += 1
-    elapsed = time.perf_counter() - began
-    cpu = time.process_time() - cpu_began
-    return {
-        "batch": images.shape[0],
-        "runs": runs,
-        "seconds": elapsed,
-        "images_per_s": runs * images.shape[0] / elapsed,
-        "run_ms": 1000 * elapsed / runs,
-        "cpu_us_per_image": 1e6 * cpu / (runs * images.shape[0]),
-    }
-
-
-@contextlib.contextmanager
-def server(target: Server, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Starts `target`, waits until its probe answers 200, and stops it with SIGTERM."""
-    probe = target.base + target.probe
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            target.command,
-            cwd=target.cwd,
-            env={**os.environ, **target.env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            end = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{target.label} exited early: {log.read_text()[-2000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(probe, timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > end:
-                    raise RuntimeError(f"{probe} did not answer 200 within 60 s")
-                time.sleep(0.1)
-            yield process
-        finally:
-            stop_process(process)
-
-
-@dataclass(frozen=True)
-class Proc:
-    """One process from /proc: its parent and the CPU time it has used so far."""
-
-    ppid: int
-    cpu_s: float
-
-
-def process_table() -> dict[int, Proc]:
-    """Every process now running (Linux /proc): user + system CPU seconds and parent."""
-    tick = os.sysconf("SC_CLK_TCK")
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # it has just exited
-            continue
-        table[int(entry.name)] = Proc(int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    return table
-
-
-def descendants(table: dict[int, Proc], root: int) -> set[int]:
-    """`root` and every process below it."""
-    children: dict[int, list[int]] = {}
-    for pid, proc in table.items():
-        children.setdefault(proc.ppid, []).append(pid)
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        found.add(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time used so far by `pid` and its descendants (a server's workers)."""
-    table = process_table()
-    return sum(table[p].cpu_s for p in descendants(table, pid) if p in table)
-
-
-def command_name(pid: int) -> str:
-    """A short name: the program, and for an interpreter its script or module."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return "?"
-    words = [a.decode(errors="replace") for a in argv if a]
-    if not words:
-        return "?"
-    name = Path(words[0]).name
-    if name.startswith("python") and len(words) > 1:
-        name += " " + (words[2] if words[1] == "-m" and len(words) > 2 else Path(words[1]).name)
-    return name
-
-
-def other_processes(before: dict[int, Proc], wall_s: float) -> dict:
-    """CPU time that processes outside this benchmark's tree used since `before`, by name."""
-    after = process_table()
-    ours = descendants(after, os.getpid())
-    by_name: dict[str, float] = {}
-    for pid, proc in after.items():
-        if pid in ours:
-            continue
-        used = proc.cpu_s - (before[pid].cpu_s if pid in before else 0.0)
-        if used > 0:
-            name = command_name(pid)
-            by_name[name] = by_name.get(name, 0.0) + used
-    top = sorted(by_name.items(), key=lambda item: -item[1])[:OTHERS_SHOWN]
-    return {"cpu_s": sum(by_name.values()), "wall_s": wall_s, "top": top}
-
-
-def run_wrk(url: str, bodies: list[Path], connections: int, threads: int, seconds: float) -> dict:
-    command = [
-        WRK,
-        f"-t{min(threads, connections)}",
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--timeout",
-        "30s",
-        "-s",
-        str(LUA),
-        url,
-        "--",
-        f"multipart/form-data; boundary={BOUNDARY}",
-        *map(str, bodies),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    for line in done.stdout.splitlines():
-        if line.startswith("WRK_JSON "):
-            result: dict = json.loads(line.removeprefix("WRK_JSON "))
-            return result
-    raise RuntimeError(f"wrk printed no WRK_JSON line:\n{done.stdout}\n{done.stderr}")
-
-
-def histogram_totals(metrics_text: str, name: str) -> tuple[float, float]:
-    """(sum, count) of a Prometheus histogram, summed over its label sets."""
-    total = count = 0.0
-    for line in metrics_text.splitlines():
-        if line.startswith(f"{name}_sum"):
-            total += float(line.rsplit(" ", 1)[1])
-        elif line.startswith(f"{name}_count"):
-            count += float(line.rsplit(" ", 1)[1])
-    return total, count
-
-
-def service_workers(extra: dict[str, str]) -> int:
-    """The service's worker count: DEEPSVDD_WORKERS as given, else its auto default."""
-    asked = extra.get("DEEPSVDD_WORKERS", "auto").strip().lower()
-    if asked.isdigit() and int(asked) > 0:
-        return int(asked)
-    return min(available_cpus(), MAX_AUTO_WORKERS)
-
-
-def servers_for(
-    model: Path, tmp: Path, args: argparse.Namespace
-) -> tuple[list[Server], dict[str, str]]:
-    """This service on a repository holding only `model`, the plain endpoint and the peer;
-    and a line on how each was set up."""
-    bad = [item for item in args.service_env if "=" not in item]
-    if bad:
-        sys.exit(f"--service-env {bad[0]!r} is not KEY=VALUE")
-    extra = dict(item.split("=", 1) for item in args.service_env)
-    models_dir = tmp / "models"
-    name, version = model.parent.parent.name, model.parent.name
-    (models_dir / name / version).mkdir(parents=True)
-    (models_dir / name / version / "model.onnx").symlink_to(model)
-    workers = service_workers(extra)
-    threads = int(extra.get("DEEPSVDD_INTRA_OP_THREADS", "0")) or max(
-        1, available_cpus() // workers
-    )
-    service_port, plain_port, peer_port = free_port(), free_port(), free_port()
-    servers = [
-        Server(
-            "service",
-            [sys.executable, "-m", "service"],
-            args.service_dir.resolve(),
-            {
-                "DEEPSVDD_MODELS_DIR": str(models_dir),
-                "DEEPSVDD_PROVIDERS": CPU_PROVIDER,
-                "DEEPSVDD_PORT": str(service_port),
-                **extra,
-            },
-            f"http://127.0.0.1:{service_port}",
-            "/health/ready",
-        ),
-        Server(
-            "plain",
-            [
-                *(sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH_DIR), "plain_app:app"),
-                *("--host", "127.0.0.1", "--port", str(plain_port), "--workers", "1"),
-            ],
-            REPO,
-            {"PLAIN_APP_MODEL": str(model)},
-            f"http://127.0.0.1:{plain_port}",
-            "/openapi.json",
-        ),
-    ]
-    setups = {
-        "service": f"{workers} worker(s) of {threads} ONNX Runtime thread(s)",
-        "plain": "`uvicorn --app-dir bench plain_app:app --workers 1`",
-    }
-    if args.peer == "bentoml":
-        python = peer.peer_python(args.peer_venv)
-        servers.append(
-            Server(
-                "peer",
-                peer.bentoml_command(python, peer_port),
-                BENCH_DIR,
-                peer.bentoml_env(model, workers, threads, tmp / "bentoml-home"),
-                f"http://127.0.0.1:{peer_port}",
-                "/readyz",
-            )
-        )
-        setups["peer"] = (
-            f"`bentoml serve peer_bento:Scorer` ({peer.BENTOML}), {workers} worker(s) of "
-            f"{threads} ONNX Runtime thread(s), adaptive batching up to {BATCH} images and "
-            "1000 ms (`PEER_MAX_LATENCY_MS`)"
-        )
-    return servers, setups
 
 
 def measure_load(
@@ -511,14 +212,6 @@ def summarize(rounds: list[dict], loads: list[Load]) -> dict:
 
 
 def machine() -> dict[str, object]:
-    cpu, flags = "unknown", []
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and cpu == "unknown":
-                cpu = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = value.split()
     versions = {}
     for package in ("onnxruntime", "fastapi", "starlette", "uvicorn", "numpy", "PIL"):
         module = __import__(package)
@@ -529,14 +222,14 @@ def machine() -> dict[str, object]:
         except ImportError:
             versions[optional] = "not installed"
     return {
-        "cpu": cpu,
-        "flags": sorted(f for f in flags if f in serving_report.FLAGS),
+        "cpu": cpu_model(),
+        "flags": sorted(f for f in cpu_flags() if f in serving_report.FLAGS),
         "cpus_available": available_cpus(),
         "cpus_affinity": affinity_cpus(),
         "cpus_online": os.cpu_count(),
         "cpu_quota": quota_cpus(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+        "python": python_version(),
+        "platform": platform_name(),
         "wrk": subprocess.run([WRK, "-v"], capture_output=True, text=True).stdout.split("\n")[0],
         "versions": versions,
     }
@@ -602,7 +295,7 @@ def main() -> None:
         "model": shown_model,
         "input": f"{channels}x{height}x{width}",
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": shlex.join([".venv/bin/python", "bench/serve_bench.py", *sys.argv[1:]]),
+        "command": shlex.join([".venv/bin/python", "-m", "bench.serving", *sys.argv[1:]]),
         "settings": {
             **vars(args),
             "model": shown_model,
@@ -638,7 +331,3 @@ def main() -> None:
     }
     write_outputs(report, args.out_dir)
     print(json.dumps({"goals": report["goals"], "wall_seconds": report["wall_seconds"]}))
-
-
-if __name__ == "__main__":
-    main()

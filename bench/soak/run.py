@@ -2,35 +2,34 @@
 
 Clients send good images, corrupt images, bodies over the limit, unsupported media types,
 unknown models, reloads, reads, and uploads cut off mid-body (the mix of
-tests/support/traffic.py, whose short version runs in the normal suite). The server's
+bench/harness/traffic.py, whose short version runs in the normal suite). The server's
 RSS, open file descriptors and threads are read from /proc every few seconds. Writes
 soak.md (start / end / max and the fitted slope of each) and soak.png (the curves). Run from
-the repository root: `.venv/bin/python bench/soak.py --help`.
+the repository root: `.venv/bin/python -m bench.soak --help`.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 import shlex
+import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tests.support.servers import served
-from tests.support.traffic import MIX, Traffic, merge, mixed_traffic, sample
+from bench.harness.machine import cpu_model, python_version
+from bench.harness.processes import ROOT
+from bench.harness.servers import served
+from bench.harness.traffic import MIX, Traffic, merge, mixed_traffic, sample
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
+OUT = Path(__file__).resolve().parent
 MAX_BODY_BYTES = 256 * 1024
 MIB = 1024 * 1024
 
@@ -41,8 +40,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup-seconds", type=float, default=20.0, help="before the baseline")
     parser.add_argument("--clients", type=int, default=3, help="client threads")
     parser.add_argument("--interval", type=float, default=3.0, help="seconds between samples")
-    parser.add_argument("--models-dir", type=Path, default=REPO / "models")
-    parser.add_argument("--out-dir", type=Path, default=BENCH_DIR)
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    parser.add_argument("--out-dir", type=Path, default=OUT)
     return parser.parse_args()
 
 
@@ -100,13 +99,13 @@ def write_report(
         + " |"
         for kind, statuses in by_kind.items()
     ]
-    command = "  .venv/bin/python bench/soak.py " + shlex.join(sys.argv[1:])
+    command = "  .venv/bin/python -m bench.soak " + shlex.join(sys.argv[1:])
     text = "\n".join(
         [
             "# Soak: mixed traffic against `python -m service`",
             "",
-            f"{dt.date.today().isoformat()}, {platform.node()} ({platform.processor() or 'cpu'}),"
-            f" Python {platform.python_version()}; {args.clients} client threads for "
+            f"{dt.date.today().isoformat()}, {cpu_model()}, Python {python_version()}; "
+            f"{args.clients} client threads for "
             f"{seconds / 60:.1f} minutes after a {args.warmup_seconds:.0f} s warm-up; the "
             f"shipped models of `{args.models_dir.name}/`; max body {MAX_BODY_BYTES} bytes.",
             "",
@@ -181,7 +180,3 @@ def main() -> None:
             print("the server logged a traceback:\n" + server.log_text()[-3000:], file=sys.stderr)
     write_report(args, samples, settled, merge([warm, traffic]), seconds)
     print(f"wrote {args.out_dir / 'soak.md'} and {args.out_dir / 'soak.png'}")
-
-
-if __name__ == "__main__":
-    main()

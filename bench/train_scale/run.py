@@ -1,16 +1,13 @@
 """Training at scale on this machine: `deepsvdd train` with 1 and 2 torchrun processes
 (seconds per epoch, AUC), and peak RSS against folder size with and without `--cache-dir`.
 
-Run from the repository root: `.venv/bin/python bench/train_scale.py --help`. Each run is a
+Run from the repository root: `.venv/bin/python -m bench.train_scale --help`. Each run is a
 fresh `deepsvdd train` process (under `/usr/bin/time`, which reports its peak RSS: for
-torchrun, the largest of its processes). Results go to bench/train_scale.json, and
-bench/train_scale.md is rendered from it.
+torchrun, the largest of its processes). Results go to bench/train_scale/train_scale.json,
+and train_scale.md beside it is rendered from it.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from __future__ import annotations
 
 import argparse
 import datetime as dt
@@ -20,10 +17,14 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.harness.processes import ROOT
+
+OUT = Path(__file__).resolve().parent / "train_scale.json"
 VENV = ROOT / ".venv" / "bin"
 FASHION = ["--dataset", "fashion-mnist", "--normal-class", "1"]
 
@@ -37,6 +38,7 @@ def timed(command: list[str]) -> dict[str, Any]:
             capture_output=True,
             text=True,
             env=env,
+            cwd=ROOT,
         )
         if proc.returncode != 0:
             raise SystemExit(
@@ -108,7 +110,14 @@ def rss_runs(
         for mode, cached in CACHE_MODES[1:] if cache_only else CACHE_MODES:
             extra = ["--cache-dir", str(cache)] if cached else []
             if data_only:
-                command = [sys.executable, __file__, "--data-pass", str(folder), *extra]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "bench.train_scale",
+                    "--data-pass",
+                    str(folder),
+                    *extra,
+                ]
             else:
                 command = train_command(1, [*args, *extra], scratch / "rss-models")
             run = timed(command)
@@ -147,7 +156,7 @@ def data_pass(folder: Path, cache_dir: Path | None) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
-    """bench/train_scale.md from the JSON: the two tables, the run's conditions, what to expect."""
+    """train_scale.md from the JSON: the two tables, the run's conditions, what to expect."""
     lines = [
         "# Training at scale: processes, and data larger than memory",
         "",
@@ -266,7 +275,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--pretrain-epochs", type=int, default=2, help="DCAE epochs; 0: skip")
     p.add_argument("--folders", type=Path, nargs="*", default=[], help="synthetic folders")
     p.add_argument("--rss-epochs", type=int, default=1)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "train_scale.json")
+    p.add_argument("--out", type=Path, default=OUT)
     p.add_argument(
         "--make-folder", nargs=2, metavar=("DIR", "N"), help="write N synthetic PNGs and stop"
     )
@@ -288,7 +297,7 @@ def main(argv: list[str]) -> None:
         epochs = epoch_runs(procs, args.epochs, args.pretrain_epochs, scratch) if procs else []
         rss = rss_runs(args.folders, args.rss_epochs, scratch, args.data_only, args.cache_only)
     loads.append(os.getloadavg())
-    command = shlex.join([".venv/bin/python", "bench/train_scale.py", *argv])
+    command = shlex.join([".venv/bin/python", "-m", "bench.train_scale", *argv])
     result = {
         "date": dt.datetime.now().isoformat(timespec="minutes"),
         "nproc": os.cpu_count(),
@@ -322,7 +331,3 @@ def main(argv: list[str]) -> None:
     md = args.out.with_suffix(".md")
     md.write_text(render(result))
     print(f"wrote {args.out} and {md}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
