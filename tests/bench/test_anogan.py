@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.anogan import (
+from bench.table1_anogan.anogan import (
     AnoGAN,
     AnoGANConfig,
     Discriminator,

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from training.attacks import AttackConfig, AttackResult, predict, run_attack, train_classifier
+from bench.adversarial.attacks import (
+    AttackConfig,
+    AttackResult,
+    predict,
+    run_attack,
+    train_classifier,
+)
 
 
 def two_classes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
