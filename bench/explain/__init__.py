@@ -1,1 +1,1 @@
-"""Explanations: what `/explain` costs beside `/score`."""
+"""Anomaly maps: what `explain=true` costs in images/s, raw and through the service."""

@@ -1,1 +1,1 @@
-"""The soak: the service under mixed traffic for hours, its memory and descriptors."""
+"""The soak: minutes of mixed traffic against the service, watching its memory and descriptors."""
