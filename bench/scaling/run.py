@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -210,7 +211,20 @@ def markdown(report: dict) -> str:
             f"| {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['in_flight_per_pod']:.1f} "
             f"| {row['replica_cpu_us_per_image']:.0f} | {row['errors']} |"
         )
+    lines += ["", f"Command: `{command(report)}`"]
     return "\n".join([*lines, "", *arithmetic(report["rows"])]) + "\n"
+
+
+def command(report: dict) -> str:
+    """The command that reproduces the report: its model, duration and the grid of its rows."""
+    flags = ["--model", report["model"], "--duration", f"{report['duration_s']:g}"]
+    for key, flag in (
+        ("replicas", "--replicas"),
+        ("images", "--images"),
+        ("connections", "--connections"),
+    ):
+        flags += [flag, *(str(v) for v in sorted({row[key] for row in report["rows"]}))]
+    return shlex.join([".venv/bin/python", "-m", "bench.scaling", *flags])
 
 
 def arithmetic(rows: list[dict]) -> list[str]:
