@@ -44,8 +44,8 @@ def training_layout(model: nn.Module, device: torch.device) -> None:
     """Puts a model in the memory layout that trains fastest on `device`.
 
     On the CPU that is channels-last: oneDNN's convolutions then skip a reordering per layer
-    (bench/train_speed/train_speed.md). The batches come in that layout (training/batches.py); only the
-    layout changes, not the arithmetic's meaning, and `standard_layout` undoes it.
+    (bench/train_speed/train_speed.md). The batches come in that layout (training/batches.py);
+    only the layout changes, not the arithmetic's meaning, and `standard_layout` undoes it.
     """
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
