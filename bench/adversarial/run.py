@@ -93,7 +93,9 @@ class Schedule:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.adversarial", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--dataset", choices=sorted(PROTOCOLS), default="fashion-mnist")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--classes", nargs="+", default=None, help="normal classes (gtsrb: 14)")

@@ -46,7 +46,7 @@ SCORES = Path(__file__).resolve().parents[1] / "out" / "beyond-scores"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.beyond", description=__doc__.split("\n\n")[0])
     p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     p.add_argument("--classes", nargs="+", default=None, help="names or indices (default all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -103,7 +103,9 @@ def markdown(rows: list[dict[str, Any]], normal: int, anomaly: int, command: str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.deepsad", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--normal", type=int, default=0)
     parser.add_argument("--anomaly", type=int, default=6)
     parser.add_argument("--gammas", default="0.01,0.05,0.1")

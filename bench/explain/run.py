@@ -37,7 +37,7 @@ PER_REQUEST = 4  # DEEPSVDD_MAX_EXPLAIN_IMAGES's default
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.explain", description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     p.add_argument("--providers", default="CPUExecutionProvider")
     p.add_argument("--out", type=Path, default=OUT)

@@ -18,7 +18,7 @@ OUT = Path(__file__).resolve().parent
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.figures", description=__doc__.splitlines()[0])
     p.add_argument("--classes", nargs="+", choices=CLASSES, default=list(CLASSES))
     p.add_argument("--models-dir", type=Path, default=ROOT / "models")
     p.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST IDX folder")

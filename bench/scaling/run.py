@@ -55,7 +55,9 @@ backend replicas
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scaling", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--model", default="fashion-mnist-trouser")
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--images", type=int, nargs="+", default=[1, 16], help="per request")

@@ -54,7 +54,9 @@ DEFAULT_MODEL = REPO / "models/fashion-mnist-trouser/1/model.onnx"
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.serving", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a model.onnx file")
     parser.add_argument("--raw-seconds", type=float, default=3.0, help="per raw ORT batch size")
     parser.add_argument("--warmup-seconds", type=float, default=3.0, help="wrk before measuring")

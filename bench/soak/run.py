@@ -35,7 +35,9 @@ MIB = 1024 * 1024
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--minutes", type=float, default=6.0, help="measured traffic")
     parser.add_argument("--warmup-seconds", type=float, default=20.0, help="before the baseline")
     parser.add_argument("--clients", type=int, default=3, help="client threads")

@@ -30,7 +30,7 @@ RESULTS_SETS = ("classes", "seeds")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.table1", description=__doc__.split("\n\n")[0])
     p.add_argument("--pretrain-epochs", type=int, default=50, help="DCAE epochs (default 50)")
     p.add_argument("--epochs", type=int, default=50, help="Deep SVDD epochs (default 50)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

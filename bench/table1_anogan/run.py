@@ -40,7 +40,9 @@ COLUMNS = (
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.table1_anogan", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--per-class", type=int, default=100, help="test images per class (100)")
     p.add_argument("--seed", type=int, default=0, help="training seed (one)")
     p.add_argument("--classes", nargs="+", default=None, help="normal classes (default all)")

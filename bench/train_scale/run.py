@@ -269,7 +269,9 @@ def make_folder(root: Path, n: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.train_scale", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--procs", default="1,2", help="process counts for the epoch runs")
     p.add_argument("--epochs", type=int, default=8, help="Deep SVDD epochs (default 8)")
     p.add_argument("--pretrain-epochs", type=int, default=2, help="DCAE epochs; 0: skip")

@@ -218,7 +218,9 @@ def kernel_shares(images: np.ndarray, epochs: int = 2) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.train_speed", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per loop (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default 1)")
     p.add_argument(
