@@ -78,11 +78,15 @@ test: lint typecheck check-deploy docs pytest
 models: install
 	$(PY) -m training.shipped --models-dir $(MODELS_DIR)
 
-# By hand, never in `make test`: each script writes its tables and plots under bench/.
+# By hand, never in `make test`: `make bench` lists the experiments (bench/README.md);
+# `make bench NAME=table1 ARGS="--resume"` runs `python -m bench.table1 --resume`, which
+# writes its tables and plots in bench/table1/.
 bench: install
-	$(PY) bench/train_speed.py
-	$(PY) bench/serve_bench.py
-	$(PY) bench/table1.py --resume
+ifdef NAME
+	$(PY) -m bench.$(NAME) $(ARGS)
+else
+	$(PY) -m bench
+endif
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(SITE_DIR)

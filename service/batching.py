@@ -70,7 +70,7 @@ class Batcher:
     on the queue with the interpreter lock released and starts the next run as soon as the
     previous one ends. Measured with the loop doing the dispatch, ONNX Runtime sat idle
     about half the time waiting for the loop to finish decoding other uploads, while
-    requests waited in the queue (bench/serving.md); with the thread, the loop only hands
+    requests waited in the queue (bench/serving/serving.md); with the thread, the loop only hands
     jobs in and receives results.
     """
 

@@ -18,7 +18,7 @@ from service.uploads import Upload
 
 # Models whose input has at most this many samples get their ready-made PNGs decoded on the
 # event loop: libspng decodes an image that small faster than a thread hand-off costs
-# (bench/serving.md has the figures).
+# (bench/serving/serving.md has the figures).
 INLINE_SAMPLES = 64 * 64 * 3
 
 

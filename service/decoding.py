@@ -5,7 +5,7 @@ Every failure is the client's image, so it becomes a 400 or 413 `ApiError`, neve
 Two paths give the same pixels. `fast_png` takes the common case of a scoring service, a
 PNG already in the model's size and colour mode with nothing to apply (no transparency, no
 EXIF orientation, no animation): libspng decodes it faster than Pillow, cheaply enough to run
-on the event loop (bench/serving.md). Anything else, or anything the fast path doubts, goes
+on the event loop (bench/serving/serving.md). Anything else, or anything the fast path doubts, goes
 to `decode_pixels` (Pillow and the shared `to_model_array` policy), which runs in a worker
 thread and names the problem when there is one; `service.decode_pool` sends each image to
 one or the other. PNG is lossless, so both decoders give identical samples; the tests hold

@@ -59,7 +59,7 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     prometheus_client has no bulk observe; this adds to the same per-bucket counters and sum
     its `observe` uses (so multiprocess mode works alike), and falls back to `observe` one
     value at a time if a release ever renames them. A request's scores then cost one pass
-    over the buckets instead of one `observe` each (bench/serving.md). The bucket of each
+    over the buckets instead of one `observe` each (bench/serving/serving.md). The bucket of each
     value comes from `bisect` on the bounds list: `np.searchsorted` turned that list into
     an array on every call, which cost more than the rest of the request's metrics.
     """

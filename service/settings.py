@@ -58,7 +58,7 @@ class Settings(ProviderSettings):
     max_batch: int = Field(default=64, ge=1, le=4096)
     # 0 (Triton's default too): a run takes whatever queued while the previous one ran, so
     # batches grow with the load and a lone request never waits. A few ms buy bigger
-    # batches at low load, which pays on a GPU (measured on the CPU: bench/serving.md).
+    # batches at low load, which pays on a GPU (measured on the CPU: bench/serving/serving.md).
     max_delay_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
     max_queue: int = Field(default=1024, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
@@ -83,7 +83,8 @@ class Settings(ProviderSettings):
     intra_op_threads: int = Field(default=0, ge=0, le=1024)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # uvicorn's line per request: formatting and writing it cost a measurable share of a
-    # single-image request (bench/serving.md); the request metrics count every request anyway.
+    # single-image request (bench/serving/serving.md); the request metrics count every request
+    # anyway.
     access_log: bool = False
 
     @field_validator("models_dir")

@@ -105,7 +105,7 @@ class ServiceState:
             log.exception("loading the models failed")
         # What exists now (modules, the app, sessions) lives as long as the process: keep it
         # out of the cyclic collector's full passes. Each of those walked it all and held
-        # the event loop, which set single-image requests' p99 (bench/serving.md).
+        # the event loop, which set single-image requests' p99 (bench/serving/serving.md).
         gc.collect()
         gc.freeze()
         self.loaded = True

@@ -2,7 +2,7 @@
 
 The body is read whole (`service.middleware.BodyLimitMiddleware` underneath `request.stream()`
 bounds it while it arrives) and split with `bytes.find`, which costs a small fraction of what
-a callback-per-event streaming parser did (bench/serving.md). Delimiters are counted as the
+a callback-per-event streaming parser did (bench/serving/serving.md). Delimiters are counted as the
 chunks arrive, so a body of thousands of parts ends in a 413 before the rest of it is read.
 Parts follow RFC 7578: a delimiter line, header lines, a blank line, the data; the part
 headers are bounded, and every malformed body is a 400 `bad_multipart` that says what is

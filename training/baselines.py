@@ -62,7 +62,7 @@ def run_baselines(
     pca = PCA(n_components=PCA_VARIANCE, svd_solver="full").fit(train)
     z_train = pca.transform(train)
     z_test = pca.transform(x_test.astype(np.float64))
-    z_hold, z_eval, y_hold, y_eval = _split_holdout(z_test, y_test.astype(np.int64), seed)
+    z_hold, z_eval, y_hold, y_eval = split_holdout(z_test, y_test.astype(np.int64), seed)
 
     result = {"pca_components": float(pca.n_components_), "eval_size": float(len(y_eval))}
     if "ocsvm" in methods:
@@ -71,7 +71,7 @@ def run_baselines(
         result["ocsvm_gamma"], result["ocsvm_nu"] = float(model.gamma), float(model.nu)
         result["ocsvm_holdout_auc"] = hold_auc
     if "kde" in methods:
-        kde = _select_kde(z_train, seed)
+        kde = select_kde(z_train, seed)
         result["kde"] = _auc(y_eval, -kde.score_samples(z_eval))
         result["kde_bandwidth"] = float(kde.bandwidth)
     if "iforest" in methods:
@@ -141,7 +141,7 @@ def _check_inputs(
         )
 
 
-def _split_holdout(
+def split_holdout(
     z_test: np.ndarray, y_test: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Stratified and seeded: (hold-out x, evaluation x, hold-out y, evaluation y)."""
@@ -169,17 +169,18 @@ def _select_ocsvm(
     subsampling is needed for the selection.
     """
     grid = [(nu, gamma) for nu in OCSVM_NUS for gamma in OCSVM_GAMMAS]
-    models = (_ocsvm(nu, gamma).fit(z_train) for nu, gamma in grid)
+    models = (ocsvm(nu, gamma).fit(z_train) for nu, gamma in grid)
     aucs = [_auc(y_hold, -model.decision_function(z_hold)) for model in models]
     best = int(np.argmax(aucs))  # the first of equal AUCs: smaller nu, then smaller gamma
-    return _ocsvm(*grid[best]).fit(z_train), aucs[best]
+    return ocsvm(*grid[best]).fit(z_train), aucs[best]
 
 
-def _ocsvm(nu: float, gamma: float) -> OneClassSVM:
+def ocsvm(nu: float, gamma: float) -> OneClassSVM:
+    """An RBF one-class SVM with hyper-parameters `nu` and `gamma`, as the baselines fit it."""
     return OneClassSVM(kernel="rbf", nu=nu, gamma=gamma, cache_size=1000)
 
 
-def _select_kde(z_train: np.ndarray, seed: int) -> KernelDensity:
+def select_kde(z_train: np.ndarray, seed: int) -> KernelDensity:
     """Bandwidth by 5-fold cross-validated log-likelihood (folds shuffled with `seed`)."""
     search = GridSearchCV(
         KernelDensity(kernel="gaussian", leaf_size=KDE_LEAF_SIZE),

@@ -44,8 +44,8 @@ def training_layout(model: nn.Module, device: torch.device) -> None:
     """Puts a model in the memory layout that trains fastest on `device`.
 
     On the CPU that is channels-last: oneDNN's convolutions then skip a reordering per layer
-    (bench/train_speed.md). The batches come in that layout (training/batches.py); only the
-    layout changes, not the arithmetic's meaning, and `standard_layout` undoes it.
+    (bench/train_speed/train_speed.md). The batches come in that layout (training/batches.py);
+    only the layout changes, not the arithmetic's meaning, and `standard_layout` undoes it.
     """
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
@@ -187,14 +187,15 @@ def pretrain_dcae(
     """Trains the autoencoder with the summed squared error; returns its encoder."""
     data = as_images(data)
     ae = Autoencoder(cfg_net).to(data.device)
-
-    def summed_error(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
-        return ((model(xb) - xb) ** 2).sum(dim=(1, 2, 3)).sum()
-
     history, seconds = pretrain_loop(
         "pretrain DCAE", ae, summed_error, data, cfg, ckpt, progress, dist
     )
     return ae.encoder, history, seconds
+
+
+def summed_error(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    """The DCAE's loss summed over the batch: squared pixel errors summed per image."""
+    return ((model(xb) - xb) ** 2).sum(dim=(1, 2, 3)).sum()
 
 
 def pretrain_loop(

@@ -90,7 +90,7 @@ def _answer(
     The dicts have the fields of `ScoreResponse` (the documented schema; a test compares the
     two), built from values already of the right types: validating them again through
     pydantic, and encoding them with the standard json module, cost more per request than
-    scoring the images (orjson is far cheaper; bench/serving.md has the figures).
+    scoring the images (orjson is far cheaper; bench/serving/serving.md has the figures).
     """
     scored = decoded.scored
     if not np.isfinite(scores).all():

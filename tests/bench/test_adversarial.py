@@ -1,4 +1,4 @@
-"""bench/adversarial.py end to end on a small GTSRB fixture in the real on-disk format."""
+"""bench/adversarial end to end on a small GTSRB fixture in the real on-disk format."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def write_gtsrb(root: Path) -> None:
 def run_bench(root: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     args = [
         sys.executable,
-        str(ROOT / "bench" / "adversarial.py"),
+        "-m",
+        "bench.adversarial",
         "--dataset",
         "gtsrb",
         "--data-dir",
@@ -81,7 +82,7 @@ def run_bench(root: Path, out: Path, *extra: str) -> subprocess.CompletedProcess
         *extra,
     ]
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(root)}
-    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=280)
+    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=280)
 
 
 @pytest.mark.slow

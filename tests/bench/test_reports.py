@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.adversarial_report import method_values, table2
-from bench.table1_anogan import stratified_subset
+from bench.adversarial.report import method_values, table2
+from bench.table1_anogan.run import stratified_subset
 
 
 def test_the_subset_takes_the_same_count_of_every_class() -> None:

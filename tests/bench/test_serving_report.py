@@ -1,4 +1,4 @@
-"""bench/serving_report.py: the goals judged from a run's figures, and the page it writes."""
+"""bench/serving/report.py: the goals judged from a run's figures, and the page it writes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import serving_report
-from bench.serve_bench import descendants, other_processes, process_table
+from bench.harness.cputime import descendants, other_processes, process_table
+from bench.serving import report as serving_report
 
 
 def _result(images: int, connections: int, images_per_s: float, p99_ms: float) -> dict:
@@ -63,7 +63,7 @@ def _report(service_single: float, service_p99: float, peer: bool = True) -> dic
         "model": "models/m/1/model.onnx",
         "input": "1x28x28",
         "date": "2026-12-01 12:00 UTC",
-        "command": ".venv/bin/python bench/serve_bench.py --rounds 1",
+        "command": ".venv/bin/python -m bench.serving --rounds 1",
         "settings": {"service_env": [], "service_dir": str(serving_report.REPO)},
         "ort_threads": 2,
         "png_bytes_mean": 491.0,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from bench.harness.traffic import Traffic, merge, mixed_traffic, sample
 from tests.support.http import (
     MULTIPART,
     check_error,
@@ -27,7 +28,6 @@ from tests.support.images import files, png
 from tests.support.metrics import metric_value, metric_value_or_zero
 from tests.support.models import ModelRepo
 from tests.support.servers import AUTH, ServerProcess, served
-from tests.support.traffic import Traffic, merge, mixed_traffic, sample
 
 # Sockets the server may still hold a moment after their clients went (listener aside).
 FD_SLACK = 2

@@ -1,2 +1,2 @@
-"""Library code shared by the test suites and bench/soak.py: tiny models and repositories,
-images, live servers and processes, metric lookups, raw HTTP and mixed traffic."""
+"""Library code of the test suites: tiny models and repositories, images, live servers and
+processes, metric lookups, raw HTTP (the parts the experiments share live in bench/harness)."""

@@ -1,30 +1,7 @@
-"""Child processes of the tests: started with their output in a log file, stopped one way."""
+"""Child processes of the tests: bench/harness/processes.py's, shared with the experiments."""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Mapping
-from pathlib import Path
+from bench.harness.processes import ROOT, start_process, stop_process
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def start_process(
-    argv: list[str], env: Mapping[str, str], log: Path, *, cwd: Path = ROOT
-) -> subprocess.Popen[bytes]:
-    """Starts `argv` in `cwd` with stdout and stderr appended to `log`."""
-    with log.open("ab") as out:
-        return subprocess.Popen(argv, cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
-    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`; returns the exit status.
-    A process that has exited already is left as it is."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+__all__ = ["ROOT", "start_process", "stop_process"]

@@ -34,7 +34,7 @@ from training.transforms import (
 )
 
 NET = make_config("mnist", 1, 28, 28)
-# (name, TrainConfig overrides): the variants bench/beyond.py measures.
+# (name, TrainConfig overrides): the variants bench/beyond measures.
 VARIANTS = {
     "rotation-pretrain": {"pretrain_task": "rotation"},
     "transform-centres": {"pretrain": False, "transforms": "rotations"},

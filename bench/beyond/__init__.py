@@ -1,0 +1,1 @@
+"""Self-supervised Deep SVDD variants beyond the paper, and their serving cost."""

@@ -1,0 +1,1 @@
+"""Anomaly maps: what `explain=true` costs in images/s, raw and through the service."""

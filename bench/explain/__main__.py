@@ -1,0 +1,5 @@
+"""`python -m bench.explain`: runs the experiment (run.main)."""
+
+from bench.explain.run import main
+
+main()

@@ -1,0 +1,5 @@
+"""`python -m bench.serving`: runs the experiment (run.main)."""
+
+from bench.serving.run import main
+
+main()

@@ -1,0 +1,1 @@
+"""Training at scale: `deepsvdd train` with 1 and 2 torchrun processes."""

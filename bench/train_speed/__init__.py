@@ -1,0 +1,1 @@
+"""Training speed: our training loop against a per-sample DataLoader."""
