@@ -184,4 +184,5 @@ async def score(
             scores = await batcher.score(decoded.images)
     answer = _answer(found, used, uploads, decoded, scores, maps)
     state.metrics.scored(found, scores, used.value)
+    state.shadow(found, decoded.images, scores)
     return answer
