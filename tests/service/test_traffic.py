@@ -14,13 +14,14 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+import tritonclient.grpc as triton
 
 from service.repository import Repository
 from service.traffic import PolicyError, TrafficPolicy
 from tests.support.images import image_bytes, noise_image
 from tests.support.metrics import metric_value
 from tests.support.models import ModelRepo
-from tests.support.servers import ADMIN_TOKEN, AUTH, LiveServer, make_settings
+from tests.support.servers import ADMIN_TOKEN, AUTH, LiveServer, free_port, make_settings
 
 StartServer = Callable[..., LiveServer]
 FILES = {"files": ("a.png", image_bytes(noise_image(1)), "image/png")}
@@ -186,3 +187,19 @@ def test_metrics_count_each_routed_version(live: LiveServer) -> None:
             client.get("/metrics").text, "deepsvdd_images_scored_total", model="digits", version="1"
         )
     assert after - before == 3
+
+
+def test_grpc_answers_name_the_routed_version(
+    start_server: StartServer, own_repo: ModelRepo
+) -> None:
+    (own_repo.path / "digits" / "traffic.json").write_text('{"weights": {"1": 100}}')
+    settings = make_settings(own_repo.path, admin_token=ADMIN_TOKEN, grpc_port=free_port())
+    live = start_server(settings)
+    batch = np.zeros((1, 1, 28, 28), dtype=np.float32)
+    image = triton.InferInput("image", list(batch.shape), "FP32")
+    image.set_data_from_numpy(batch)
+    with triton.InferenceServerClient(f"127.0.0.1:{settings.grpc_port}") as oip:
+        answer = oip.infer("digits", [image]).get_response()
+        pinned = oip.infer("digits", [image], model_version="2").get_response()
+    assert (answer.model_version, pinned.model_version) == ("1", "2")
+    assert live.app.state.service.deployment.traffic.policy("digits") is not None
