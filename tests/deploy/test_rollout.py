@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from service.metrics import MULTIPROC_ENV
-from tests.deploy.test_workers import WAIT_S, serve_argv
+from tests.deploy.test_workers import WAIT_S, WORKERS, per_process, serve_argv
 from tests.support.images import image_bytes, noise_image
 from tests.support.models import build_model
 from tests.support.processes import start_process, stop_process
@@ -58,23 +58,26 @@ def one_answer(client: httpx.Client) -> Answer:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The URL of `deepsvdd serve --workers 2` over versions 1 (pinned) and 2, and the
+    workers' shared metrics directory."""
     models = tmp_path / "models"
     build_model(models, MODEL, 1, seed=5)
     build_model(models, MODEL, 2, seed=6)
     (models / MODEL / "default_version").write_text("1\n")
     port = free_port()
+    metrics_dir = tmp_path / "prometheus"
     env = service_env(
         models,
         port,
         DEEPSVDD_ADMIN_TOKEN=ADMIN_TOKEN,
-        **{MULTIPROC_ENV: str(tmp_path / "prometheus")},
+        **{MULTIPROC_ENV: str(metrics_dir)},
     )
     process = start_process(serve_argv(models, port), env, tmp_path / "server.log")
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, WAIT_S, process)
-        yield url
+        yield url, metrics_dir
     finally:
         stop_process(process, WAIT_S)
 
@@ -93,11 +96,14 @@ def served(answers: list[Answer], start: float, end: float) -> list[int | None]:
 
 
 @pytest.mark.slow
-def test_rollout_promotion_and_rollback_under_load_fail_no_request(server: str) -> None:
+def test_rollout_promotion_and_rollback_under_load_fail_no_request(
+    server: tuple[str, Path],
+) -> None:
+    url, metrics_dir = server
     answers: list[Answer] = []
     stop = threading.Event()
     threads = [
-        threading.Thread(target=load, args=(server, stop, answers)) for _ in range(LOAD_THREADS)
+        threading.Thread(target=load, args=(url, stop, answers)) for _ in range(LOAD_THREADS)
     ]
     for thread in threads:
         thread.start()
@@ -114,7 +120,7 @@ def test_rollout_promotion_and_rollback_under_load_fail_no_request(server: str) 
         for name, method, path, body in steps:
             changed = time.monotonic()
             phases.append((previous[0], previous[1], changed))
-            previous = (name, change(server, method, path, body))
+            previous = (name, change(url, method, path, body))
             time.sleep(PHASE_S)
         phases.append((previous[0], previous[1], time.monotonic()))
     finally:
@@ -131,3 +137,5 @@ def test_rollout_promotion_and_rollback_under_load_fail_no_request(server: str) 
     assert len(canary) >= 100, f"only {len(canary)} answers in the canary phase"
     tolerance = 4 * math.sqrt(CANARY_SHARE * (1 - CANARY_SHARE) / len(canary))  # 4 sd
     assert abs(canary.count(2) / len(canary) - CANARY_SHARE) < tolerance, canary.count(2)
+    by_worker = per_process(metrics_dir, "deepsvdd_images_scored_total", model=MODEL, version="2")
+    assert len([n for n in by_worker.values() if n > 0]) == WORKERS, by_worker
