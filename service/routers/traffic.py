@@ -95,8 +95,8 @@ async def promote(
     find_model(deployment.repository, name)
     current = deployment.traffic.policy(name)
     replaced = current.primary if current else deployment.repository.default_version(name)
-    if replaced == body.version and current is not None:
-        replaced = current.previous
+    if replaced == body.version:  # already the primary: keep what it replaced
+        replaced = current.previous if current else None
     shadow = current.shadow if current and current.shadow != body.version else None
     policy = TrafficPolicy({body.version: TOTAL}, shadow, replaced)
     return await _apply(request, state, name, policy)
