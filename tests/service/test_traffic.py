@@ -203,3 +203,22 @@ def test_grpc_answers_name_the_routed_version(
         pinned = oip.infer("digits", [image], model_version="2").get_response()
     assert (answer.model_version, pinned.model_version) == ("1", "2")
     assert live.app.state.service.deployment.traffic.policy("digits") is not None
+
+
+def test_a_file_naming_a_version_not_loaded_never_takes_serving_down(
+    start_server: StartServer, own_repo: ModelRepo, caplog: pytest.LogCaptureFixture
+) -> None:
+    (own_repo.path / "digits" / "traffic.json").write_text('{"weights": {"1": 50, "7": 50}}')
+    live = start_server(make_settings(own_repo.path, admin_token=ADMIN_TOKEN))
+    with live.client() as client:
+        assert client.get("/health/ready").status_code == 200
+        assert {served_version(client) for _ in range(5)} == {2}
+        traffic = client.get("/models/digits").json()["traffic"]
+    assert traffic["policy"] is None
+    assert traffic["error"] == (
+        "version 7 of 'digits' is not loaded (loaded: [1, 2]); version 2 (the default) serves"
+    )
+    assert any(
+        "refused the traffic policy of digits" in r.getMessage() and r.levelname == "ERROR"
+        for r in caplog.records
+    )
