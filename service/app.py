@@ -12,7 +12,7 @@ from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from service.oip_grpc.server import grpc_listener
 from service.reload_sync import ReloadSync
-from service.routers import admin, health, metrics, models, score, ui, v2
+from service.routers import admin, health, metrics, models, score, traffic, ui, v2
 from service.settings import Settings
 from service.state import ServiceState
 
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = state
     app.state.reload_sync = reload_sync
     install_error_handlers(app, on_error=state.metrics.count_rejection)
-    for module in (score, models, health, metrics, admin, ui, v2):
+    for module in (score, models, health, metrics, admin, traffic, ui, v2):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -1,5 +1,6 @@
 """One Open Inference Protocol inference, whichever transport carries it (REST v2 or gRPC):
-the model looked up, the request parsed and checked, the images scored, the outputs counted."""
+the model looked up, the request parsed and checked, the images scored, the outputs counted
+and handed to the model's shadow version."""
 
 from __future__ import annotations
 
@@ -54,4 +55,5 @@ async def infer(
     if parsed.threshold is not None or parsed.wants(IS_ANOMALY_OUTPUT):
         parameters = {"threshold": used.name, "threshold_value": used.value}
     state.metrics.scored(model, scores, used.value)
+    state.shadow(model, parsed.images, scores)
     return Inference(model, parsed, outputs, parameters)

@@ -37,13 +37,16 @@ def find_model(repository: Repository, name: str | None, version: Version = None
 
 def serving(state: ServiceState, name: str | None, version: Version) -> tuple[Batcher, LoadedModel]:
     """The model that scores a request, and its batcher, from the one snapshot the request
-    keeps using. `name` None: the default model. 503 while not ready, 404 as `find_model`."""
+    keeps using. `name` None: the default model; `version` None: the one the model's traffic
+    policy draws, else its default version. 503 while not ready, 404 as `find_model`."""
     if not state.ready:
         raise state.unready_error()
     deployment = state.deployment
     repository = deployment.repository
     if name is None:
         name = repository.default_name(state.settings.default_model)
+    if version is None and name is not None:
+        version = deployment.traffic.route(name, state.traffic_rng)
     model = find_model(repository, name, version)
     return deployment.batcher(model), model
 

@@ -128,6 +128,7 @@ class MetricSpec:
 
 _MODEL = ("model",)
 _VERSION = ("model", "version")
+_SHADOW = ("model", "primary", "shadow")
 # Every deepsvdd_* metric, in the order of a scrape. The names, labels, help texts and buckets
 # are a contract: the Prometheus rules, the dashboards and the tests use them.
 METRICS = (
@@ -256,6 +257,32 @@ METRICS = (
         "Model versions refused at load or reload.",
         _MODEL,
     ),
+    MetricSpec(
+        "shadow_images", Counter, "deepsvdd_shadow_images_total", "Images shadows scored.", _VERSION
+    ),
+    MetricSpec(
+        "shadow_dropped",
+        Counter,
+        "deepsvdd_shadow_dropped_total",
+        "Shadow batches left out of the comparison: busy, error, non_finite.",
+        (*_MODEL, "reason"),
+    ),
+    MetricSpec(
+        "shadow_agreement",
+        Gauge,
+        "deepsvdd_shadow_agreement",
+        "Share of the window's images on which the shadow decides as the primary.",
+        _SHADOW,
+        mode="mostrecent",
+    ),
+    MetricSpec(
+        "shadow_rank_correlation",
+        Gauge,
+        "deepsvdd_shadow_rank_correlation",
+        "Spearman rank correlation of the primary's and the shadow's scores over the window.",
+        _SHADOW,
+        mode="mostrecent",
+    ),
 )
 
 
@@ -280,6 +307,10 @@ class Metrics:
     model_expected_anomaly_rate_upper: Gauge
     model_ready: Gauge
     model_load_failures: Counter
+    shadow_images: Counter
+    shadow_dropped: Counter
+    shadow_agreement: Gauge
+    shadow_rank_correlation: Gauge
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()

@@ -1,6 +1,7 @@
-"""Several workers reload together: the one that answers `POST /admin/reload` writes a new
-generation to a file in the workers' shared metrics directory, and every other worker, which
-polls that file, reloads too. One process (no shared directory) needs none of it."""
+"""Several workers reload together: the one that answers `POST /admin/reload` (or changes a
+traffic policy) writes a new generation to a file in the workers' shared metrics directory,
+and every other worker, which polls that file, reloads too (the policies alone, after a
+policy change). One process (no shared directory) needs none of it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from service.state import ServiceState
 log = logging.getLogger(__name__)
 GENERATION_FILE = "reload-generation"  # not *.db: the metrics collector reads only those
 POLL_S = 0.5
+TRAFFIC_ONLY = "traffic"  # a generation's last word after a policy change
 
 
 class ReloadSync:
@@ -42,9 +44,10 @@ class ReloadSync:
         except OSError:
             return ""
 
-    def announce(self) -> None:
-        """After this worker reloaded: tell the others (atomically: no half-written token)."""
-        token = f"{time.time_ns()} {os.getpid()}"
+    def announce(self, *, traffic: bool = False) -> None:
+        """After this worker reloaded (`traffic`: its policies alone): tell the others
+        (atomically: no half-written token)."""
+        token = f"{time.time_ns()} {os.getpid()}" + (f" {TRAFFIC_ONLY}" if traffic else "")
         partial = self._path.with_name(f"{GENERATION_FILE}.{os.getpid()}.tmp")
         partial.write_text(token)
         os.replace(partial, self._path)
@@ -67,7 +70,10 @@ class ReloadSync:
                 continue
             self._seen = current
             try:
-                _, failures = await self._state.reload()
+                if current.endswith(f" {TRAFFIC_ONLY}"):
+                    _, failures = await self._state.reload_traffic()
+                else:
+                    _, failures = await self._state.reload()
             except RepositoryError as exc:
                 log.error("reload announced by another worker refused: %s", exc)
                 continue

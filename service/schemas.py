@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from modelfile.metadata import Calibration, InputSpec, ModelMetadata
 from service.repository import LoadedModel, LoadFailure
+from service.traffic import Traffic
 
 
 class ThresholdUsed(BaseModel):
@@ -129,14 +130,48 @@ class VersionInfo(BaseModel):
         )
 
 
+class TrafficPolicyBody(BaseModel):
+    """A traffic policy: percent of the requests naming no version per version (adding up to
+    100), the version scoring them in the shadow, and the primary a promotion replaced."""
+
+    weights: dict[str, float]
+    shadow: int | None = None
+    previous: int | None = None
+
+
+class TrafficStatus(BaseModel):
+    """The policy a model serves by (None: its default version answers), and why its
+    traffic.json was refused, if it was."""
+
+    policy: TrafficPolicyBody | None
+    error: str | None
+
+    @classmethod
+    def of(cls, traffic: Traffic, name: str) -> TrafficStatus:
+        policy = traffic.policy(name)
+        body = TrafficPolicyBody(**policy.to_json()) if policy is not None else None
+        return cls(policy=body, error=traffic.errors.get(name))
+
+
 class ModelInfo(BaseModel):
     name: str
     latest_version: int
-    # What answers without `?version=`: the latest, or the version `default_version` pins.
+    # What answers without `?version=` and without a traffic policy: the latest, or the
+    # version `default_version` pins.
     default_version: int
     default_version_pinned: bool
     is_default: bool
+    traffic: TrafficStatus
     versions: list[VersionInfo]
+
+
+class TrafficAnswer(TrafficStatus):
+    model: str
+    default_version: int
+
+
+class PromoteBody(BaseModel):
+    version: int
 
 
 class ModelList(BaseModel):

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from dataclasses import dataclass, field
+import random
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from service.batching import AdmissionBudget, Batcher
 from service.decode_pool import DecodePool
@@ -29,16 +32,20 @@ from service.repository import (
     load_repository,
 )
 from service.settings import Settings
+from service.shadow import ShadowScoring
+from service.traffic import Traffic, load_policies
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """An immutable pair: a repository snapshot and the batcher of each of its versions."""
+    """An immutable snapshot: the repository, the batcher of each of its versions, and the
+    traffic policies that share the requests among them."""
 
     repository: Repository = field(default_factory=Repository)
     batchers: dict[tuple[str, int], Batcher] = field(default_factory=dict)
+    traffic: Traffic = field(default_factory=Traffic)
 
     def batcher(self, model: LoadedModel) -> Batcher:
         return self.batchers[(model.name, model.version)]
@@ -54,6 +61,8 @@ class ServiceState:
         self.budget = AdmissionBudget(settings.max_queue, metrics.queue_depth)
         self.decoder = DecodePool(settings.max_pixels)
         self.deployment = Deployment()
+        self.shadows = ShadowScoring(metrics)
+        self.traffic_rng = random.Random()  # draws each request's version by the weights
         self.loaded = False
         # Once loading has finished with nothing to serve: why, naming what was found.
         self.problem: str | None = None
@@ -113,9 +122,9 @@ class ServiceState:
     async def reload(self) -> tuple[Repository, list[LoadFailure]]:
         """Re-reads the models directory and swaps the new snapshot in; returns it and refusals."""
         async with self._swap_lock:
-            previous = self.deployment.repository
-            repository, failures, problems = await asyncio.to_thread(self._load, previous)
-            self._swap(repository, failures)
+            previous = self.deployment
+            repository, traffic, failures, problems = await asyncio.to_thread(self._load, previous)
+            self._swap(repository, traffic, failures)
             if len(repository) == 0:
                 self.problem = problems[0]
                 log.error("not ready: %s", self.problem)
@@ -125,16 +134,43 @@ class ServiceState:
                     log.warning("not served: %s", problem)
             return repository, failures
 
-    def _load(self, previous: Repository) -> tuple[Repository, list[LoadFailure], list[str]]:
-        """In a thread: the new snapshot, its refusals, and what of the directory is not
-        served (one line saying why nothing is, when nothing is)."""
-        models_dir = self.settings.models_dir
-        repository, failures = load_repository(models_dir, self.session_config, previous)
-        if len(repository) == 0:
-            return repository, failures, [explain_nothing_served(models_dir, failures)]
-        return repository, failures, layout_problems(models_dir)
+    async def reload_traffic(self) -> tuple[Traffic, list[LoadFailure]]:
+        """Re-reads the traffic policies alone, over the models loaded now, and swaps them in."""
+        async with self._swap_lock:
+            current = self.deployment
+            traffic, failures = await asyncio.to_thread(
+                load_policies, self.settings.models_dir, current.repository, current.traffic
+            )
+            self.deployment = replace(self.deployment, traffic=traffic)
+            for failure in failures:
+                self.metrics.model_load_failures.labels(failure.model).inc()
+            return traffic, failures
 
-    def _swap(self, repository: Repository, failures: list[LoadFailure]) -> None:
+    def shadow(self, primary: LoadedModel, images: np.ndarray, scores: np.ndarray) -> None:
+        """Has the model's shadow version, if its policy names one, score the `images` that
+        `primary` answered with `scores`, off the request's path."""
+        deployment = self.deployment
+        policy = deployment.traffic.policy(primary.name)
+        if policy is None or policy.shadow in (None, primary.version):
+            return
+        shadow = deployment.repository.get(primary.name, policy.shadow)
+        if shadow is not None and shadow.metadata.input == primary.metadata.input:
+            self.shadows.submit(primary, shadow, images, scores)
+
+    def _load(
+        self, previous: Deployment
+    ) -> tuple[Repository, Traffic, list[LoadFailure], list[str]]:
+        """In a thread: the new snapshot and its policies, the refusals, and what of the
+        directory is not served (one line saying why nothing is, when nothing is)."""
+        models_dir = self.settings.models_dir
+        repository, failures = load_repository(models_dir, self.session_config, previous.repository)
+        traffic, refused = load_policies(models_dir, repository, previous.traffic)
+        failures = failures + refused
+        if len(repository) == 0:
+            return repository, traffic, failures, [explain_nothing_served(models_dir, failures)]
+        return repository, traffic, failures, layout_problems(models_dir)
+
+    def _swap(self, repository: Repository, traffic: Traffic, failures: list[LoadFailure]) -> None:
         old = self.deployment
         batchers: dict[tuple[str, int], Batcher] = {}
         for model in repository.all():
@@ -152,7 +188,7 @@ class ServiceState:
             )
             batcher.start()
             batchers[key] = batcher
-        self.deployment = Deployment(repository, batchers)
+        self.deployment = Deployment(repository, batchers, traffic)
 
         for key, batcher in old.batchers.items():
             if batchers.get(key) is not batcher:
@@ -179,4 +215,5 @@ class ServiceState:
             self._loader.cancel()
         old, self.deployment = self.deployment, Deployment()
         await asyncio.gather(*(b.close() for b in old.batchers.values()), *self._retiring)
+        await self.shadows.close()
         self.decoder.close()

@@ -1,4 +1,5 @@
-"""The loaded models: versions, input spec, thresholds, metrics and execution providers."""
+"""The loaded models: versions, input spec, thresholds, metrics, execution providers and the
+traffic policy."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from fastapi import APIRouter
 
 from service.deps import State
 from service.lookup import find_model
-from service.repository import Repository
-from service.schemas import ModelInfo, ModelList, VersionInfo
+from service.schemas import ModelInfo, ModelList, TrafficStatus, VersionInfo
+from service.state import Deployment
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-def _info(repository: Repository, name: str, default: str | None) -> ModelInfo:
+def _info(deployment: Deployment, name: str, default: str | None) -> ModelInfo:
+    repository = deployment.repository
     versions = [VersionInfo.of(m) for m in repository.all() if m.name == name]
     return ModelInfo(
         name=name,
@@ -20,6 +22,7 @@ def _info(repository: Repository, name: str, default: str | None) -> ModelInfo:
         default_version=repository.default_version(name) or 0,
         default_version_pinned=repository.is_pinned(name),
         is_default=name == default,
+        traffic=TrafficStatus.of(deployment.traffic, name),
         versions=versions,
     )
 
@@ -27,17 +30,18 @@ def _info(repository: Repository, name: str, default: str | None) -> ModelInfo:
 @router.get("", response_model=ModelList)
 async def list_models(state: State) -> ModelList:
     """Lists every loaded model with all its versions."""
-    repository = state.deployment.repository
-    default = repository.default_name(state.settings.default_model)
+    deployment = state.deployment
+    default = deployment.repository.default_name(state.settings.default_model)
     return ModelList(
         default_model=default,
-        models=[_info(repository, name, default) for name in repository.names()],
+        models=[_info(deployment, name, default) for name in deployment.repository.names()],
     )
 
 
 @router.get("/{name}", response_model=ModelInfo, responses={404: {"description": "Not loaded"}})
 async def get_model(name: str, state: State) -> ModelInfo:
     """Describes one loaded model and all its versions."""
-    repository = state.deployment.repository
+    deployment = state.deployment
+    repository = deployment.repository
     find_model(repository, name)
-    return _info(repository, name, repository.default_name(state.settings.default_model))
+    return _info(deployment, name, repository.default_name(state.settings.default_model))

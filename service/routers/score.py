@@ -146,7 +146,8 @@ async def score(
         Query(
             ge=1,
             le=2**31,
-            description="Model version; default: the model's default_version file, else the latest",
+            description="Model version; default: drawn by the model's traffic.json weights, "
+            "else its default_version file, else the latest",
         ),
     ] = None,
     threshold: Annotated[
@@ -184,4 +185,5 @@ async def score(
             scores = await batcher.score(decoded.images)
     answer = _answer(found, used, uploads, decoded, scores, maps)
     state.metrics.scored(found, scores, used.value)
+    state.shadow(found, decoded.images, scores)
     return answer

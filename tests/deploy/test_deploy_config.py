@@ -48,6 +48,8 @@ COUNTERS = [
     "deepsvdd_rejected_requests_total",
     "deepsvdd_model_load_failures_total",
     "deepsvdd_images_failed_total",
+    "deepsvdd_shadow_images_total",
+    "deepsvdd_shadow_dropped_total",
 ]
 GAUGES = [
     "deepsvdd_queue_depth",
@@ -57,6 +59,8 @@ GAUGES = [
     "deepsvdd_model_expected_anomaly_rate_lower",
     "deepsvdd_model_expected_anomaly_rate_upper",
     "deepsvdd_model_ready",
+    "deepsvdd_shadow_agreement",
+    "deepsvdd_shadow_rank_correlation",
     "up",
 ]
 HISTOGRAMS = [
@@ -349,6 +353,8 @@ def test_dashboard_is_sound() -> None:
         "deepsvdd_inference_duration_seconds_bucket",
         "deepsvdd_model_info",
         "deepsvdd_model_ready",
+        "deepsvdd_shadow_agreement",
+        "deepsvdd_shadow_rank_correlation",
     } <= read
 
 

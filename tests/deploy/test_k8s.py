@@ -274,3 +274,17 @@ def test_kserve_grpc_runtime_serves_the_protocol_on_its_h2c_port(
     assert runtime["metadata"]["annotations"]["prometheus.kserve.io/port"] == str(http_port)
     values = {k.removeprefix("DEEPSVDD_").lower(): v for k, v in env.items()}
     Settings(**{**values, "models_dir": tmp_path})
+
+
+def test_kserve_canary_is_the_inference_service_with_a_new_repository_at_ten_percent() -> None:
+    ours, canary = kserve("inferenceservice.yaml"), kserve("inferenceservice-canary.yaml")
+    assert (canary["apiVersion"], canary["kind"]) == (ours["apiVersion"], ours["kind"])
+    assert canary["metadata"]["name"] == ours["metadata"]["name"]  # a new revision of it
+    annotations = canary["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/deploymentMode"] == "Serverless"
+    predictor = dict(canary["spec"]["predictor"])
+    assert predictor.pop("canaryTrafficPercent") == 10
+    model, old = dict(predictor.pop("model")), dict(ours["spec"]["predictor"]["model"])
+    assert model.pop("storageUri") != old.pop("storageUri")
+    assert model == old
+    assert predictor == {k: v for k, v in ours["spec"]["predictor"].items() if k != "model"}

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -33,6 +34,19 @@ PUBLIC_MUTATING = frozenset(
         "/v2/{path:path}",
     }
 )
+# A request that succeeds with the token, for the routes with a path parameter or a body. In
+# the app's order promote precedes rollback; the test removes the policy they leave.
+TRAFFIC = "/admin/models/digits/traffic"
+EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
+    ("PUT", "/admin/models/{name}/traffic"): (TRAFFIC, {"weights": {"1": 100}}),
+    ("DELETE", "/admin/models/{name}/traffic"): (TRAFFIC, None),
+    ("POST", "/admin/models/{name}/promote"): ("/admin/models/digits/promote", {"version": 1}),
+    ("POST", "/admin/models/{name}/rollback"): ("/admin/models/digits/rollback", None),
+}
+
+
+def _example(method: str, path: str) -> tuple[str, dict[str, Any] | None]:
+    return EXAMPLES.get((method, path), (path, None))
 
 
 @pytest.fixture(scope="module")
@@ -82,21 +96,24 @@ def test_every_mutating_route_needs_the_token(live: LiveServer, shared_repo: Mod
         {"X-Admin-Token": ADMIN_TOKEN},
     ]
     with live.client() as client:
-        for method, path in routes:
+        for method, route in routes:
+            path, body = _example(method, route)
             for headers in wrong:
-                response = client.request(method, path, headers=headers)
+                response = client.request(method, path, json=body, headers=headers)
                 assert response.status_code == 401, (method, path, headers)
                 check_error(response, shared_repo.path, ADMIN_TOKEN)
-            assert client.request(method, path, headers=AUTH).status_code == 200
+            assert client.request(method, path, json=body, headers=AUTH).status_code == 200
+        client.delete(TRAFFIC, headers=AUTH)
 
 
 def test_without_a_configured_token_mutating_routes_do_not_exist(shared_repo: ModelRepo) -> None:
     with running_server(make_settings(shared_repo.path)) as live, live.client() as client:
         routes = _mutating_routes(live)
         assert routes
-        for method, path in routes:
+        for method, route in routes:
+            path, body = _example(method, route)
             for headers in ({}, AUTH, {"Authorization": "Bearer x"}):
-                response = client.request(method, path, headers=headers)
+                response = client.request(method, path, json=body, headers=headers)
                 assert response.status_code == 404, (method, path)
                 check_error(response, shared_repo.path)
 
