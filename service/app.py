@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.drift import DriftSettings
 from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
@@ -20,7 +21,8 @@ from service.state import ServiceState
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app with its own settings (default: from the environment) and metrics registry."""
     settings = settings if settings is not None else Settings()
-    state = ServiceState(settings, Metrics())
+    drift = DriftSettings(settings.drift_window, settings.drift_window_s)
+    state = ServiceState(settings, Metrics(drift))
     reload_sync = ReloadSync.from_environment(state)  # None in one process
 
     @asynccontextmanager

@@ -28,6 +28,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from service.drift import ABOVE_QUANTILES, DriftMonitor, DriftSettings
 from service.repository import LoadedModel
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -128,6 +129,17 @@ class MetricSpec:
 
 _MODEL = ("model",)
 _VERSION = ("model", "version")
+# Drift gauges are figures of one worker's window, a sample of the whole traffic: adding the
+# workers' values up would be wrong, and each worker's is an estimate of the same quantity.
+# "livemostrecent" exports the one a live worker computed last (workers refresh theirs every
+# few seconds while they score, and on a scrape), so an idle worker's stale window loses.
+_DRIFT = "livemostrecent"
+_REF = "Held-out normal scores in the model's drift reference."
+_PSI = "PSI of the recent scores against the model's reference, over its decile bins."
+_KS = "KS statistic of the recent scores against the model's reference."
+_N = "Scores in the drift window."
+_ABOVE = "Share of the drift window's scores above a quantile of the model's reference."
+_QUANTILE = (*_VERSION, "quantile")
 # Every deepsvdd_* metric, in the order of a scrape. The names, labels, help texts and buckets
 # are a contract: the Prometheus rules, the dashboards and the tests use them.
 METRICS = (
@@ -249,6 +261,13 @@ METRICS = (
         _MODEL,
         mode="min",
     ),
+    MetricSpec("reference", Gauge, "deepsvdd_model_score_reference", _REF, _VERSION, mode="max"),
+    MetricSpec("drift_psi", Gauge, "deepsvdd_score_drift_psi", _PSI, _VERSION, mode=_DRIFT),
+    MetricSpec("drift_ks", Gauge, "deepsvdd_score_drift_ks", _KS, _VERSION, mode=_DRIFT),
+    MetricSpec("window_images", Gauge, "deepsvdd_score_window_images", _N, _VERSION, mode=_DRIFT),
+    MetricSpec(
+        "window_above", Gauge, "deepsvdd_score_window_above", _ABOVE, _QUANTILE, mode=_DRIFT
+    ),
     MetricSpec(
         "model_load_failures",
         Counter,
@@ -279,11 +298,17 @@ class Metrics:
     model_expected_anomaly_rate_lower: Gauge
     model_expected_anomaly_rate_upper: Gauge
     model_ready: Gauge
+    reference: Gauge
+    drift_psi: Gauge
+    drift_ks: Gauge
+    window_images: Gauge
+    window_above: Gauge
     model_load_failures: Counter
 
-    def __init__(self) -> None:
+    def __init__(self, drift: DriftSettings | None = None) -> None:
         self.registry = CollectorRegistry()
         self.multiprocess = multiprocess_mode()
+        self.drift = DriftMonitor(drift if drift is not None else DriftSettings())
         for spec in METRICS:
             setattr(self, spec.attribute, spec.build(self.registry))
         for reason in REJECTION_REASONS:
@@ -297,6 +322,7 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The body and content type of a scrape."""
+        self.refresh_drift()
         if self.multiprocess:
             registry = CollectorRegistry()
             registry.register(_EveryFamily(self.registry))
@@ -318,6 +344,8 @@ class Metrics:
             self.model_expected_anomaly_rate_upper.labels(name, version).set(bounds[1])
         self.images_scored.labels(name, version)
         self.anomalies.labels(name, version)
+        if self.drift.watch(name, version, meta.score_reference):
+            self.reference.labels(name, version).set(len(meta.score_reference or ()))
         for reason in IMAGE_FAILURE_REASONS:
             self.images_failed.labels(name, version, reason)
 
@@ -328,6 +356,17 @@ class Metrics:
         self.anomalies.labels(model.name, version).inc(int(np.count_nonzero(scores > threshold)))
         ratios = scores / threshold if threshold > 0 else np.where(scores > 0, math.inf, 0.0)
         observe_many(self.score_ratio.labels(model.name), ratios)
+        if self.drift.add(model.name, version, scores):
+            self.refresh_drift()
+
+    def refresh_drift(self) -> None:
+        """Sets the drift gauges from each watched version's window as it stands now."""
+        for name, version, figures in self.drift.figures():
+            self.window_images.labels(name, version).set(figures.n)
+            self.drift_psi.labels(name, version).set(figures.psi)
+            self.drift_ks.labels(name, version).set(figures.ks)
+            for q in ABOVE_QUANTILES:
+                self.window_above.labels(name, version, f"{q:g}").set(figures.above[q])
 
     def images_failed_with(self, model: LoadedModel, codes: list[str]) -> None:
         """Counts a request's images that got an error, by reason."""
@@ -345,7 +384,13 @@ class Metrics:
             (self.model_expected_anomaly_rate, (name, version)),
             (self.model_expected_anomaly_rate_lower, (name, version)),
             (self.model_expected_anomaly_rate_upper, (name, version)),
+            (self.reference, (name, version)),
+            (self.drift_psi, (name, version)),
+            (self.drift_ks, (name, version)),
+            (self.window_images, (name, version)),
+            *((self.window_above, (name, version, f"{q:g}")) for q in ABOVE_QUANTILES),
         ]
+        self.drift.forget(name, version)
         for gauge, labels in series:
             if self.multiprocess:
                 gauge.labels(*labels).set(0)

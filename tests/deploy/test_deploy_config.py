@@ -57,6 +57,11 @@ GAUGES = [
     "deepsvdd_model_expected_anomaly_rate_lower",
     "deepsvdd_model_expected_anomaly_rate_upper",
     "deepsvdd_model_ready",
+    "deepsvdd_model_score_reference",
+    "deepsvdd_score_drift_psi",
+    "deepsvdd_score_drift_ks",
+    "deepsvdd_score_window_images",
+    "deepsvdd_score_window_above",
     "up",
 ]
 HISTOGRAMS = [
@@ -189,6 +194,9 @@ def test_alerts_have_severity_summary_and_description() -> None:
         "DeepSVDDNoModelServed",
         "DeepSVDDModelLoadFailures",
         "DeepSVDDRequestsRejected",
+        "DeepSVDDScoreDrift",
+        "DeepSVDDScoreDriftModerate",
+        "DeepSVDDScoreDistributionChanged",
     }
     for alert in alerts:
         assert alert["labels"]["severity"] in {"critical", "warning", "info"}, alert["alert"]
