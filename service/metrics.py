@@ -129,10 +129,9 @@ class MetricSpec:
 
 _MODEL = ("model",)
 _VERSION = ("model", "version")
-# Drift gauges are figures of one worker's window, a sample of the whole traffic: adding the
-# workers' values up would be wrong, and each worker's is an estimate of the same quantity.
-# "livemostrecent" exports the one a live worker computed last (workers refresh theirs every
-# few seconds while they score, and on a scrape), so an idle worker's stale window loses.
+# Drift gauges: each worker's window is a sample of the traffic, its figures estimate the same
+# quantity as the others': never add them up. "livemostrecent" exports those a live worker
+# computed last (each refreshes them every few s while scoring, and on a scrape).
 _DRIFT = "livemostrecent"
 _REF = "Held-out normal scores in the model's drift reference."
 _PSI = "PSI of the recent scores against the model's reference, over its decile bins."
@@ -140,6 +139,7 @@ _KS = "KS statistic of the recent scores against the model's reference."
 _N = "Scores in the drift window."
 _ABOVE = "Share of the drift window's scores above a quantile of the model's reference."
 _QUANTILE = (*_VERSION, "quantile")
+_SPANS = "Trace spans not exported: the export queue was full, or the export failed."
 # Every deepsvdd_* metric, in the order of a scrape. The names, labels, help texts and buckets
 # are a contract: the Prometheus rules, the dashboards and the tests use them.
 METRICS = (
@@ -268,6 +268,7 @@ METRICS = (
     MetricSpec(
         "window_above", Gauge, "deepsvdd_score_window_above", _ABOVE, _QUANTILE, mode=_DRIFT
     ),
+    MetricSpec("spans_dropped", Counter, "deepsvdd_trace_spans_dropped_total", _SPANS, ("reason",)),
     MetricSpec(
         "model_load_failures",
         Counter,
@@ -303,6 +304,7 @@ class Metrics:
     drift_ks: Gauge
     window_images: Gauge
     window_above: Gauge
+    spans_dropped: Counter
     model_load_failures: Counter
 
     def __init__(self, drift: DriftSettings | None = None) -> None:
@@ -384,9 +386,7 @@ class Metrics:
             (self.model_expected_anomaly_rate, (name, version)),
             (self.model_expected_anomaly_rate_lower, (name, version)),
             (self.model_expected_anomaly_rate_upper, (name, version)),
-            (self.reference, (name, version)),
-            (self.drift_psi, (name, version)),
-            (self.drift_ks, (name, version)),
+            *((g, (name, version)) for g in (self.reference, self.drift_psi, self.drift_ks)),
             (self.window_images, (name, version)),
             *((self.window_above, (name, version, f"{q:g}")) for q in ABOVE_QUANTILES),
         ]

@@ -12,6 +12,7 @@ import asyncio
 import gc
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from service.batching import AdmissionBudget, Batcher
 from service.decode_pool import DecodePool
@@ -29,6 +30,9 @@ from service.repository import (
     load_repository,
 )
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.otel import OtelTracing
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +52,12 @@ class ServiceState:
     """The app's served versions, their queue budget, metrics and image decoding pool; loads,
     swaps and retires the versions."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, tracing: OtelTracing | None = None
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.tracing = tracing  # None: traces off (service.tracing)
         self.budget = AdmissionBudget(settings.max_queue, metrics.queue_depth)
         self.decoder = DecodePool(settings.max_pixels)
         self.deployment = Deployment()
@@ -149,6 +156,7 @@ class ServiceState:
                 max_delay_s=self.settings.max_delay_ms / 1000.0,
                 budget=self.budget,
                 metrics=self.metrics,
+                tracing=self.tracing,
             )
             batcher.start()
             batchers[key] = batcher
