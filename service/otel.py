@@ -30,6 +30,9 @@ MAX_QUEUE = 2048  # spans waiting for export; beyond, the oldest are dropped (an
 EXPORT_TIMEOUT_S = 2.0  # unless OTEL_EXPORTER_OTLP_TIMEOUT / ..._TRACES_TIMEOUT says otherwise
 TIMEOUT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
 DEFAULT_SERVICE_NAME = "deepsvdd-serve"
+# The SDK logs a warning for every span a full queue drops: with an endpoint down under load,
+# a line per span. deepsvdd_trace_spans_dropped_total counts them instead.
+QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
 
 
 class _CountingExporter(SpanExporter):
@@ -124,6 +127,7 @@ class OtelTracing:
         batches = BatchSpanProcessor(exporter, max_queue_size=MAX_QUEUE)
         self.provider.add_span_processor(_Counted(batches, queue))
         self.tracer = self.provider.get_tracer("deepsvdd-serve")
+        logging.getLogger(QUEUE_LOGGER).setLevel(logging.ERROR)
         self._log_filter = TraceIdFilter()
 
     @contextlib.contextmanager

@@ -48,6 +48,7 @@ COUNTERS = [
     "deepsvdd_rejected_requests_total",
     "deepsvdd_model_load_failures_total",
     "deepsvdd_images_failed_total",
+    "deepsvdd_trace_spans_dropped_total",
 ]
 GAUGES = [
     "deepsvdd_queue_depth",
