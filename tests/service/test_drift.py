@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -56,6 +57,15 @@ def test_training_and_calibrate_write_the_reference(tmp_path: Path) -> None:
     user = RNG.gamma(3.0, 1.0, 200)
     chosen = user_thresholds(user, np.array([]), 0.05)
     assert calibrated_metadata(meta, 2, chosen).score_reference == sorted(user.tolist())
+
+
+def test_a_trained_model_carries_its_holdout_scores(tiny_model: dict[str, Any]) -> None:
+    data = Path(tiny_model["model_path"]).read_bytes()
+    meta = ModelMetadata.from_json(read_props(data).get(METADATA_KEY))
+    assert meta.calibration is not None and meta.score_reference is not None
+    assert len(meta.score_reference) == min(meta.calibration.n, REFERENCE_SIZE)
+    q95 = float(np.quantile(meta.score_reference, 0.95))
+    assert q95 == pytest.approx(meta.thresholds["q0.95"])
 
 
 def test_the_shipped_models_carry_their_holdout_as_reference() -> None:
