@@ -1,6 +1,7 @@
 """The OpenTelemetry side of `service.tracing`: the SDK, the OTLP/HTTP exporter and the spans.
 
-Imported only when OTEL_* configures tracing (the `traces` extra installs the packages).
+Imported only when OTEL_* configures tracing: the packages are installed with the service,
+loaded by nothing while traces are off.
 Export is batched in a bounded queue with a short timeout, off the request path; spans that
 never reach the endpoint are counted in `deepsvdd_trace_spans_dropped_total`.
 """
@@ -137,6 +138,15 @@ class OtelTracing:
         attributes = {"http.request.method": method, "url.path": path}
         with self.tracer.start_as_current_span(
             f"{method} {path}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+        ) as span:
+            yield span
+
+    @contextlib.contextmanager
+    def rpc_span(self, route: str, metadata: dict[str, str]) -> Iterator[Any]:
+        """A gRPC call's SERVER span, in the trace of the `traceparent` metadata if any."""
+        attributes = {"rpc.system": "grpc", "rpc.method": route}
+        with self.tracer.start_as_current_span(
+            route, context=propagate.extract(metadata), kind=SpanKind.SERVER, attributes=attributes
         ) as span:
             yield span
 

@@ -1,6 +1,6 @@
 """Request traces, off unless the standard OTEL_* variables name an OTLP endpoint.
 
-Only then is OpenTelemetry imported (`service.otel`, the `traces` extra): with tracing off no
+Only then are the OpenTelemetry SDK and exporter imported (`service.otel`): with tracing off no
 OpenTelemetry module is loaded and the request path pays a `None` check. The spans: the
 request (joining the trace of a client's W3C `traceparent`), `decode`, and per request a
 `queue wait` and an `inference` span. One ONNX Runtime run serves several requests, so each
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,7 +42,7 @@ def from_environment(dropped: Counter) -> OtelTracing | None:
     """The process's tracing when OTEL_* configures it, else None."""
     if not configured():
         return None
-    from service.otel import OtelTracing  # the `traces` extra, loaded only when asked for
+    from service.otel import OtelTracing  # the SDK, loaded only when asked for
 
     return OtelTracing(dropped)
 
@@ -52,6 +52,16 @@ def span(
 ) -> contextlib.AbstractContextManager[None]:
     """A child span of the request's, or nothing at all with tracing off."""
     return contextlib.nullcontext() if tracing is None else tracing.span(name, model)
+
+
+def rpc_span(
+    tracing: OtelTracing | None, route: str, metadata: Iterable[Any] | None
+) -> contextlib.AbstractContextManager[Any]:
+    """A gRPC call's SERVER span (its `traceparent` metadata honoured), or nothing."""
+    if tracing is None:
+        return contextlib.nullcontext()
+    headers = {str(key): str(value) for key, value in metadata or ()}
+    return tracing.rpc_span(route, headers)
 
 
 class TracingMiddleware:

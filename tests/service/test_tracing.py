@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as triton
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -214,3 +216,29 @@ def test_log_lines_inside_a_request_carry_its_trace_id(monkeypatch: pytest.Monke
     finally:
         tracing.provider.shutdown()
     assert record.getMessage().startswith(f"scored trace_id={TRACE_ID} span_id=")
+
+
+def test_a_grpc_inference_joins_the_trace_of_its_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_model(tmp_path / "models", "tiny", 1)
+    settings = make_settings(tmp_path / "models", grpc_port=free_port())
+    images = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
+    with receiver() as otlp:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp.endpoint)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+        with running_server(settings):
+            client = triton.InferenceServerClient(f"127.0.0.1:{settings.grpc_port}")
+            tensor = triton.InferInput("image", list(images.shape), "FP32")
+            tensor.set_data_from_numpy(images)
+            client.infer("tiny", [tensor], headers={"traceparent": TRACEPARENT})
+            client.close()
+        spans = [s for s in otlp.spans if s["trace_id"] == TRACE_ID]
+    by_name = {s["name"]: s for s in spans}
+    rpc = by_name.pop("/inference.GRPCInferenceService/ModelInfer")
+    assert rpc["parent"] == CLIENT_SPAN
+    assert rpc["attributes"]["rpc.system"] == "grpc"
+    assert rpc["attributes"]["deepsvdd.model"] == "tiny"
+    assert sorted(by_name) == ["inference", "queue wait"]
+    assert all(s["parent"] == rpc["span_id"] for s in by_name.values())
+    assert by_name["inference"]["attributes"]["deepsvdd.images"] == 2
