@@ -18,6 +18,7 @@ from modelfile.onnx_props import read_props
 from modelfile.reference import REFERENCE_SIZE, reference_sample
 from service.drift import PSI_FLOOR, DriftMonitor, DriftSettings, Reference, ScoreWindow
 from service.offline.calibrate import calibrated_metadata, user_thresholds
+from service.offline.inspect import describe
 from tests.support import fashion
 from tests.support.images import image_bytes, noise_image
 from tests.support.models import build_model
@@ -176,3 +177,12 @@ def test_drift_off_exports_no_window(tmp_path: Path) -> None:
         text = client.get("/metrics").text
     assert gauges(text, "deepsvdd_score_window_images") == {}
     assert gauges(text, "deepsvdd_score_drift_psi") == {}
+
+
+def test_inspect_summarises_the_reference_unless_full() -> None:
+    shown = describe("fashion-mnist-trouser", fashion.SHIPPED)
+    assert shown["score_reference"]["n"] == 600
+    assert shown["score_reference"]["min"] <= shown["score_reference"]["median"]
+    assert (
+        len(describe("fashion-mnist-trouser", fashion.SHIPPED, full=True)["score_reference"]) == 600
+    )
