@@ -185,7 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print a model's metadata as JSON")
     i.add_argument("model")
     i.add_argument("--models-dir", type=Path, default=Path("models"))
-    i.add_argument("--full", action="store_true", help="every coordinate of the centre")
+    i.add_argument(
+        "--full",
+        action="store_true",
+        help="every coordinate of the centre and every score of the drift reference",
+    )
     i.set_defaults(func=serving.cmd_inspect)
 
     r = sub.add_parser("report", help="figures: extremes grid, ROC, score histograms")

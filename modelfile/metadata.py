@@ -60,6 +60,8 @@ class DatasetInfo(BaseModel):
 # holdout: normal training images never trained on; calibrate: the user's own images.
 CalibrationMethod = Literal["holdout", "cross-fit", "calibrate"]
 CONFIDENCE = 0.95  # of the rate intervals that training and `deepsvdd calibrate` write
+# The most held-out normal scores a model file carries as its drift reference.
+MAX_REFERENCE = 10_000
 
 
 class Calibration(BaseModel):
@@ -109,6 +111,11 @@ class ModelMetadata(BaseModel):
     dataset: DatasetInfo
     metrics: dict[str, float | None] = Field(default_factory=dict)
     calibration: Calibration | None = None  # absent in models made before it was recorded
+    # Held-out normal scores, sorted (a quantile-spaced sample of them, `modelfile.reference`):
+    # what the service's drift gauges compare recent scores to. None: an older model, no drift.
+    score_reference: list[float] | None = Field(
+        default=None, min_length=2, max_length=MAX_REFERENCE
+    )
     training: dict[str, Any] = Field(default_factory=dict)
     software: dict[str, str] = Field(default_factory=dict)
 
@@ -142,6 +149,17 @@ class ModelMetadata(BaseModel):
         if bad:
             raise ValueError(f"thresholds {bad} are not finite non-negative numbers")
         return thresholds
+
+    @field_validator("score_reference")
+    @classmethod
+    def _reference_sorted(cls, reference: list[float] | None) -> list[float] | None:
+        if reference is None:
+            return None
+        if not all(math.isfinite(v) for v in reference):
+            raise ValueError("score_reference has a non-finite score")
+        if reference != sorted(reference):
+            raise ValueError("score_reference must be sorted")
+        return reference
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelMetadata:

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.drift import DriftSettings
 from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
@@ -15,16 +16,21 @@ from service.reload_sync import ReloadSync
 from service.routers import admin, health, metrics, models, score, traffic, ui, v2
 from service.settings import Settings
 from service.state import ServiceState
+from service.tracing import TracingMiddleware, from_environment
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app with its own settings (default: from the environment) and metrics registry."""
     settings = settings if settings is not None else Settings()
-    state = ServiceState(settings, Metrics())
+    registry = Metrics(DriftSettings(settings.drift_window, settings.drift_window_s))
+    tracing = from_environment(registry.spans_dropped)  # None unless OTEL_* configures it
+    state = ServiceState(settings, registry, tracing)
     reload_sync = ReloadSync.from_environment(state)  # None in one process
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if tracing is not None:
+            tracing.install_log_filter()
         state.start()
         if reload_sync is not None:
             reload_sync.start()
@@ -35,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if reload_sync is not None:
                 await reload_sync.stop()
             await state.stop()
+            if tracing is not None:
+                tracing.shutdown()
 
     app = FastAPI(
         title="deepsvdd-serve",
@@ -53,4 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body_timeout_s=settings.body_timeout_s,
     )
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    if tracing is not None:
+        app.add_middleware(TracingMiddleware, tracing=tracing)
     return app

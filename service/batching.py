@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import Gauge
@@ -24,6 +25,9 @@ from prometheus_client import Gauge
 from service.errors import ApiError, Unavailable
 from service.metrics import Metrics
 from service.repository import LoadedModel
+
+if TYPE_CHECKING:
+    from service.otel import OtelTracing
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,8 @@ class _Job:
     future: asyncio.Future[Scored]
     enqueued: float
     embeddings: bool = False
+    # With traces on: the request's trace context and arrival (ns since the epoch).
+    trace: tuple[Any, int] | None = None
 
 
 _STOP = None  # put on the queue by `close`: run what is queued, then end the thread
@@ -82,8 +88,10 @@ class Batcher:
         max_delay_s: float,
         budget: AdmissionBudget,
         metrics: Metrics,
+        tracing: OtelTracing | None = None,
     ) -> None:
         self.model = model
+        self._tracing = tracing
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s
         self._budget = budget
@@ -134,7 +142,11 @@ class Batcher:
                 f"{self._budget.capacity} images waiting); retry shortly",
             )
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Job(images, future, time.perf_counter(), embeddings))
+        job = _Job(images, future, time.perf_counter(), embeddings)
+        if self._tracing is not None:
+            context = self._tracing.capture()
+            job.trace = None if context is None else (context, time.time_ns())
+        self._queue.put(job)
         return await future
 
     async def close(self) -> None:
@@ -181,11 +193,13 @@ class Batcher:
         """Scores `jobs` and answers each; whatever fails, every job gets an answer and the
         thread goes on."""
         try:
-            started = time.perf_counter()
+            started, started_ns = time.perf_counter(), time.time_ns()
             for job in jobs:
                 self._metrics.queue_wait.observe(started - job.enqueued)
             images = np.concatenate([job.images for job in jobs])
             scored = self._run_chunks(images, any(job.embeddings for job in jobs))
+            if self._tracing is not None:
+                self._trace(jobs, started_ns, time.time_ns())
         except Exception:
             log.exception(
                 "model %s v%d failed on a batch of %d images",
@@ -196,6 +210,13 @@ class Batcher:
             self._to_loop(self._fail, jobs)
         else:
             self._to_loop(self._answer, jobs, scored)
+
+    def _trace(self, jobs: list[_Job], started_ns: int, ended_ns: int) -> None:
+        """Each traced job's queue-wait and inference spans (service.tracing)."""
+        assert self._tracing is not None
+        traced = [(*job.trace, job.images.shape[0]) for job in jobs if job.trace is not None]
+        if traced:
+            self._tracing.batch_spans(traced, self.model, started_ns, ended_ns)
 
     def _run_chunks(self, images: np.ndarray, embeddings: bool) -> Scored:
         """ONNX Runtime runs of at most `max_batch` images; embeddings too when asked for."""

@@ -39,6 +39,8 @@ async def infer(
     The body is read inside the batcher's lease, so a reload waits for it; 503 while not
     ready, 404 for an unknown model or version, 4xx for a request the model cannot take."""
     batcher, model = serving(state, name, version)
+    if state.tracing is not None:
+        state.tracing.describe(model)
     with batcher.lease():
         body, header_length = await read()
         parsed = parse_infer(body, header_length, model.metadata.input, state.settings.max_images)

@@ -12,8 +12,6 @@ import math
 import os
 from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from prometheus_client import (
@@ -24,33 +22,18 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from service.drift import ABOVE_QUANTILES, DriftMonitor, DriftSettings
+from service.metric_table import (
+    IMAGE_FAILURE_REASONS,
+    METRICS,
+    REJECTION_REASONS,
+)
 from service.repository import LoadedModel
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-SCORE_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
-BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(9))  # 1 .. 256
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-REJECTION_REASONS = (
-    "queue_full",
-    "not_ready",
-    "no_models",
-    "body_too_large",
-    "too_many_images",
-    "too_many_pixels",
-    "body_timeout",
-)
-
-# Why an image of a request got no score (the `code` of its error in the answer).
-IMAGE_FAILURE_REASONS = (
-    "invalid_image",
-    "too_many_pixels",
-    "empty_upload",
-    "unsupported_media_type",
-)
 
 
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:
@@ -103,189 +86,6 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """One metric of the table: the `Metrics` attribute that holds it, and its definition.
-    `mode`: how a gauge's values from several workers merge (prometheus_client's
-    `multiprocess_mode`)."""
-
-    attribute: str
-    kind: type[MetricWrapperBase]
-    name: str
-    help: str
-    labels: tuple[str, ...] = ()
-    buckets: tuple[float, ...] | None = None
-    mode: str | None = None
-
-    def build(self, registry: CollectorRegistry) -> MetricWrapperBase:
-        options: dict[str, Any] = {}
-        if self.buckets is not None:
-            options["buckets"] = self.buckets
-        if self.mode is not None:
-            options["multiprocess_mode"] = self.mode
-        return self.kind(self.name, self.help, self.labels, registry=registry, **options)
-
-
-_MODEL = ("model",)
-_VERSION = ("model", "version")
-_SHADOW = ("model", "primary", "shadow")
-# Every deepsvdd_* metric, in the order of a scrape. The names, labels, help texts and buckets
-# are a contract: the Prometheus rules, the dashboards and the tests use them.
-METRICS = (
-    MetricSpec(
-        "images_scored", Counter, "deepsvdd_images_scored_total", "Images scored.", _VERSION
-    ),
-    MetricSpec(
-        "anomalies",
-        Counter,
-        "deepsvdd_anomalies_total",
-        "Images scored above the threshold used for their request.",
-        _VERSION,
-    ),
-    MetricSpec(
-        "images_failed",
-        Counter,
-        "deepsvdd_images_failed_total",
-        "Images of scoring requests that got an error instead of a score.",
-        (*_VERSION, "reason"),
-    ),
-    MetricSpec(
-        "score_ratio",
-        Histogram,
-        "deepsvdd_score_ratio",
-        "Score divided by the threshold used for the request.",
-        _MODEL,
-        SCORE_RATIO_BUCKETS,
-    ),
-    MetricSpec(
-        "request_duration",
-        Histogram,
-        "deepsvdd_request_duration_seconds",
-        "HTTP request latency by route template, method and status class.",
-        ("route", "method", "status"),
-        LATENCY_BUCKETS,
-    ),
-    MetricSpec(
-        "inference_duration",
-        Histogram,
-        "deepsvdd_inference_duration_seconds",
-        "Duration of one ONNX Runtime run.",
-        _MODEL,
-        LATENCY_BUCKETS,
-    ),
-    MetricSpec(
-        "batch_size",
-        Histogram,
-        "deepsvdd_batch_size",
-        "Images in one ONNX Runtime run.",
-        _MODEL,
-        BATCH_SIZE_BUCKETS,
-    ),
-    MetricSpec(
-        "queue_wait",
-        Histogram,
-        "deepsvdd_queue_wait_seconds",
-        "Time a request's images waited before their batch ran.",
-        buckets=LATENCY_BUCKETS,
-    ),
-    MetricSpec(
-        "queue_depth",
-        Gauge,
-        "deepsvdd_queue_depth",
-        "Images admitted and not yet scored.",
-        mode="livesum",
-    ),
-    MetricSpec(
-        "rejected",
-        Counter,
-        "deepsvdd_rejected_requests_total",
-        "Requests refused by a limit or by load shedding.",
-        ("reason",),
-    ),
-    MetricSpec(
-        "model_info",
-        Gauge,
-        "deepsvdd_model_info",
-        "1 for every model version served.",
-        (*_VERSION, "provider", "objective"),
-        mode="max",
-    ),
-    MetricSpec(
-        "model_threshold",
-        Gauge,
-        "deepsvdd_model_threshold",
-        "The value of the model's default threshold.",
-        _VERSION,
-        mode="max",
-    ),
-    MetricSpec(
-        "model_expected_anomaly_rate",
-        Gauge,
-        "deepsvdd_model_expected_anomaly_rate",
-        "Fraction of held-out normal images above the default threshold.",
-        _VERSION,
-        mode="max",
-    ),
-    MetricSpec(
-        "model_expected_anomaly_rate_lower",
-        Gauge,
-        "deepsvdd_model_expected_anomaly_rate_lower",
-        "Lower end of the confidence interval of the default threshold's false-alarm rate.",
-        _VERSION,
-        mode="max",
-    ),
-    MetricSpec(
-        "model_expected_anomaly_rate_upper",
-        Gauge,
-        "deepsvdd_model_expected_anomaly_rate_upper",
-        "Upper end of the confidence interval of the default threshold's false-alarm rate.",
-        _VERSION,
-        mode="max",
-    ),
-    MetricSpec(
-        "model_ready",
-        Gauge,
-        "deepsvdd_model_ready",
-        "1 once the model is loaded and answered its warm-up inference.",
-        _MODEL,
-        mode="min",
-    ),
-    MetricSpec(
-        "model_load_failures",
-        Counter,
-        "deepsvdd_model_load_failures_total",
-        "Model versions refused at load or reload.",
-        _MODEL,
-    ),
-    MetricSpec(
-        "shadow_images", Counter, "deepsvdd_shadow_images_total", "Images shadows scored.", _VERSION
-    ),
-    MetricSpec(
-        "shadow_dropped",
-        Counter,
-        "deepsvdd_shadow_dropped_total",
-        "Shadow batches left out of the comparison: busy, error, non_finite.",
-        (*_MODEL, "reason"),
-    ),
-    MetricSpec(
-        "shadow_agreement",
-        Gauge,
-        "deepsvdd_shadow_agreement",
-        "Share of the window's images on which the shadow decides as the primary.",
-        _SHADOW,
-        mode="mostrecent",
-    ),
-    MetricSpec(
-        "shadow_rank_correlation",
-        Gauge,
-        "deepsvdd_shadow_rank_correlation",
-        "Spearman rank correlation of the primary's and the shadow's scores over the window.",
-        _SHADOW,
-        mode="mostrecent",
-    ),
-)
-
-
 class Metrics:
     """The app's metrics, one attribute per row of `METRICS`; `render` gives the Prometheus
     text format of a scrape."""
@@ -306,15 +106,22 @@ class Metrics:
     model_expected_anomaly_rate_lower: Gauge
     model_expected_anomaly_rate_upper: Gauge
     model_ready: Gauge
+    reference: Gauge
+    drift_psi: Gauge
+    drift_ks: Gauge
+    window_images: Gauge
+    window_above: Gauge
+    spans_dropped: Counter
     model_load_failures: Counter
     shadow_images: Counter
     shadow_dropped: Counter
     shadow_agreement: Gauge
     shadow_rank_correlation: Gauge
 
-    def __init__(self) -> None:
+    def __init__(self, drift: DriftSettings | None = None) -> None:
         self.registry = CollectorRegistry()
         self.multiprocess = multiprocess_mode()
+        self.drift = DriftMonitor(drift if drift is not None else DriftSettings())
         for spec in METRICS:
             setattr(self, spec.attribute, spec.build(self.registry))
         for reason in REJECTION_REASONS:
@@ -328,6 +135,7 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The body and content type of a scrape."""
+        self.refresh_drift()
         if self.multiprocess:
             registry = CollectorRegistry()
             registry.register(_EveryFamily(self.registry))
@@ -349,6 +157,8 @@ class Metrics:
             self.model_expected_anomaly_rate_upper.labels(name, version).set(bounds[1])
         self.images_scored.labels(name, version)
         self.anomalies.labels(name, version)
+        if self.drift.watch(name, version, meta.score_reference):
+            self.reference.labels(name, version).set(len(meta.score_reference or ()))
         for reason in IMAGE_FAILURE_REASONS:
             self.images_failed.labels(name, version, reason)
 
@@ -359,6 +169,17 @@ class Metrics:
         self.anomalies.labels(model.name, version).inc(int(np.count_nonzero(scores > threshold)))
         ratios = scores / threshold if threshold > 0 else np.where(scores > 0, math.inf, 0.0)
         observe_many(self.score_ratio.labels(model.name), ratios)
+        if self.drift.add(model.name, version, scores):
+            self.refresh_drift()
+
+    def refresh_drift(self) -> None:
+        """Sets the drift gauges from each watched version's window as it stands now."""
+        for name, version, figures in self.drift.figures():
+            self.window_images.labels(name, version).set(figures.n)
+            self.drift_psi.labels(name, version).set(figures.psi)
+            self.drift_ks.labels(name, version).set(figures.ks)
+            for q in ABOVE_QUANTILES:
+                self.window_above.labels(name, version, f"{q:g}").set(figures.above[q])
 
     def images_failed_with(self, model: LoadedModel, codes: list[str]) -> None:
         """Counts a request's images that got an error, by reason."""
@@ -376,7 +197,11 @@ class Metrics:
             (self.model_expected_anomaly_rate, (name, version)),
             (self.model_expected_anomaly_rate_lower, (name, version)),
             (self.model_expected_anomaly_rate_upper, (name, version)),
+            *((g, (name, version)) for g in (self.reference, self.drift_psi, self.drift_ks)),
+            (self.window_images, (name, version)),
+            *((self.window_above, (name, version, f"{q:g}")) for q in ABOVE_QUANTILES),
         ]
+        self.drift.forget(name, version)
         for gauge, labels in series:
             if self.multiprocess:
                 gauge.labels(*labels).set(0)

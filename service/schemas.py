@@ -100,6 +100,8 @@ class VersionInfo(BaseModel):
     expected_anomaly_rate: dict[str, float]
     threshold_details: dict[str, ThresholdInfo]
     calibration: Calibration | None
+    # Held-out normal scores the drift gauges compare with; None: the file has none, no drift.
+    drift_reference: int | None
     metrics: dict[str, float | None]
     dataset: dict[str, Any]
     providers: list[str]
@@ -120,6 +122,7 @@ class VersionInfo(BaseModel):
             expected_anomaly_rate=meta.expected_anomaly_rate,
             threshold_details=ThresholdInfo.all_of(meta),
             calibration=meta.calibration,
+            drift_reference=None if meta.score_reference is None else len(meta.score_reference),
             metrics={
                 k: v if v is not None and math.isfinite(v) else None
                 for k, v in meta.metrics.items()

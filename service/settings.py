@@ -81,6 +81,10 @@ class Settings(ProviderSettings):
     grpc_port: int = Field(default=8001, ge=0, le=65535)
     # 0: the CPUs this process may use (service.cpus), shared out between the workers.
     intra_op_threads: int = Field(default=0, ge=0, le=1024)
+    # Drift window of each served version (service.drift): at most this many recent scores,
+    # none older than drift_window_s seconds; 0 in either turns drift off.
+    drift_window: int = Field(default=1000, ge=0, le=1_000_000)
+    drift_window_s: float = Field(default=900.0, ge=0.0, le=7 * 86400.0)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # uvicorn's line per request: formatting and writing it cost a measurable share of a
     # single-image request (bench/serving/serving.md); the request metrics count every request

@@ -13,6 +13,7 @@ import gc
 import logging
 import random
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from service.settings import Settings
 from service.shadow import ShadowScoring
 from service.traffic import Traffic, load_policies
 
+if TYPE_CHECKING:
+    from service.otel import OtelTracing
+
 log = logging.getLogger(__name__)
 
 
@@ -55,9 +59,12 @@ class ServiceState:
     """The app's served versions, their queue budget, metrics and image decoding pool; loads,
     swaps and retires the versions."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, tracing: OtelTracing | None = None
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.tracing = tracing  # None: traces off (service.tracing)
         self.budget = AdmissionBudget(settings.max_queue, metrics.queue_depth)
         self.decoder = DecodePool(settings.max_pixels)
         self.deployment = Deployment()
@@ -185,6 +192,7 @@ class ServiceState:
                 max_delay_s=self.settings.max_delay_ms / 1000.0,
                 budget=self.budget,
                 metrics=self.metrics,
+                tracing=self.tracing,
             )
             batcher.start()
             batchers[key] = batcher

@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from modelfile.metadata import Calibration
+from modelfile.reference import reference_sample
 from modelfile.thresholds import calibration_of, expected_rates, quantile_thresholds
 from training.config import ONE_CLASS, SOFT_BOUNDARY
 
@@ -30,6 +31,7 @@ class TrainingFigures:
     auc: float | None  # on the test split; None without one (or with a single label)
     train_fraction_outside: float | None  # soft-boundary: training scores beyond R^2
     train_score_std: float
+    reference: list[float]  # sorted held-out normal scores (a bounded sample): drift's baseline
 
 
 def auc_or_none(labels: np.ndarray | None, scores: np.ndarray) -> float | None:
@@ -71,4 +73,5 @@ def calibrate(
         auc=None if test is None else auc_or_none(test_labels, test),
         train_fraction_outside=None if R is None else float(np.mean(train > R**2)),
         train_score_std=float(train.std()),
+        reference=reference_sample(holdout),
     )

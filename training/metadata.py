@@ -107,6 +107,7 @@ def build_metadata(
             "train_score_std": calibration.train_score_std,
         },
         calibration=calibration.calibration,
+        score_reference=calibration.reference,
         training=training_record(run, trained, distributed),
         software=software_versions(),
     )

@@ -18,6 +18,7 @@ from modelfile import MODEL_FILE
 from modelfile.layout import claim_version, write_atomic
 from modelfile.metadata import METADATA_KEY, Calibration, ModelMetadata
 from modelfile.onnx_props import read_props, set_prop
+from modelfile.reference import reference_sample
 from modelfile.thresholds import calibration_of, count_above, quantile_thresholds, share_above
 
 QUANTILE = "calibrated"
@@ -93,6 +94,8 @@ class UserThresholds:
     choices: list[Choice]
     calibration: Calibration  # the normal images' count and each threshold's rate interval
     n_anomalies: int
+    # The user's normal scores, sorted and bounded: drift's new baseline (None under 2 images).
+    reference: list[float] | None
 
     def counts(self) -> dict[str, int]:
         return {"n_normal": self.calibration.n, "n_anomalies": self.n_anomalies}
@@ -105,7 +108,10 @@ def user_thresholds(
     choices = choose(normal, anomalies, target_rate)
     thresholds = {c.name: c.value for c in choices}
     return UserThresholds(
-        choices, calibration_of(normal, thresholds, "calibrate"), int(anomalies.size)
+        choices,
+        calibration_of(normal, thresholds, "calibrate"),
+        int(anomalies.size),
+        reference_sample(normal) if normal.size >= 2 else None,
     )
 
 
@@ -120,6 +126,8 @@ def calibrated_metadata(meta: ModelMetadata, version: int, chosen: UserThreshold
         **{c.name: c.normal_flagged for c in chosen.choices},
     }
     data["default_threshold"] = QUANTILE
+    if chosen.reference is not None:
+        data["score_reference"] = chosen.reference
     # The new thresholds rest on the user's normal images; the earlier ones keep their values
     # but not an interval, which belonged to another set of images.
     data["calibration"] = chosen.calibration.model_dump(mode="json")

@@ -24,6 +24,7 @@ from service.oip_grpc.messages import SERVICE, ModelInferResponse, method_names,
 from service.oip_grpc.tensors import fill_answer, rest_body
 from service.repository import LoadedModel
 from service.state import ServiceState
+from service.tracing import rpc_span
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,8 @@ def _handler(servicer: InferenceServicer, method: str, response_type: Any) -> Ha
         started = time.perf_counter()
         status = 200
         try:
-            answer = await implementation(request)
+            with rpc_span(servicer.state.tracing, route, context.invocation_metadata()):
+                answer = await implementation(request)
             if isinstance(answer, dict):
                 return json_format.ParseDict(answer, response_type())
             return answer

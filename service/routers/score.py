@@ -19,6 +19,7 @@ from service.lookup import serving, threshold_used
 from service.repository import LoadedModel
 from service.schemas import ScoreResponse, ThresholdUsed
 from service.state import ServiceState
+from service.tracing import span
 from service.uploads import FILES_FIELD, Upload, read_uploads
 
 router = APIRouter(prefix="/score", tags=["scoring"])
@@ -165,11 +166,14 @@ async def score(
     """
     batcher, found = serving(state, model, version)
     used = threshold_used(found.metadata, threshold)
+    if state.tracing is not None:
+        state.tracing.describe(found)
     with batcher.lease():
         uploads = await read_uploads(request, state.settings.max_images)
         if explain:
             _check_explain_count(state, len(uploads))
-        decoded = await state.decoder.decode(uploads, found.metadata.input)
+        with span(state.tracing, "decode", found):
+            decoded = await state.decoder.decode(uploads, found.metadata.input)
         if decoded.errors:
             state.metrics.images_failed_with(found, [e.code for e in decoded.errors.values()])
         if not decoded.scored:

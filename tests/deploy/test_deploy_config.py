@@ -50,6 +50,7 @@ COUNTERS = [
     "deepsvdd_images_failed_total",
     "deepsvdd_shadow_images_total",
     "deepsvdd_shadow_dropped_total",
+    "deepsvdd_trace_spans_dropped_total",
 ]
 GAUGES = [
     "deepsvdd_queue_depth",
@@ -61,6 +62,11 @@ GAUGES = [
     "deepsvdd_model_ready",
     "deepsvdd_shadow_agreement",
     "deepsvdd_shadow_rank_correlation",
+    "deepsvdd_model_score_reference",
+    "deepsvdd_score_drift_psi",
+    "deepsvdd_score_drift_ks",
+    "deepsvdd_score_window_images",
+    "deepsvdd_score_window_above",
     "up",
 ]
 HISTOGRAMS = [
@@ -193,6 +199,9 @@ def test_alerts_have_severity_summary_and_description() -> None:
         "DeepSVDDNoModelServed",
         "DeepSVDDModelLoadFailures",
         "DeepSVDDRequestsRejected",
+        "DeepSVDDScoreDrift",
+        "DeepSVDDScoreDriftModerate",
+        "DeepSVDDScoreDistributionChanged",
     }
     for alert in alerts:
         assert alert["labels"]["severity"] in {"critical", "warning", "info"}, alert["alert"]

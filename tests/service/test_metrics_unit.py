@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from service.metrics import METRICS, MULTIPROC_ENV, SCORE_RATIO_BUCKETS, Metrics, observe_many
+from service.metric_table import METRICS, SCORE_RATIO_BUCKETS
+from service.metrics import MULTIPROC_ENV, Metrics, observe_many
 
 
 def _histogram() -> tuple[CollectorRegistry, Histogram]:

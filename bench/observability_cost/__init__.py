@@ -1,0 +1,1 @@
+"""What drift and traces cost /score: images/s with each on and off."""
