@@ -67,6 +67,11 @@ class Settings(ProviderSettings):
     max_explain_images: int = Field(default=4, ge=1, le=1000)
     # Above PIL's own decompression-bomb limit, PIL refuses the image before we could.
     max_pixels: int = Field(default=40_000_000, ge=1, le=Image.MAX_IMAGE_PIXELS)
+    # The request head: its header lines together (431 past it; the request target alone,
+    # 414), and how many header lines it may have (431). Below httptools' own 64 KiB URL limit,
+    # which would answer in plain text.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=60 * 1024)
+    max_headers: int = Field(default=100, ge=8, le=10_000)
     # Seconds a request body may go without a byte arriving; then 408 and the connection closes.
     body_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     admin_token: SecretStr | None = None
