@@ -4,6 +4,7 @@ too many, 414 for a long target, 413 at once for a declared oversize body; JSON 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -31,10 +32,8 @@ def _send_in_background(sock: socket.socket, data: bytes) -> threading.Thread:
     """Sends `data` from a thread (the server may answer and close before it is all sent)."""
 
     def send() -> None:
-        try:
+        with contextlib.suppress(OSError):  # the server closed the connection: that is the point
             sock.sendall(data)
-        except OSError:
-            pass  # the server closed the connection: that is the point
 
     thread = threading.Thread(target=send, daemon=True)
     thread.start()
