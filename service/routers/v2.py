@@ -116,27 +116,17 @@ async def version_config(name: str, version: str, state: State) -> dict[str, Any
 
 
 @router.get("/models/{name}/ready")
-async def model_ready(name: str, state: State) -> JSONResponse:
-    """200 `{"name", "ready": true}` when the model is loaded and warmed up; 404 with
-    `"ready": false` when it is not."""
-    return _model_readiness(state, name, None)
+async def model_ready(name: str, state: State) -> dict[str, Any]:
+    """200 `{"name", "ready": true}` when the model is loaded and warmed up; 404 when it is not."""
+    find_model(state.deployment.repository, name)
+    return {"name": name, "ready": True}
 
 
 @router.get("/models/{name}/versions/{version}/ready")
-async def version_ready(name: str, version: str, state: State) -> JSONResponse:
-    """200 `{"name", "ready": true}` when that version is loaded and warmed up; 404 with
-    `"ready": false` when it is not."""
-    return _model_readiness(state, name, version)
-
-
-def _model_readiness(state: ServiceState, name: str, version: str | None) -> JSONResponse:
-    try:
-        find_model(state.deployment.repository, name, version)
-    except ApiError as exc:
-        state.metrics.count_rejection(exc.code)
-        answer = {"name": name, "ready": False, "error": exc.message}
-        return JSONResponse(answer, status_code=exc.status, headers=exc.headers)
-    return JSONResponse({"name": name, "ready": True})
+async def version_ready(name: str, version: str, state: State) -> dict[str, Any]:
+    """200 `{"name", "ready": true}` when that version is loaded and warmed up; 404 when not."""
+    find_model(state.deployment.repository, name, version)
+    return {"name": name, "ready": True}
 
 
 async def _infer(request: Request, state: ServiceState, name: str, version: str | None) -> Response:
