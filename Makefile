@@ -14,10 +14,11 @@ MODELS_DIR ?= models
 DEB_PACKAGES := dataset-fashion-mnist prometheus docker-compose wrk chromium haproxy shellcheck
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 SITE_DIR := .site
-# checkov (make check-deploy) pins older networkx and packaging than torch and mkdocs take, so
-# it has a virtualenv of its own.
-CHECKOV_VENV := .venv-checkov
-CHECKOV := $(CHECKOV_VENV)/bin/checkov
+# Outside tools whose pins the project's venv has outgrown get a virtualenv of their own:
+# checkov (make check-deploy: older networkx and packaging than torch and mkdocs take) and
+# KServe's SDK (the protocol tests run it in a subprocess: pandas<3, python-dateutil<3, psutil<6).
+TOOLS_VENV := .venv-tools
+CHECKOV := $(TOOLS_VENV)/bin/checkov
 
 .PHONY: install system-packages run test lint typecheck check-deploy docs pytest models bench clean proto
 
@@ -43,8 +44,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(CHECKOV):
-	python3 -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install -q "checkov>=3.2,<4"
+	python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install -q "checkov>=3.2,<4" "kserve>=0.15,<1"
 
 run: install
 	$(VENV)/bin/deepsvdd serve --host $(HOST) --port $(PORT) --models-dir $(MODELS_DIR)
@@ -98,4 +99,4 @@ else
 endif
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache $(SITE_DIR)
+	rm -rf $(VENV) $(TOOLS_VENV) .pytest_cache .mypy_cache .ruff_cache $(SITE_DIR)

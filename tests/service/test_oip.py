@@ -7,11 +7,11 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
-import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -87,9 +87,11 @@ def test_health_and_server_metadata(oip: triton.InferenceServerClient) -> None:
     assert not oip.is_model_ready("nope")
 
 
-# KServe's SDK runs in a process of its own: its protobuf descriptors and tritonclient.grpc's
-# (tests/service/test_grpc.py) both define `inference.ServerLiveRequest`, which one process's
-# descriptor pool refuses.
+# KServe's SDK runs in a process of its own, from the tools' virtualenv (`make install`): it
+# pins pandas<3, python-dateutil<3 and psutil<6, which the project's venv has outgrown, and its
+# protobuf descriptors and tritonclient.grpc's (tests/service/test_grpc.py) both define
+# `inference.ServerLiveRequest`, which one process's descriptor pool refuses.
+KSERVE_PYTHON = Path(__file__).resolve().parents[2] / ".venv-tools" / "bin" / "python"
 KSERVE_HEALTH = """
 import asyncio, json, sys
 from kserve import InferenceRESTClient, RESTConfig
@@ -118,8 +120,9 @@ asyncio.run(main(sys.argv[1]))
 
 def kserve_health(url: str) -> dict[str, Any]:
     """What KServe's `InferenceRESTClient` (protocol v2) says of the server's health."""
+    assert KSERVE_PYTHON.exists(), f"KServe's SDK is missing ({KSERVE_PYTHON}): make install"
     done = subprocess.run(
-        [sys.executable, "-c", KSERVE_HEALTH, url],
+        [str(KSERVE_PYTHON), "-c", KSERVE_HEALTH, url],
         capture_output=True,
         text=True,
         timeout=120,
