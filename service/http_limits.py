@@ -4,7 +4,8 @@
 that is not HTTP) is the JSON error format, on a connection that then closes.
 
 The parser holds an unfinished header line in memory, so the bytes of an unfinished head are
-counted as they arrive: an 8 MB header is refused after about `max_header_bytes`, not read whole.
+counted as they arrive (every read that goes on with a head begun before it): an 8 MB header is
+refused after `max_header_bytes` and at most one more read, not read whole.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
         self._in_head = False
-        self._head_received = 0  # bytes that arrived while this request's head was unfinished
+        self._head_received = 0  # bytes of the reads that went on with this request's head
         self._header_bytes = 0
         self._header_count = 0
 
@@ -73,6 +74,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, with the head's bytes counted and its refusals answered."""
+        continues_head = self._in_head  # else the head may start inside `data`, after a body
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -89,7 +91,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.logger.warning("Invalid HTTP request received.")
                 self.send_400_response("the request is not valid HTTP/1.1")
             return
-        if self._in_head:
+        if self._in_head and continues_head:
             self._head_received += len(data)
             if self._head_received > self.max_header_bytes:
                 self._refuse(_headers_too_large(self.max_header_bytes))
