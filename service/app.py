@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from service.drift import DriftSettings
 from service.errors import install_error_handlers
@@ -17,6 +18,9 @@ from service.routers import admin, health, metrics, models, score, traffic, ui, 
 from service.settings import Settings
 from service.state import ServiceState
 from service.tracing import TracingMiddleware, from_environment
+
+# Answers under this many bytes go out as they are: gzip would save little and cost a call.
+GZIP_MINIMUM_BYTES = 1024
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,6 +59,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app, on_error=state.metrics.count_rejection)
     for module in (score, models, health, metrics, admin, traffic, ui, v2):
         app.include_router(module.router)
+    # Inside the body limit, so that its early 413 leaves uncompressed; the binary tensors of
+    # /v2 answers are not compressed (tritonclient asks for that itself, and rarely gains).
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=GZIP_MINIMUM_BYTES,
+        compresslevel=6,
+        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/octet-stream"),
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,

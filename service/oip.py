@@ -150,11 +150,15 @@ def _batch_of(tensor: dict[str, Any], spec: InputSpec, max_images: int) -> list[
         or len(shape) != 4
         or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
         or shape[1:] != expected[1:]
-        or shape[0] < 1
     ):
         raise bad_request(
-            f"input {INPUT_NAME!r} has shape {str(shape)[:64]}; the model takes {expected} "
-            "(a batch of at least one)"
+            f"input {INPUT_NAME!r} has shape {str(shape)[:64]}; the model takes {expected}, "
+            "where -1 is the number of images"
+        )
+    if shape[0] < 1:
+        raise bad_request(
+            f"input {INPUT_NAME!r} has shape {shape}, a batch of {shape[0]} images; a request "
+            f"holds at least one (the model's {expected} leaves the count open)"
         )
     if shape[0] > max_images:
         raise ApiError(413, "too_many_images", f"more than {max_images} images in one request")
@@ -177,7 +181,8 @@ def _json_tensor(data: Any, shape: list[int]) -> np.ndarray:
         raise bad_request(
             f"data of input {INPUT_NAME!r} is nested as {list(array.shape)}, not {shape}"
         )
-    return array.astype(np.float32).reshape(shape)
+    with np.errstate(over="ignore"):  # past float32's range is infinite, refused as out of [0, 1]
+        return array.astype(np.float32).reshape(shape)
 
 
 def _image_tensor(
@@ -205,14 +210,14 @@ def _image_tensor(
 
 def _outputs(request: dict[str, Any], parameters: dict[str, Any]) -> tuple[RequestedOutput, ...]:
     asked = request.get("outputs")
-    if asked is None:
+    if asked is None or asked == []:  # no choice made: every output
         binary = parameters.get("binary_data_output") is True
         names = [SCORE_OUTPUT, EMBEDDING_OUTPUT]
         if "threshold" in parameters:
             names.append(IS_ANOMALY_OUTPUT)
         return tuple(RequestedOutput(name, binary) for name in names)
-    if not isinstance(asked, list) or not asked:
-        raise bad_request("outputs must be a non-empty list of {name, parameters}")
+    if not isinstance(asked, list):
+        raise bad_request("outputs must be a list of {name, parameters}")
     chosen: dict[str, RequestedOutput] = {}
     for entry in asked:
         entry = _object(entry, "each of outputs")

@@ -26,6 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 from uvicorn.config import LOGGING_CONFIG
 
 from service.app import create_app
+from service.http_limits import limited_protocol
 from service.metrics import MULTIPROC_ENV
 from service.settings import Settings
 from service.state import ServiceState
@@ -181,6 +182,7 @@ def serve(settings: Settings) -> None:
         "log_config": _log_config(settings.log_level),
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+        "http": limited_protocol(settings.max_header_bytes, settings.max_headers),
     }
     _exit_zero_after_graceful_shutdown()
     with multiprocess_metrics_dir(settings.workers):

@@ -67,9 +67,17 @@ class Settings(ProviderSettings):
     max_explain_images: int = Field(default=4, ge=1, le=1000)
     # Above PIL's own decompression-bomb limit, PIL refuses the image before we could.
     max_pixels: int = Field(default=40_000_000, ge=1, le=Image.MAX_IMAGE_PIXELS)
+    # The request head: its header lines together (431 past it; the request target alone,
+    # 414), and how many header lines it may have (431). Below httptools' own 64 KiB URL limit,
+    # which would answer in plain text.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=60 * 1024)
+    max_headers: int = Field(default=100, ge=8, le=10_000)
     # Seconds a request body may go without a byte arriving; then 408 and the connection closes.
     body_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     admin_token: SecretStr | None = None
+    # The token read from this file at start-up (a mounted Kubernetes Secret) instead; no
+    # file there means no token, as an optional Secret that does not exist. Not with admin_token.
+    admin_token_file: Path | None = None
     # 0 or "auto": one per CPU available (affinity and cgroup quota), at most MAX_AUTO_WORKERS.
     workers: int = Field(default=0, ge=0, le=256)
     # After SIGTERM: seconds of answering with readiness failing, so that load balancers and
@@ -127,6 +135,25 @@ class Settings(ProviderSettings):
         return token
 
     @model_validator(mode="after")
+    def _read_admin_token_file(self) -> Settings:
+        if self.admin_token_file is None:
+            return self
+        if self.admin_token is not None:
+            raise ValueError("admin_token and admin_token_file are mutually exclusive: set one")
+        path = self.admin_token_file
+        if not path.exists():
+            return self
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"admin_token_file {str(path)!r} cannot be read: {exc}") from None
+        try:
+            self.admin_token = self._empty_token_is_none(SecretStr(token))
+        except ValueError as exc:
+            raise ValueError(f"admin_token_file {str(path)!r}: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _resolve_auto_workers(self) -> Settings:
         if self.workers == 0:
             self.workers = min(available_cpus(), MAX_AUTO_WORKERS)
@@ -152,8 +179,8 @@ class Settings(ProviderSettings):
         """The environment that rebuilds these settings in another process (uvicorn workers)."""
         env: dict[str, str] = {}
         for field, value in self.model_dump().items():
-            if value is None:
-                continue
+            if value is None or (field == "admin_token" and self.admin_token_file is not None):
+                continue  # a token from a file is read from it again
             text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
             env[f"DEEPSVDD_{field.upper()}"] = text
         return env

@@ -200,8 +200,25 @@ async def _read_multipart(
         seen += window.count(delimiter)
         tail = window[-(len(delimiter) - 1) :] if len(delimiter) > 1 else b""
         if seen > max_images + 1:  # n parts have n or n + 1 (after a preamble) of them
-            raise ApiError(413, "too_many_images", f"more than {max_images} images in one request")
+            raise _too_many_parts(b"".join(chunks), boundary, max_images)
     return split_multipart(b"".join(chunks), boundary, max_images)
+
+
+def _too_many_parts(received: bytes, boundary: bytes, max_images: int) -> ApiError:
+    """413 for a body of more parts than images allowed: `too_many_images` when the parts so
+    far are all images, else `too_many_parts`, which names the form fields."""
+    try:
+        split_multipart(received, boundary, max_images)
+    except ApiError as exc:
+        if exc.code == "too_many_images":
+            return exc
+    return ApiError(
+        413,
+        "too_many_parts",
+        f"the multipart body has more than {max_images + 1} parts, not all of them "
+        f"{FILES_FIELD!r} images: too many form fields; send at most {max_images} images as "
+        f"{FILES_FIELD!r} parts and no other fields",
+    )
 
 
 async def read_uploads(request: Request, max_images: int) -> list[Upload]:

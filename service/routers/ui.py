@@ -1,4 +1,5 @@
-"""The try-out web page at `/`: three static files and the report figures beside each model.
+"""The try-out web page at `/`: its static files, its icon and the report figures beside each
+model.
 
 Nothing on the page comes from elsewhere: the Content-Security-Policy lets it load only
 from this origin (and the maps' `data:` and uploads' `blob:` images).
@@ -38,6 +39,16 @@ def _static(name: str, media_type: str) -> Response:
 async def page() -> Response:
     """The page to try the models."""
     return _static("index.html", "text/html; charset=utf-8")
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """The page's icon, an SVG (where browsers and crawlers look for it, and linked)."""
+    return FileResponse(
+        STATIC_DIR / "favicon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "max-age=86400"},
+    )
 
 
 @router.get("/ui/{asset}")

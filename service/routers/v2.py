@@ -65,20 +65,25 @@ async def server_metadata(request: Request) -> dict[str, Any]:
 
 
 @router.get("/health/live")
-async def live() -> Response:
-    """200 while the process serves."""
-    return Response(status_code=200)
+async def live() -> dict[str, bool]:
+    """200 `{"live": true}` while the process serves."""
+    return {"live": True}
 
 
-@router.get("/health/ready")
-async def ready(state: State) -> Response:
-    """200 once every model is loaded and warmed up; 503 before, and while draining to stop."""
+@router.get("/health/ready", response_model=None)
+async def ready(state: State) -> dict[str, bool] | JSONResponse:
+    """200 `{"ready": true}` once every model is loaded and warmed up; 503 `{"ready": false}`
+    with the reason in `error` before, and while draining to stop."""
     if state.draining:
-        return oip_error(503, "the server is draining before it stops", _NOT_READY)
+        return _not_ready("the server is draining before it stops", _NOT_READY)
     if not state.ready:
         error = state.unready_error()  # still loading, or loaded nothing (and why)
-        return oip_error(503, error.message, error.headers)
-    return Response(status_code=200)
+        return _not_ready(error.message, error.headers)
+    return {"ready": True}
+
+
+def _not_ready(message: str, headers: dict[str, str]) -> JSONResponse:
+    return JSONResponse({"ready": False, "error": message}, status_code=503, headers=headers)
 
 
 @router.get("/models/{name}")
@@ -111,17 +116,17 @@ async def version_config(name: str, version: str, state: State) -> dict[str, Any
 
 
 @router.get("/models/{name}/ready")
-async def model_ready(name: str, state: State) -> Response:
-    """200 when the model is loaded and warmed up; 404 when it is not."""
+async def model_ready(name: str, state: State) -> dict[str, Any]:
+    """200 `{"name", "ready": true}` when the model is loaded and warmed up; 404 when it is not."""
     find_model(state.deployment.repository, name)
-    return Response(status_code=200)
+    return {"name": name, "ready": True}
 
 
 @router.get("/models/{name}/versions/{version}/ready")
-async def version_ready(name: str, version: str, state: State) -> Response:
-    """200 when that version is loaded and warmed up; 404 when it is not."""
+async def version_ready(name: str, version: str, state: State) -> dict[str, Any]:
+    """200 `{"name", "ready": true}` when that version is loaded and warmed up; 404 when not."""
     find_model(state.deployment.repository, name, version)
-    return Response(status_code=200)
+    return {"name": name, "ready": True}
 
 
 async def _infer(request: Request, state: ServiceState, name: str, version: str | None) -> Response:
@@ -202,9 +207,18 @@ async def version_infer(name: str, version: str, request: Request, state: State)
     include_in_schema=False,
 )
 async def unknown(path: str, request: Request) -> Response:
-    """Every other /v2 path: 404, or 405 where the path exists with another method."""
-    for route in router.routes:
-        endpoint = getattr(route, "endpoint", None)
-        if endpoint is not unknown and route.matches(request.scope)[0] is Match.PARTIAL:
-            return oip_error(405, f"{request.method} is not allowed on {request.url.path[:128]}")
+    """Every other /v2 path: 404, or 405 with `Allow` where the path exists with other methods."""
+    allowed = sorted(
+        method
+        for route in router.routes
+        if getattr(route, "endpoint", None) is not unknown
+        and route.matches(request.scope)[0] is Match.PARTIAL
+        for method in getattr(route, "methods", None) or ()
+    )
+    if allowed:
+        return oip_error(
+            405,
+            f"{request.method} is not allowed on {request.url.path[:128]}",
+            {"Allow": ", ".join(allowed)},
+        )
     return oip_error(404, f"no route {request.url.path[:128]!r} in the protocol")

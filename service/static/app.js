@@ -69,7 +69,7 @@ function selectModel() {
     ["runs on", (info.providers || []).join(", ")],
     ["created", info.created],
   ];
-  for (const [k, v] of rows) facts.append(el("dt", {}, k), el("dd", {}, v));
+  for (const [k, v] of rows) facts.append(el("dt", {}, k), el("dd", { title: v }, v));
 
   state.thresholds = Object.entries(info.thresholds).sort((a, b) => a[1] - b[1]);
   const body = $("thresholds").querySelector("tbody");

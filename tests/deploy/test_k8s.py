@@ -32,6 +32,7 @@ CORE_KINDS = {
     "Service",
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
+    "NetworkPolicy",
 }
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 SETTINGS_ENV = {f"DEEPSVDD_{name.upper()}" for name in Settings.model_fields}
@@ -158,8 +159,13 @@ def test_settings_are_the_services_and_valid(
     assert main["command"] == ["deepsvdd", "serve"]  # no flags: the ConfigMap's values apply
     names = set(data) | {e["name"] for e in main["env"]}
     assert names - SETTINGS_ENV == {MULTIPROC_ENV}
-    token = {e["name"]: e for e in main["env"]}["DEEPSVDD_ADMIN_TOKEN"]["valueFrom"]
-    assert token["secretKeyRef"]["optional"] is True
+    # The admin token is a file of the optional Secret's volume, not an environment variable.
+    assert "DEEPSVDD_ADMIN_TOKEN" not in names
+    token_file = Path({e["name"]: e for e in main["env"]}["DEEPSVDD_ADMIN_TOKEN_FILE"]["value"])
+    (mount,) = [m for m in main["volumeMounts"] if m["mountPath"] == str(token_file.parent)]
+    volumes = by_kind["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    (volume,) = [v for v in volumes if v["name"] == mount["name"]]
+    assert mount["readOnly"] and volume["secret"]["optional"] is True
     values = {k.removeprefix("DEEPSVDD_").lower(): v for k, v in data.items()}
     assert values["models_dir"] == "/app/models"  # the image's copy of the models
     settings = Settings(**{**values, "models_dir": tmp_path})
@@ -175,6 +181,27 @@ def test_settings_are_the_services_and_valid(
         } in tolerations
     else:
         assert settings.provider_preference == ["CPUExecutionProvider"]
+
+
+def test_only_the_ingress_clients_and_prometheus_reach_the_pods(
+    rendered: tuple[str, dict[str, dict[str, Any]]],
+) -> None:
+    _, by_kind = rendered
+    policy = by_kind["NetworkPolicy"]["spec"]
+    labels = by_kind["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    ports = {p["name"] for p in container(by_kind["Deployment"])["ports"]}
+    allowed = {}
+    for rule in policy["ingress"]:
+        assert rule["from"], "a rule without sources would admit every pod"
+        for source in rule["from"]:
+            key = yaml.safe_dump(source, sort_keys=True)
+            allowed[key] = {p["port"] for p in rule["ports"]}
+    assert set().union(*allowed.values()) == ports
+    namespace = {"kubernetes.io/metadata.name": "monitoring"}
+    monitoring = {"namespaceSelector": {"matchLabels": namespace}}
+    assert allowed[yaml.safe_dump(monitoring, sort_keys=True)] == {"http"}  # /metrics only
 
 
 def test_the_hpa_scales_on_a_queue_metric_the_service_exports(
@@ -250,6 +277,19 @@ def test_kserve_runtime_and_both_inference_services(routes: set[str], tmp_path: 
         assert main[probe]["httpGet"]["path"] in routes and main[probe]["httpGet"]["port"] == port
     values = {k.removeprefix("DEEPSVDD_").lower(): v for k, v in env.items()}
     Settings(**{**values, "models_dir": tmp_path})
+
+
+@pytest.mark.parametrize("name", ["servingruntime.yaml", "servingruntime-grpc.yaml"])
+def test_kserve_runtimes_are_hardened_as_the_deployment(name: str) -> None:
+    runtime = kserve(name)
+    (main,) = runtime["spec"]["containers"]
+    guard = main["securityContext"]
+    assert guard["readOnlyRootFilesystem"] and not guard["allowPrivilegeEscalation"]
+    assert guard["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert guard["capabilities"]["drop"] == ["ALL"] and guard["runAsNonRoot"]
+    (tmp,) = runtime["spec"]["volumes"]
+    assert "emptyDir" in tmp
+    assert main["volumeMounts"] == [{"name": tmp["name"], "mountPath": "/tmp"}]
 
 
 def test_kserve_grpc_runtime_serves_the_protocol_on_its_h2c_port(

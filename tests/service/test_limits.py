@@ -132,6 +132,14 @@ def test_thousands_of_parts_get_413(client: httpx.Client) -> None:
     assert response.status_code == 413 and _code(response) == "too_many_images"
 
 
+def test_thousands_of_form_fields_get_413_naming_them(client: httpx.Client) -> None:
+    field = b'Content-Disposition: form-data; name="note"\r\n\r\nhello'
+    body, headers = _multipart([field] * 5000)
+    response = client.post("/score", content=body, headers=headers)
+    assert response.status_code == 413 and _code(response) == "too_many_parts"
+    assert "too many form fields" in response.json()["error"]["message"]
+
+
 @pytest.fixture(scope="module")
 def small_limits(model_repo: ModelRepo) -> Iterator[LiveServer]:
     from tests.support.servers import running_server

@@ -1,12 +1,17 @@
-"""The Open Inference Protocol v2 through Triton's own client, `tritonclient.http`, against a
-live server: health, metadata, inference in JSON and binary, and the same scores as /score."""
+"""The Open Inference Protocol v2 through Triton's own client, `tritonclient.http`, and KServe's
+(`kserve.InferenceRESTClient`) side by side against a live server: health, metadata,
+inference in JSON and binary, and the same scores as /score."""
 
 from __future__ import annotations
 
 import gzip
+import json
+import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -80,6 +85,65 @@ def test_health_and_server_metadata(oip: triton.InferenceServerClient) -> None:
     assert oip.is_model_ready("digits", "1")
     assert not oip.is_model_ready("digits", "7")
     assert not oip.is_model_ready("nope")
+
+
+# KServe's SDK runs in a process of its own, from the tools' virtualenv (`make install`): it
+# pins pandas<3, python-dateutil<3 and psutil<6, which the project's venv has outgrown, and its
+# protobuf descriptors and tritonclient.grpc's (tests/service/test_grpc.py) both define
+# `inference.ServerLiveRequest`, which one process's descriptor pool refuses.
+KSERVE_PYTHON = Path(__file__).resolve().parents[2] / ".venv-tools" / "bin" / "python"
+KSERVE_HEALTH = """
+import asyncio, json, sys
+from kserve import InferenceRESTClient, RESTConfig
+
+async def main(url):
+    client = InferenceRESTClient(RESTConfig(protocol="v2"))
+    answers = {}
+    try:
+        for name, call in [
+            ("live", client.is_server_live(url)),
+            ("ready", client.is_server_ready(url)),
+            ("digits", client.is_model_ready(url, "digits")),
+            ("nope", client.is_model_ready(url, "nope")),
+        ]:
+            try:
+                answers[name] = await call
+            except Exception as exc:
+                answers[name] = type(exc).__name__
+    finally:
+        await client.close()
+    print(json.dumps(answers))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def kserve_health(url: str) -> dict[str, Any]:
+    """What KServe's `InferenceRESTClient` (protocol v2) says of the server's health."""
+    assert KSERVE_PYTHON.exists(), f"KServe's SDK is missing ({KSERVE_PYTHON}): make install"
+    done = subprocess.run(
+        [str(KSERVE_PYTHON), "-c", KSERVE_HEALTH, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    answers: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return answers
+
+
+def test_health_through_kserves_client_and_in_the_protocols_json(
+    server: LiveServer, client: httpx.Client, oip: triton.InferenceServerClient
+) -> None:
+    assert kserve_health(server.url) == {"live": True, "ready": True, "digits": True, "nope": False}
+    assert oip.is_server_live() and oip.is_server_ready()
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2/models/digits/ready").json() == {"name": "digits", "ready": True}
+    version = client.get("/v2/models/digits/versions/1/ready")
+    assert version.json() == {"name": "digits", "ready": True}
+    missing = client.get("/v2/models/digits/versions/7/ready")
+    assert missing.status_code == 404 and set(missing.json()) == {"error"}
 
 
 def test_model_config_is_a_triton_model_config(oip: triton.InferenceServerClient) -> None:
@@ -303,6 +367,9 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any] | bytes, dict[str, str], int, str]]
         "FP32",
     ),
     "wrong shape": (_image([1, 3, 28, 28]), {}, 400, "[-1, 1, 28, 28]"),
+    "shape shown as sent": (_image([2, 3, 28, 28]), {}, 400, "has shape [2, 3, 28, 28]; the"),
+    "batch of -1": (_image([-1, 1, 28, 28], []), {}, 400, "a batch of -1 images"),
+    "past float32": (_image([1, 1, 28, 28], [1e39] * 784), {}, 400, "[0, 1]"),
     "empty batch": (_image([0, 1, 28, 28], []), {}, 400, "at least one"),
     "too few numbers": (_image([2, 1, 28, 28], [0.5] * 10), {}, 400, "1568 numbers"),
     "strings": (_image([1, 1, 28, 28], ["a"] * 784), {}, 400, "numbers"),
@@ -396,6 +463,32 @@ def test_binary_bytes_left_over_and_unknown_routes(client: httpx.Client) -> None
     assert wrong_method.status_code == 405 and "error" in wrong_method.json()
 
 
+def test_wrong_methods_get_405_with_allow(client: httpx.Client) -> None:
+    infer = client.get("/v2/models/digits/infer")
+    assert infer.status_code == 405 and infer.headers["allow"] == "POST"
+    ready = client.post("/v2/health/ready")
+    assert ready.status_code == 405 and ready.headers["allow"] == "GET"
+    assert "error" in ready.json()
+
+
+def test_an_empty_outputs_list_returns_every_output(client: httpx.Client) -> None:
+    response = post(client, "/v2/models/digits/infer", {**_image([2, 1, 28, 28]), "outputs": []})
+    assert response.status_code == 200, response.text
+    assert [o["name"] for o in response.json()["outputs"]] == ["score", "embedding"]
+
+
+def test_an_input_past_float32_prints_no_warning(
+    client: httpx.Client, capfd: pytest.CaptureFixture[str]
+) -> None:
+    body = _image([1, 1, 28, 28], [1e39] * 784)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ApiError, match=r"within \[0, 1\]"):
+            parse_infer(orjson.dumps(body), None, SPECS["digits"][0], max_images=4)
+    assert post(client, "/v2/models/digits/infer", body).status_code == 400
+    assert "overflow" not in capfd.readouterr().err
+
+
 def test_readiness_fails_while_draining_but_scoring_goes_on(
     server: LiveServer, client: httpx.Client
 ) -> None:
@@ -405,6 +498,8 @@ def test_readiness_fails_while_draining_but_scoring_goes_on(
         assert client.get("/health/ready").status_code == 503
         assert client.get("/health/ready").json()["error"]["code"] == "draining"
         assert client.get("/v2/health/ready").status_code == 503
+        assert client.get("/v2/health/ready").json()["ready"] is False
+        assert kserve_health(server.url)["ready"] == "HTTPStatusError"
         assert client.get("/v2/health/live").status_code == 200
         assert score_route(client, "digits", pngs(range(1), (28, 28), "L")).shape == (1,)
     finally:

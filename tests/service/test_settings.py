@@ -104,3 +104,39 @@ def test_the_providers_are_read_alone(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("DEEPSVDD_PROVIDERS", "NoSuchExecutionProvider")
     with pytest.raises(ValueError, match="providers"):
         ProviderSettings()
+
+
+def test_the_admin_token_is_read_from_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key in [k for k in os.environ if k.startswith("DEEPSVDD_")]:
+        monkeypatch.delenv(key)
+    token = tmp_path / "token"
+    token.write_text("a-long-secret-from-a-file\n")
+    monkeypatch.setenv("DEEPSVDD_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("DEEPSVDD_ADMIN_TOKEN_FILE", str(token))
+    s = Settings()
+    assert s.admin_token is not None
+    assert s.admin_token.get_secret_value() == "a-long-secret-from-a-file"
+    env = s.to_env()
+    assert "DEEPSVDD_ADMIN_TOKEN" not in env  # the workers read the file again
+    assert "a-long-secret-from-a-file" not in repr(s) + repr(env)
+    monkeypatch.delenv("DEEPSVDD_ADMIN_TOKEN_FILE")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert Settings() == s
+
+
+def test_an_admin_token_file_is_checked(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("a-long-secret")
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        Settings(models_dir=tmp_path, admin_token="another-secret", admin_token_file=token)  # type: ignore[arg-type]
+    token.write_text("short")
+    with pytest.raises(ValueError, match=r"admin_token_file .*8 characters"):
+        Settings(models_dir=tmp_path, admin_token_file=token)
+    # As an optional Kubernetes Secret that does not exist: no file, no token, no admin routes.
+    assert Settings(models_dir=tmp_path, admin_token_file=tmp_path / "absent").admin_token is None
+    (tmp_path / "directory").mkdir()
+    with pytest.raises(ValueError, match="cannot be read"):
+        Settings(models_dir=tmp_path, admin_token_file=tmp_path / "directory")

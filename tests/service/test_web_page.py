@@ -4,6 +4,7 @@ the models, scores uploads as `/score` does, shows maps, and redraws decisions l
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,3 +178,61 @@ def test_an_image_dropped_on_the_page_is_scored(live: LiveServer, browser: objec
     assert page.locator("#results img.map").count() == 0  # maps were switched off
     assert "dropped.png" in page.locator("#results").inner_text()
     page.close()
+
+
+# Collects the page's layout shifts (the Layout Instability API), from the first paint on.
+LAYOUT_SHIFTS = """
+window.__cls = 0;
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    if (!entry.hadRecentInput) window.__cls += entry.value;
+  }
+}).observe({ type: "layout-shift", buffered: true });
+"""
+MODELS_DELAY_S = 0.8
+
+
+def test_the_page_does_not_shift_when_the_models_arrive(live: LiveServer, browser: object) -> None:
+    from playwright.sync_api import Browser, Route
+
+    assert isinstance(browser, Browser)
+    # A phone's viewport, as Lighthouse's mobile run; /models arrives late, after first paint.
+    context = browser.new_context(viewport={"width": 412, "height": 823}, device_scale_factor=2)
+    page = context.new_page()
+    page.add_init_script(LAYOUT_SHIFTS)
+
+    def late(route: Route) -> None:
+        time.sleep(MODELS_DELAY_S)
+        route.continue_()
+
+    page.route("**/models", late)
+    statuses: dict[str, int] = {}
+    page.on("response", lambda r: statuses.setdefault(r.url.removeprefix(live.url), r.status))
+    page.goto(live.url + "/")
+    page.wait_for_selector("#model option", state="attached")
+    page.wait_for_function("[...document.images].every((i) => i.complete)")
+    page.wait_for_timeout(500)
+    shift = page.evaluate("window.__cls")
+    context.close()
+    assert shift < 0.1, f"cumulative layout shift {shift:.3f}"
+    assert statuses.get("/favicon.ico", 200) == 200
+    assert all(status < 400 for status in statuses.values()), statuses
+
+
+def test_the_favicon_is_served(live: LiveServer) -> None:
+    with live.client() as client:
+        icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/")
+    assert icon.content
+
+
+def test_json_answers_are_gzipped_for_clients_that_accept_it(live: LiveServer) -> None:
+    with live.client() as client:
+        zipped = client.get("/models", headers={"Accept-Encoding": "gzip"})
+        plain = client.get("/models", headers={"Accept-Encoding": "identity"})
+        page = client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    assert zipped.json() == plain.json()
+    assert int(zipped.headers["content-length"]) < len(plain.content)
+    assert "default-src 'none'" in page.headers["content-security-policy"]
