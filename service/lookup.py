@@ -38,7 +38,7 @@ def find_model(repository: Repository, name: str | None, version: Version = None
 def serving(state: ServiceState, name: str | None, version: Version) -> tuple[Batcher, LoadedModel]:
     """The model that scores a request, and its batcher, from the one snapshot the request
     keeps using. `name` None: the default model. 503 while not ready, 404 as `find_model`."""
-    if not state.ready:
+    if not state.serving:
         raise state.unready_error()
     deployment = state.deployment
     repository = deployment.repository

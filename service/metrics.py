@@ -207,7 +207,7 @@ METRICS = (
         "deepsvdd_model_info",
         "1 for every model version served.",
         (*_VERSION, "provider", "objective"),
-        mode="max",
+        mode="livemax",
     ),
     MetricSpec(
         "model_threshold",
@@ -215,7 +215,7 @@ METRICS = (
         "deepsvdd_model_threshold",
         "The value of the model's default threshold.",
         _VERSION,
-        mode="max",
+        mode="livemax",
     ),
     MetricSpec(
         "model_expected_anomaly_rate",
@@ -223,7 +223,7 @@ METRICS = (
         "deepsvdd_model_expected_anomaly_rate",
         "Fraction of held-out normal images above the default threshold.",
         _VERSION,
-        mode="max",
+        mode="livemax",
     ),
     MetricSpec(
         "model_expected_anomaly_rate_lower",
@@ -231,7 +231,7 @@ METRICS = (
         "deepsvdd_model_expected_anomaly_rate_lower",
         "Lower end of the confidence interval of the default threshold's false-alarm rate.",
         _VERSION,
-        mode="max",
+        mode="livemax",
     ),
     MetricSpec(
         "model_expected_anomaly_rate_upper",
@@ -239,7 +239,7 @@ METRICS = (
         "deepsvdd_model_expected_anomaly_rate_upper",
         "Upper end of the confidence interval of the default threshold's false-alarm rate.",
         _VERSION,
-        mode="max",
+        mode="livemax",
     ),
     MetricSpec(
         "model_ready",
@@ -247,7 +247,7 @@ METRICS = (
         "deepsvdd_model_ready",
         "1 once the model is loaded and answered its warm-up inference.",
         _MODEL,
-        mode="min",
+        mode="livemin",
     ),
     MetricSpec(
         "model_load_failures",

@@ -29,6 +29,7 @@ from service.repository import (
     load_repository,
 )
 from service.settings import Settings
+from service.workers import WorkerReadiness
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,22 @@ class ServiceState:
         self._session_config: SessionConfig | None = None
         # Set on SIGTERM (service.server): readiness fails while requests are still answered.
         self.draining = False
+        # With several workers: whether the others are ready too (`service.workers`).
+        self.workers = WorkerReadiness.from_environment(lambda: self.serving and not self.draining)
         self._swap_lock = asyncio.Lock()
         self._loader: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
 
     @property
-    def ready(self) -> bool:
-        """Loaded, and at least one model answered its warm-up inference."""
+    def serving(self) -> bool:
+        """Loaded, and at least one model answered its warm-up inference: this process scores."""
         return self.loaded and len(self.deployment.repository) > 0
+
+    @property
+    def ready(self) -> bool:
+        """Serving, and so is every other worker of the server (with several): what the
+        readiness probes answer, whichever worker takes the connection."""
+        return self.serving and (self.workers is None or not self.workers.others_unready())
 
     @property
     def session_config(self) -> SessionConfig:
@@ -82,7 +91,12 @@ class ServiceState:
 
     def unready_error(self) -> ApiError:
         """The 503 while not ready: still loading (retry shortly), or nothing to serve (an
-        operator has to act, so no Retry-After; `/admin/reload` picks up the fix)."""
+        operator has to act, so no Retry-After; `/admin/reload` picks up the fix), or
+        another worker is not ready yet (retry shortly)."""
+        if self.serving:
+            return Unavailable(
+                "not_ready", "another worker of this server is not ready yet; retry shortly"
+            )
         if not self.loaded:
             return Unavailable(
                 "not_ready",
