@@ -142,6 +142,9 @@ class ModelInfo(BaseModel):
 class ModelList(BaseModel):
     default_model: str | None
     models: list[ModelInfo]
+    # What the last load or reload refused and why; a refused version that was serving
+    # keeps serving (it is in `models`).
+    refused: list[Refusal]
 
 
 class HealthStatus(BaseModel):

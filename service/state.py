@@ -58,6 +58,8 @@ class ServiceState:
         self.loaded = False
         # Once loading has finished with nothing to serve: why, naming what was found.
         self.problem: str | None = None
+        # What the last load or reload refused, and why (`/models` lists them).
+        self.refusals: list[LoadFailure] = []
         self._session_config: SessionConfig | None = None
         # Set on SIGTERM (service.server): readiness fails while requests are still answered.
         self.draining = False
@@ -130,6 +132,7 @@ class ServiceState:
             previous = self.deployment.repository
             repository, failures, problems = await asyncio.to_thread(self._load, previous)
             self._swap(repository, failures)
+            self.refusals = failures
             if len(repository) == 0:
                 self.problem = problems[0]
                 log.error("not ready: %s", self.problem)

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from service.deps import State
 from service.lookup import find_model
 from service.repository import Repository
-from service.schemas import ModelInfo, ModelList, VersionInfo
+from service.schemas import ModelInfo, ModelList, Refusal, VersionInfo
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -26,12 +26,13 @@ def _info(repository: Repository, name: str, default: str | None) -> ModelInfo:
 
 @router.get("", response_model=ModelList)
 async def list_models(state: State) -> ModelList:
-    """Lists every loaded model with all its versions."""
+    """Lists every loaded model with all its versions, and what the last reload refused."""
     repository = state.deployment.repository
     default = repository.default_name(state.settings.default_model)
     return ModelList(
         default_model=default,
         models=[_info(repository, name, default) for name in repository.names()],
+        refused=[Refusal.of(f) for f in state.refusals],
     )
 
 
