@@ -8,6 +8,7 @@ starts another, and the server is ready again once that one has loaded its model
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -17,13 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.metrics import MULTIPROC_ENV
+from service.metrics import MULTIPROC_ENV, Metrics
+from service.oip_grpc.servicer import InferenceServicer
+from service.state import ServiceState
 from service.workers import CACHE_S, READY_PREFIX, ROSTER_FILE, WorkerReadiness
 from tests.deploy.test_workers import MODEL, WORKERS, serve_argv, server_process, wait_until
 from tests.deploy.test_workers_die import REPLACED_WITHIN_S, ready, roster
 from tests.support.models import build_model
 from tests.support.processes import start_process
-from tests.support.servers import free_port, service_env
+from tests.support.servers import free_port, make_settings, service_env
 
 __all__ = ["server_process"]  # the fixture, shared with test_workers
 DRAIN_S = 6.0
@@ -101,3 +104,20 @@ def test_readiness_reads_the_roster_and_every_workers_file(tmp_path: Path) -> No
     mine["ready"] = True
     readiness.publish()
     assert (tmp_path / f"{READY_PREFIX}{os.getpid()}").exists()
+
+
+def test_grpc_readiness_is_the_servers_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gRPC `ServerReady` (and grpc.health.v1, which reads the same) waits for every worker."""
+    monkeypatch.setattr(ServiceState, "serving", property(lambda self: True))
+    state = ServiceState(make_settings(tmp_path), Metrics())
+    state.workers = WorkerReadiness(tmp_path, lambda: True)
+    servicer = InferenceServicer(state, "test")
+    other = os.getpid() + 1
+    (tmp_path / ROSTER_FILE).write_text(f"{os.getpid()}\n{other}\n")
+    try:
+        assert asyncio.run(servicer.ServerReady(None)) == {"ready": False}
+        (tmp_path / f"{READY_PREFIX}{other}").touch()
+        time.sleep(CACHE_S + 0.05)
+        assert asyncio.run(servicer.ServerReady(None)) == {"ready": True}
+    finally:
+        state.decoder.close()
