@@ -23,7 +23,7 @@ from service.oip_grpc.servicer import InferenceServicer
 from service.state import ServiceState
 from service.workers import CACHE_S, READY_PREFIX, ROSTER_FILE, WorkerReadiness
 from tests.deploy.test_workers import MODEL, WORKERS, serve_argv, server_process, wait_until
-from tests.deploy.test_workers_die import REPLACED_WITHIN_S, ready, roster
+from tests.deploy.test_workers_die import ready, roster
 from tests.support.models import build_model
 from tests.support.processes import start_process
 from tests.support.servers import free_port, make_settings, service_env
@@ -82,7 +82,6 @@ def test_one_unready_worker_makes_every_probe_answer_503(
         return len(now) == WORKERS and workers[0] not in now and ready(url)
 
     wait_until(back, "the server was not ready again with a new worker", process)
-    assert time.monotonic() - stopped_at < DRAIN_S + REPLACED_WITHIN_S
     assert not (metrics_dir / f"{READY_PREFIX}{workers[0]}").exists()
 
 
