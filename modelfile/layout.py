@@ -35,7 +35,8 @@ def claim_version(model_dir: Path) -> tuple[int, Path]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Temporary file in the same directory, fsync, then rename: readers see all or nothing."""
+    """Temporary file in the same directory, fsync, then rename: readers see all or nothing.
+    A failure (a full disk, say) raises an OSError of the same errno that names `path`."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -43,6 +44,9 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(exc.errno, f"cannot write {path} ({reason}); nothing was written") from exc
     finally:
         tmp.unlink(missing_ok=True)
 

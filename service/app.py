@@ -38,10 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.start()
         if reload_sync is not None:
             reload_sync.start()
+        if state.workers is not None:
+            state.workers.start()
         try:
             async with grpc_listener(state, app.version):
                 yield
         finally:
+            if state.workers is not None:
+                await state.workers.stop()
             if reload_sync is not None:
                 await reload_sync.stop()
             await state.stop()

@@ -39,7 +39,7 @@ def serving(state: ServiceState, name: str | None, version: Version) -> tuple[Ba
     """The model that scores a request, and its batcher, from the one snapshot the request
     keeps using. `name` None: the default model; `version` None: the one the model's traffic
     policy draws, else its default version. 503 while not ready, 404 as `find_model`."""
-    if not state.ready:
+    if not state.serving:
         raise state.unready_error()
     deployment = state.deployment
     repository = deployment.repository

@@ -147,7 +147,7 @@ METRICS = (
         "deepsvdd_model_info",
         "1 for every model version served.",
         (*_VERSION, "provider", "objective"),
-        mode="max",
+        mode="livemax",
     ),
     MetricSpec(
         "model_threshold",
@@ -155,7 +155,7 @@ METRICS = (
         "deepsvdd_model_threshold",
         "The value of the model's default threshold.",
         _VERSION,
-        mode="max",
+        mode="livemax",
     ),
     MetricSpec(
         "model_expected_anomaly_rate",
@@ -163,7 +163,7 @@ METRICS = (
         "deepsvdd_model_expected_anomaly_rate",
         "Fraction of held-out normal images above the default threshold.",
         _VERSION,
-        mode="max",
+        mode="livemax",
     ),
     MetricSpec(
         "model_expected_anomaly_rate_lower",
@@ -171,7 +171,7 @@ METRICS = (
         "deepsvdd_model_expected_anomaly_rate_lower",
         "Lower end of the confidence interval of the default threshold's false-alarm rate.",
         _VERSION,
-        mode="max",
+        mode="livemax",
     ),
     MetricSpec(
         "model_expected_anomaly_rate_upper",
@@ -179,7 +179,7 @@ METRICS = (
         "deepsvdd_model_expected_anomaly_rate_upper",
         "Upper end of the confidence interval of the default threshold's false-alarm rate.",
         _VERSION,
-        mode="max",
+        mode="livemax",
     ),
     MetricSpec(
         "model_ready",
@@ -187,9 +187,11 @@ METRICS = (
         "deepsvdd_model_ready",
         "1 once the model is loaded and answered its warm-up inference.",
         _MODEL,
-        mode="min",
+        mode="livemin",
     ),
-    MetricSpec("reference", Gauge, "deepsvdd_model_score_reference", _REF, _VERSION, mode="max"),
+    MetricSpec(
+        "reference", Gauge, "deepsvdd_model_score_reference", _REF, _VERSION, mode="livemax"
+    ),
     MetricSpec("drift_psi", Gauge, "deepsvdd_score_drift_psi", _PSI, _VERSION, mode=_DRIFT),
     MetricSpec("drift_ks", Gauge, "deepsvdd_score_drift_ks", _KS, _VERSION, mode=_DRIFT),
     MetricSpec("window_images", Gauge, "deepsvdd_score_window_images", _N, _VERSION, mode=_DRIFT),
@@ -220,7 +222,7 @@ METRICS = (
         "deepsvdd_shadow_agreement",
         "Share of the window's images on which the shadow decides as the primary.",
         _SHADOW,
-        mode="mostrecent",
+        mode="livemostrecent",
     ),
     MetricSpec(
         "shadow_rank_correlation",
@@ -228,6 +230,6 @@ METRICS = (
         "deepsvdd_shadow_rank_correlation",
         "Spearman rank correlation of the primary's and the shadow's scores over the window.",
         _SHADOW,
-        mode="mostrecent",
+        mode="livemostrecent",
     ),
 )

@@ -180,6 +180,9 @@ class PromoteBody(BaseModel):
 class ModelList(BaseModel):
     default_model: str | None
     models: list[ModelInfo]
+    # What the last load or reload refused and why; a refused version that was serving
+    # keeps serving (it is in `models`).
+    refused: list[Refusal]
 
 
 class HealthStatus(BaseModel):

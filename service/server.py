@@ -30,6 +30,7 @@ from service.http_limits import limited_protocol
 from service.metrics import MULTIPROC_ENV
 from service.settings import Settings
 from service.state import ServiceState
+from service.workers import Supervisor, clear_stale
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def multiprocess_metrics_dir(workers: int) -> Iterator[None]:
         path.mkdir(parents=True, exist_ok=True)
         for stale in path.glob("*.db"):
             stale.unlink()
+        clear_stale(path)
         yield
     elif workers > 1:
         path = Path(tempfile.mkdtemp(prefix="deepsvdd-metrics-"))
@@ -190,9 +192,13 @@ def serve(settings: Settings) -> None:
             uvicorn.run(DrainOnSigterm(create_app(settings), settings.drain_s), **options)
         else:
             _settings_to_environment(settings)
-            uvicorn.run(
-                "service.server:app_from_environment",
-                factory=True,
-                workers=settings.workers,
-                **options,
-            )
+            _supervise(settings.workers, options)
+
+
+def _supervise(workers: int, options: dict[str, Any]) -> None:
+    """What `uvicorn.run` does for several workers, with `service.workers.Supervisor` (which
+    keeps the roster of live workers and marks dead ones) in place of uvicorn's own."""
+    config = uvicorn.Config(
+        "service.server:app_from_environment", factory=True, workers=workers, **options
+    )
+    Supervisor(config, [config.bind_socket()], Path(os.environ[MULTIPROC_ENV])).run()

@@ -38,6 +38,7 @@ from service.traffic import Traffic, load_policies
 
 if TYPE_CHECKING:
     from service.otel import OtelTracing
+from service.workers import WorkerReadiness
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +74,27 @@ class ServiceState:
         self.loaded = False
         # Once loading has finished with nothing to serve: why, naming what was found.
         self.problem: str | None = None
+        # What the last load or reload refused, and why (`/models` lists them).
+        self.refusals: list[LoadFailure] = []
         self._session_config: SessionConfig | None = None
         # Set on SIGTERM (service.server): readiness fails while requests are still answered.
         self.draining = False
+        # With several workers: whether the others are ready too (`service.workers`).
+        self.workers = WorkerReadiness.from_environment(lambda: self.serving and not self.draining)
         self._swap_lock = asyncio.Lock()
         self._loader: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
 
     @property
-    def ready(self) -> bool:
-        """Loaded, and at least one model answered its warm-up inference."""
+    def serving(self) -> bool:
+        """Loaded, and at least one model answered its warm-up inference: this process scores."""
         return self.loaded and len(self.deployment.repository) > 0
+
+    @property
+    def ready(self) -> bool:
+        """Serving, and so is every other worker of the server (with several): what the
+        readiness probes answer, whichever worker takes the connection."""
+        return self.serving and (self.workers is None or not self.workers.others_unready())
 
     @property
     def session_config(self) -> SessionConfig:
@@ -98,7 +109,12 @@ class ServiceState:
 
     def unready_error(self) -> ApiError:
         """The 503 while not ready: still loading (retry shortly), or nothing to serve (an
-        operator has to act, so no Retry-After; `/admin/reload` picks up the fix)."""
+        operator has to act, so no Retry-After; `/admin/reload` picks up the fix), or
+        another worker is not ready yet (retry shortly)."""
+        if self.serving:
+            return Unavailable(
+                "not_ready", "another worker of this server is not ready yet; retry shortly"
+            )
         if not self.loaded:
             return Unavailable(
                 "not_ready",
@@ -132,6 +148,7 @@ class ServiceState:
             previous = self.deployment
             repository, traffic, failures, problems = await asyncio.to_thread(self._load, previous)
             self._swap(repository, traffic, failures)
+            self.refusals = failures
             if len(repository) == 0:
                 self.problem = problems[0]
                 log.error("not ready: %s", self.problem)

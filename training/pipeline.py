@@ -117,6 +117,19 @@ def train_split(run: Run, ckpt: Checkpointer, dist: Dist) -> Trained:
     return Trained(state, pre, images, time.perf_counter() - started, fits[0][1], medians)
 
 
+def export_kept(
+    run: Run, trained: Trained, dist: Dist, notes: Notes, ckpt: Checkpointer
+) -> dict[str, Any]:
+    """`export_trained`; when the disk refuses the model, the error says that the trained
+    weights are still in the checkpoint, for a run with --resume once there is room."""
+    try:
+        return export_trained(run, trained, dist, notes)
+    except OSError as exc:
+        kept = f"; the trained weights are kept in {ckpt.path}" if ckpt.path.exists() else ""
+        retry = ": make room and run the same command with --resume" if kept else ""
+        raise OSError(exc.errno, f"{exc.strerror or exc}{kept}{retry}") from exc
+
+
 def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any] | None:
     """Loads data, trains, calibrates thresholds, evaluates and exports; returns the summary.
 
@@ -139,7 +152,7 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any] | None:
         trained = train_split(run, ckpt, dist)
         summary = None
         if dist.is_main:
-            summary = export_trained(run, trained, dist, notes)
+            summary = export_kept(run, trained, dist, notes, ckpt)
             ckpt.remove()
             summary["total_seconds"] = round(time.perf_counter() - started, 3)
         dist.barrier()  # the others wait for the export; its failure stops the job

@@ -7,7 +7,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
@@ -31,6 +31,19 @@ class Traffic:
     def server_errors(self) -> int:
         return sum(n for (_, status), n in self.counts.items() if status >= 500)
 
+
+class Endpoint(Protocol):
+    """Where the traffic goes: a server, or a balancer in front of several."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
+# A request that got no answer at all (refused, reset): counted under this status.
+NO_ANSWER = -1
 
 # kind -> the statuses it may get (503: shed by a full queue).
 EXPECTED: dict[str, frozenset[int]] = {
@@ -80,22 +93,29 @@ MIX |= {"reload": 3, "read": 10, "cut": 5}
 
 
 def mixed_traffic(
-    server: ServerProcess,
+    server: Endpoint,
     seconds: float,
     *,
     seed: int,
     oversize: int,
+    mix: dict[str, int] | None = None,
 ) -> Traffic:
     """One client thread's worth of mixed requests for `seconds` (`oversize`: a body over
-    the server's limit)."""
+    the server's limit; `mix`: the weights, default MIX). A request that gets no answer is
+    counted as NO_ANSWER and unexpected, and the traffic goes on."""
     rng = random.Random(seed)
-    kinds, weights = zip(*MIX.items(), strict=True)
+    kinds, weights = zip(*(MIX if mix is None else mix).items(), strict=True)
     traffic = Traffic()
     end = time.monotonic() + seconds
     with httpx.Client(base_url=server.url, timeout=60) as client:
         while time.monotonic() < end:
             kind = rng.choices(kinds, weights)[0]
-            response = _one(kind, client, server.port, rng, oversize)
+            try:
+                response = _one(kind, client, server.port, rng, oversize)
+            except (httpx.TransportError, OSError) as exc:
+                traffic.counts[(kind, NO_ANSWER)] += 1
+                traffic.unexpected.append(f"{kind} -> {type(exc).__name__}")
+                continue
             status = 0 if response is None else response.status_code
             traffic.counts[(kind, status)] += 1
             if status not in EXPECTED[kind]:

@@ -1,1 +1,1 @@
-"""The soak: minutes of mixed traffic against the service, watching its memory and descriptors."""
+"""The soak: mixed traffic through haproxy to two replicas under rolling restarts and reloads."""

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from service.deps import State
 from service.lookup import find_model
-from service.schemas import ModelInfo, ModelList, TrafficStatus, VersionInfo
+from service.schemas import ModelInfo, ModelList, Refusal, TrafficStatus, VersionInfo
 from service.state import Deployment
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -29,12 +29,13 @@ def _info(deployment: Deployment, name: str, default: str | None) -> ModelInfo:
 
 @router.get("", response_model=ModelList)
 async def list_models(state: State) -> ModelList:
-    """Lists every loaded model with all its versions."""
+    """Lists every loaded model with all its versions, and what the last reload refused."""
     deployment = state.deployment
     default = deployment.repository.default_name(state.settings.default_model)
     return ModelList(
         default_model=default,
         models=[_info(deployment, name, default) for name in deployment.repository.names()],
+        refused=[Refusal.of(f) for f in state.refusals],
     )
 
 

@@ -71,6 +71,7 @@ def test_a_broken_file_keeps_the_loaded_model_serving(
             reload = client.post("/admin/reload", headers=AUTH)
         after = _score(client)
         metrics = client.get("/metrics").text
+        listed = client.get("/models").json()
     assert reload.status_code == 200
     (failure,) = reload.json()["failures"]
     assert (failure["model"], failure["version"]) == ("digits", "2")
@@ -85,6 +86,9 @@ def test_a_broken_file_keeps_the_loaded_model_serving(
     assert failures == failures_before + 1
     assert metric_value(metrics, "deepsvdd_model_ready", model="digits") == 1
     assert any("digits" in r.getMessage() and r.levelno >= logging.ERROR for r in caplog.records)
+    # /models says it too, and still lists the version that keeps serving.
+    assert listed["refused"] == reload.json()["failures"]
+    assert [m["latest_version"] for m in listed["models"] if m["name"] == "digits"] == [2]
 
 
 def test_a_deleted_file_retires_its_version_without_failing_a_request(
