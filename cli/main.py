@@ -214,12 +214,19 @@ def _add_offline_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     """`score` and `calibrate`: the service's decoding and ONNX Runtime path, no server."""
     sc = sub.add_parser("score", help="score image files and folders offline")
     sc.add_argument("model", help="model.onnx, a model directory, or a name in --models-dir")
-    sc.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    sc.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (ray: or URIs)")
     sc.add_argument("--models-dir", type=Path, default=Path("models"))
     sc.add_argument("--version", type=positive_int, default=None, help="default: the latest")
     sc.add_argument("--threshold", default=None, help="a threshold name or a number")
-    sc.add_argument("--output", type=Path, default=None, help="F.csv or F.jsonl; default: stdout")
+    sc.add_argument(
+        "--output", default=None, help="F.csv or F.jsonl (default: stdout); ray: F.parquet"
+    )
     sc.add_argument("--batch-size", type=positive_int, default=64)
+    sc.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="ray: Ray Data, Parquet out"
+    )
+    sc.add_argument("--address", default=None, help="ray: a cluster; default: a local instance")
+    sc.add_argument("--actors", type=positive_int, default=1, help="ray: scoring actors")
     sc.set_defaults(func=serving.cmd_score)
 
     ca = sub.add_parser("calibrate", help="thresholds from your images, as a new model version")

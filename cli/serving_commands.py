@@ -89,16 +89,22 @@ def _score_paths(
 
 
 def cmd_score(args: argparse.Namespace) -> None:
+    if args.engine == "ray":
+        _score_on_ray(args)
+        return
+    if args.address is not None or args.actors != 1:
+        raise UsageError("--address and --actors need --engine ray")
     from modelfile.metadata import resolve_threshold
     from service.offline.score import load, locate
 
     settings = _offline_settings()
     model = load(locate(args.model, args.models_dir, args.version), settings)
     name, value = resolve_threshold(model.metadata, args.threshold)
-    output = args.output
+    output = Path(args.output) if args.output is not None else None
     if output is not None and output.suffix not in (".csv", ".jsonl"):
         raise UsageError(f"--output {output} must end in .csv or .jsonl")
-    results = _score_paths(args.command, model, args.paths, args.batch_size, settings)
+    paths = [Path(p) for p in args.paths]
+    results = _score_paths(args.command, model, paths, args.batch_size, settings)
     scored = [r for r in results if r.score is not None]
     rows = [
         {"path": str(r.path), "score": r.score, "threshold": value, "is_anomaly": r.score > value}
@@ -123,6 +129,43 @@ def cmd_score(args: argparse.Namespace) -> None:
             "anomalies": sum(bool(row["is_anomaly"]) for row in rows),
             "skipped": len(results) - len(rows),
             "output": str(output) if output is not None else None,
+        }
+    )
+
+
+def _score_on_ray(args: argparse.Namespace) -> None:
+    """`--engine ray`: the same model, threshold and pixel path, run by Ray Data into Parquet."""
+    from modelfile.layout import open_model
+    from modelfile.metadata import resolve_threshold
+    from service.offline import ray_engine
+    from service.offline.score import locate
+
+    if args.output is None or not args.output.rstrip("/").endswith(".parquet"):
+        raise UsageError("--engine ray writes Parquet: name it with --output F.parquet")
+    settings = _offline_settings()
+    path = locate(args.model, args.models_dir, args.version)
+    _, meta = open_model(path)
+    name, value = resolve_threshold(meta, args.threshold)
+    job = ray_engine.RayJob(
+        path, args.paths, args.output, value, args.actors, args.batch_size, args.address
+    )
+    try:
+        summary = ray_engine.run(job, settings)
+    except ray_engine.RayEngineError as exc:
+        raise UsageError(str(exc)) from exc
+    emit(
+        {
+            "model": meta.name,
+            "version": meta.version,
+            "threshold": {"name": name, "value": value},
+            "engine": "ray",
+            "actors": args.actors,
+            "gpus_per_actor": summary.gpus_per_actor,
+            "files": summary.files,
+            "scored": summary.scored,
+            "anomalies": summary.anomalies,
+            "skipped": summary.files - summary.scored,
+            "output": args.output,
         }
     )
 

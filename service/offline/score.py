@@ -1,14 +1,14 @@
 """Scoring files without the HTTP server: the service's settings, decoding and ONNX Runtime
 session, so that a file gets the score `POST /score` gives it.
 
-`deepsvdd score` and `deepsvdd calibrate` use it. A file goes through `best_pixels`,
-`to_input` and `LoadedModel.run`, the calls `POST /score` makes.
+`deepsvdd score` (both engines) and `deepsvdd calibrate` use it. File bytes go through
+`best_pixels`, `to_input` and `LoadedModel.run` (`score_bytes`), the calls `POST /score` makes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -85,19 +85,16 @@ class OfflineSettings(Settings):
         return path
 
 
-def load(path: Path, settings: Settings) -> LoadedModel:
+def load(path: Path, settings: Settings, threads: int = 0) -> LoadedModel:
     """The model file loaded, checked and warmed up as the service does it, on the
-    settings' providers (CPU always last)."""
+    settings' providers (CPU always last); `threads`: intra-op threads, 0 for ONNX Runtime's
+    default (every core)."""
     _, meta = open_model(path)
-    config = SessionConfig(available_providers(settings.provider_preference), 0)
+    config = SessionConfig(available_providers(settings.provider_preference), threads)
     try:
         return load_model(path, meta.name, meta.version, config)
     except ModelLoadError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-
-
-def _pixels(path: Path, model: LoadedModel, max_pixels: int) -> np.ndarray:
-    return best_pixels(path.read_bytes(), str(path), model.metadata.input, max_pixels)
 
 
 class Progress:
@@ -127,6 +124,32 @@ class Progress:
         self.out.flush()
 
 
+def score_bytes(
+    model: LoadedModel, named: Sequence[tuple[str, bytes]], max_pixels: int
+) -> list[tuple[float | None, str | None]]:
+    """(score, None) or (None, reason) per `(name, file bytes)`, in order: the service's pixel
+    path (`best_pixels`), then one ONNX Runtime run; an image the service would refuse (not
+    an image, more than `max_pixels`) gets the service's reason."""
+    pixels: list[np.ndarray] = []
+    errors: list[str | None] = []
+    for name, data in named:
+        try:
+            pixels.append(best_pixels(data, name, model.metadata.input, max_pixels))
+            errors.append(None)
+        except ApiError as exc:
+            errors.append(str(exc))
+    scores = iter(model.run(to_input(pixels)).tolist() if pixels else [])
+    return [(next(scores), None) if error is None else (None, error) for error in errors]
+
+
+def _read(path: Path) -> bytes | str:
+    """The file's bytes, or why it could not be read."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
 def score_files(
     model: LoadedModel,
     files: list[Path],
@@ -138,18 +161,12 @@ def score_files(
     an image of more than `max_pixels` is refused, as the service refuses it."""
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        pixels: list[np.ndarray] = []
-        outcome: list[FileScore | None] = []
-        for path in chunk:
-            try:
-                pixels.append(_pixels(path, model, max_pixels))
-                outcome.append(None)
-            except ApiError as exc:
-                outcome.append(FileScore(path, None, str(exc)))
-            except OSError as exc:
-                outcome.append(FileScore(path, None, exc.strerror or type(exc).__name__))
-        scores = iter(model.run(to_input(pixels)).tolist() if pixels else [])
-        for path, result in zip(chunk, outcome, strict=True):
-            yield result if result is not None else FileScore(path, next(scores))
+        read = [_read(path) for path in chunk]
+        pairs = zip(chunk, read, strict=True)
+        readable = [(str(path), data) for path, data in pairs if isinstance(data, bytes)]
+        scored = iter(score_bytes(model, readable, max_pixels))
+        for path, data in zip(chunk, read, strict=True):
+            score, error = next(scored) if isinstance(data, bytes) else (None, data)
+            yield FileScore(path, score, error)
         if progress is not None:
             progress.advance(len(chunk))

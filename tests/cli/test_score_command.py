@@ -1,4 +1,5 @@
-"""`deepsvdd score`: folders scored offline give the scores `POST /score` gives the same files."""
+"""`deepsvdd score`: folders scored offline, in one process or on a local Ray instance
+(`--engine ray`), give the scores `POST /score` gives the same files."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +154,101 @@ def test_score_runs_without_torch(tiny: TinyModel, folder: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["scored"] == 8
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray instance of 2 CPUs in this process; the engine uses it as it finds it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_writes_parquet_rows_with_the_scores_of_the_service(
+    tiny: TinyModel,
+    folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    local_ray: None,
+) -> None:
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "scores.parquet"
+    code, stdout, stderr = run(
+        capsys, "score", "tiny", folder, "--models-dir", tiny.path.parents[2],
+        "--engine", "ray", "--output", out, "--batch-size", "4",
+    )  # fmt: skip
+    assert code == 0, stderr
+    rows = pq.read_table(out).to_pylist()
+    assert list(rows[0]) == [
+        "path",
+        "score",
+        "is_anomaly",
+        "threshold",
+        "model",
+        "version",
+        "error",
+    ]
+    assert len(rows) == 9
+    (bad,) = [r for r in rows if r["error"] is not None]
+    assert Path(bad["path"]).name == "broken.png" and bad["score"] is None
+    assert bad["is_anomaly"] is None
+    scored = [r for r in rows if r["error"] is None]
+    expected = server_scores(tiny, [Path(r["path"]) for r in scored])
+    threshold = tiny.thresholds["q0.95"]
+    for row in scored:
+        assert row["score"] == pytest.approx(expected[row["path"]], rel=1e-6, abs=0)
+        assert row["is_anomaly"] == (row["score"] > threshold)
+        assert (row["threshold"], row["model"], row["version"]) == (threshold, "tiny", 1)
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["engine"] == "ray" and summary["gpus_per_actor"] == 0
+    assert (summary["files"], summary["scored"], summary["skipped"]) == (9, 8, 1)
+    assert summary["anomalies"] == sum(r["is_anomaly"] for r in scored)
+    assert summary["threshold"] == {"name": "q0.95", "value": threshold}
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--engine", "ray"], ["--output F.parquet"]),
+        (["--engine", "ray", "--output", "x.csv"], ["--output F.parquet"]),
+        (["--actors", "2"], ["--engine ray"]),
+        (["--address", "127.0.0.1:1"], ["--engine ray"]),
+        (["--engine", "ray", "--output", "x.parquet", "--address", "127.0.0.1:1"],
+         ["cannot reach the Ray cluster at 127.0.0.1:1"]),
+    ],
+)  # fmt: skip
+def test_bad_ray_arguments_end_in_one_line(
+    tiny: TinyModel,
+    folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    words: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = run(capsys, "score", tiny.path, folder, *args)
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert all(word in stderr for word in words)
+
+
+def test_without_ray_the_engine_says_how_to_install_it(
+    tiny: TinyModel,
+    folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    out = tmp_path / "x.parquet"
+    code, _, stderr = run(capsys, "score", tiny.path, folder, "--engine", "ray", "--output", out)
+    assert code == 2
+    assert stderr.strip() == (
+        "deepsvdd score: error: --engine ray needs ray, which the serving install leaves out; "
+        "install the batch extra: pip install 'deepsvdd-serve[batch]'"
+    )
