@@ -42,12 +42,11 @@ def rendered(overlay: str) -> list[dict[str, Any]]:
     return [doc for doc in docs if doc["kind"] not in UNSCANNABLE_KINDS]
 
 
-def runtime_pod(runtime: dict[str, Any], services: list[dict[str, Any]]) -> dict[str, Any]:
-    """The Pod KServe would run for a ServingRuntime: its containers and volumes, and the pod
-    fields of the InferenceService whose model names the runtime."""
-    name = runtime["metadata"]["name"]
-    predictors = [s["spec"]["predictor"] for s in services]
-    (predictor,) = [p for p in predictors if p["model"]["runtime"] == name]
+def runtime_pod(runtime: dict[str, Any], service: dict[str, Any]) -> dict[str, Any]:
+    """The Pod KServe would run for an InferenceService on a ServingRuntime: the runtime's
+    containers and volumes, and the pod fields of the service's predictor."""
+    name = f"{runtime['metadata']['name']}-{service['metadata']['name']}"
+    predictor = service["spec"]["predictor"]
     spec = runtime["spec"]
     pod_spec: dict[str, Any] = {"containers": spec["containers"], "volumes": spec["volumes"]}
     pod_spec.update({field: predictor[field] for field in POD_FIELDS if field in predictor})
@@ -72,9 +71,14 @@ def write_manifests(folder: Path) -> list[Path]:
         written.append(path)
     services = _documents("inferenceservice*.yaml")
     for runtime in _documents("servingruntime*.yaml"):
-        path = folder / f"pod-{runtime['metadata']['name']}.yaml"
-        path.write_text(yaml.safe_dump(runtime_pod(runtime, services)))
-        written.append(path)
+        for number, service in enumerate(services):
+            if service["spec"]["predictor"]["model"]["runtime"] != runtime["metadata"]["name"]:
+                continue
+            pod = runtime_pod(runtime, service)
+            # The canary is a new revision of the same InferenceService: the same name.
+            path = folder / f"pod-{number}-{pod['metadata']['name']}.yaml"
+            path.write_text(yaml.safe_dump(pod))
+            written.append(path)
     return written
 
 
