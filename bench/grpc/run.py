@@ -13,9 +13,7 @@ import datetime as dt
 import io
 import os
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -28,6 +26,7 @@ import tritonclient.grpc.aio as triton_grpc
 from PIL import Image
 
 from bench.grpc.report import PROTOCOLS, Result, report
+from bench.harness.load import Send, closed_loop
 from bench.harness.machine import cpu_model, platform_name, python_version
 from bench.harness.processes import ROOT, free_port
 from bench.harness.results import write_json, write_text
@@ -37,7 +36,6 @@ OUT = Path(__file__).resolve().parent
 MODEL = "fashion-mnist-sneaker"
 SHAPE = (1, 28, 28)
 HEADER_LENGTH = "Inference-Header-Content-Length"
-Send = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -130,31 +128,17 @@ def score_sender(http: httpx.AsyncClient, images: np.ndarray) -> Send:
 
 async def measure(send: Send, load: Load, protocol: str, seconds: float) -> Result:
     """`load.concurrency` closed-loop clients sending for `seconds`, after a warm-up."""
-    for _ in range(3):
-        await send()
-    latencies: list[float] = []
-    end = time.perf_counter() + seconds
-
-    async def client() -> None:
-        while time.perf_counter() < end:
-            began = time.perf_counter()
-            await send()
-            latencies.append(time.perf_counter() - began)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(load.concurrency)))
-    elapsed = time.perf_counter() - started
-    ordered = sorted(latencies)
+    timings = await closed_loop(send, load.concurrency, seconds)
     return Result(
         load=load.name,
         protocol=protocol,
         batch=load.batch,
         concurrency=load.concurrency,
-        requests=len(latencies),
-        seconds=round(elapsed, 2),
-        images_per_s=round(len(latencies) * load.batch / elapsed, 1),
-        p50_ms=round(statistics.median(ordered) * 1000, 2),
-        p99_ms=round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000, 2),
+        requests=timings.requests,
+        seconds=round(timings.elapsed, 2),
+        images_per_s=round(timings.requests * load.batch / timings.elapsed, 1),
+        p50_ms=round(timings.p50() * 1000, 2),
+        p99_ms=round(timings.p99() * 1000, 2),
     )
 
 

@@ -12,9 +12,7 @@ import asyncio
 import datetime as dt
 import os
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -23,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench.harness.images import png
+from bench.harness.load import closed_loop
 from bench.harness.machine import cpu_model, platform_name, python_version
 from bench.harness.processes import ROOT
 from bench.harness.results import write_json, write_text
@@ -80,7 +79,6 @@ def service(config: str, endpoint: str, threads: int) -> Iterator[str]:
 async def measure(url: str, load: Load, seconds: float) -> tuple[int, float, float]:
     """Closed-loop clients for `seconds` after a warm-up: requests, images/s, p50 ms."""
     files = [("files", (f"{i}.png", png(i), "image/png")) for i in range(load.batch)]
-    latencies: list[float] = []
     limits = httpx.Limits(max_connections=load.concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
 
@@ -88,21 +86,9 @@ async def measure(url: str, load: Load, seconds: float) -> tuple[int, float, flo
             response = await http.post("/score", params={"model": MODEL}, files=files)
             response.raise_for_status()
 
-        for _ in range(5):
-            await send()
-        end = time.perf_counter() + seconds
-
-        async def client() -> None:
-            while time.perf_counter() < end:
-                began = time.perf_counter()
-                await send()
-                latencies.append(time.perf_counter() - began)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(load.concurrency)))
-        elapsed = time.perf_counter() - started
-    rate = len(latencies) * load.batch / elapsed
-    return len(latencies), round(rate, 1), round(statistics.median(latencies) * 1000, 2)
+        timings = await closed_loop(send, load.concurrency, seconds, warmup=5)
+    rate = timings.requests * load.batch / timings.elapsed
+    return timings.requests, round(rate, 1), round(timings.p50() * 1000, 2)
 
 
 def run_round(

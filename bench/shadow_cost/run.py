@@ -14,7 +14,6 @@ import io
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from bench.harness.cputime import cpu_seconds, other_processes, process_table
+from bench.harness.load import Timings, closed_loop
 from bench.harness.machine import cpu_model, platform_name, python_version
 from bench.harness.metrics import metric_value_or_zero
 from bench.harness.processes import ROOT
@@ -84,32 +84,24 @@ def shadow_totals(http: httpx.Client) -> tuple[float, float]:
     return scored, dropped
 
 
-async def closed_loop(
+async def shadow_load(
     server: ServerProcess, batch: int, clients: int, seconds: float
-) -> tuple[int, float, float, float]:
-    """`clients` clients posting `batch` PNGs each for `seconds`, after a warm-up: requests,
-    elapsed s, p50 s, and the service's CPU seconds when the measured part began."""
+) -> tuple[Timings, float]:
+    """`clients` clients posting `batch` PNGs each for `seconds`, after a warm-up: the timings,
+    and the service's CPU seconds when the measured part began."""
     files = [("files", (f"{i}.png", d, "image/png")) for i, d in enumerate(pngs(batch, batch))]
-    latencies: list[float] = []
     limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
 
-        async def client() -> None:
-            while time.perf_counter() < end:
-                began = time.perf_counter()
-                response = await http.post("/score", params={"model": MODEL}, files=files)
-                response.raise_for_status()
-                latencies.append(time.perf_counter() - began)
+        async def send() -> None:
+            response = await http.post("/score", params={"model": MODEL}, files=files)
+            response.raise_for_status()
 
         for _ in range(3):
             await http.post("/score", params={"model": MODEL}, files=files)
         await asyncio.sleep(0.5)  # the warm-up's shadow batches
         cpu = cpu_seconds(server.pid)
-        end = time.perf_counter() + seconds
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-        return len(latencies), elapsed, statistics.median(latencies), cpu
+        return await closed_loop(send, clients, seconds, warmup=0), cpu
 
 
 def measure(
@@ -121,7 +113,7 @@ def measure(
         answer = http.put(f"/admin/models/{MODEL}/traffic", json=policy, headers=AUTH)
         answer.raise_for_status()
         before = shadow_totals(http)
-        requests, elapsed, p50, cpu = asyncio.run(closed_loop(server, batch, clients, seconds))
+        timings, cpu = asyncio.run(shadow_load(server, batch, clients, seconds))
         time.sleep(0.5)  # the shadow batches still in flight
         cpu = cpu_seconds(server.pid) - cpu
         after = shadow_totals(http)
@@ -131,11 +123,11 @@ def measure(
         round=round_,
         batch=batch,
         clients=clients,
-        requests=requests,
-        seconds=round(elapsed, 2),
-        images_per_s=round(requests * batch / elapsed, 1),
-        p50_ms=round(p50 * 1000, 2),
-        cpu_ms_per_image=round(cpu * 1000 / (requests * batch), 3),
+        requests=timings.requests,
+        seconds=round(timings.elapsed, 2),
+        images_per_s=round(timings.requests * batch / timings.elapsed, 1),
+        p50_ms=round(timings.p50() * 1000, 2),
+        cpu_ms_per_image=round(cpu * 1000 / (timings.requests * batch), 3),
         shadow_images=after[0] - before[0],
         shadow_dropped=after[1] - before[1],
     )
