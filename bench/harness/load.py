@@ -3,6 +3,7 @@ the latencies and elapsed time that the experiments' images/s and percentiles co
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import time
@@ -10,6 +11,33 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 Send = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Load:
+    """A named load: images per request and closed-loop clients."""
+
+    name: str
+    batch: int
+    concurrency: int
+
+
+def add_load_options(
+    parser: argparse.ArgumentParser, batch: int, batch_clients: int, single_clients: int
+) -> None:
+    """--threads, --batch, --batch-clients and --single-clients, with these defaults."""
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--batch", type=int, default=batch, help="images per batched request")
+    parser.add_argument("--batch-clients", type=int, default=batch_clients)
+    parser.add_argument("--single-clients", type=int, default=single_clients)
+
+
+def loads_from(args: argparse.Namespace) -> list[Load]:
+    """The batched load and the single-image load that add_load_options describes."""
+    return [
+        Load(f"batch-{args.batch}", args.batch, args.batch_clients),
+        Load("single-image", 1, args.single_clients),
+    ]
 
 
 @dataclass

@@ -10,19 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
 
 from bench.harness.images import png
-from bench.harness.load import closed_loop
-from bench.harness.machine import cpu_model, platform_name, python_version
+from bench.harness.load import Load, add_load_options, closed_loop, loads_from
+from bench.harness.machine import machine_record
 from bench.harness.processes import ROOT
 from bench.harness.results import write_json, write_text
 from bench.harness.servers import served
@@ -32,13 +31,6 @@ from bench.observability_cost.report import CONFIGS, Result, report
 
 OUT = Path(__file__).resolve().parent
 MODEL = "fashion-mnist-sneaker"
-
-
-@dataclass(frozen=True)
-class Load:
-    name: str
-    batch: int
-    concurrency: int
 
 
 def environment(config: str, endpoint: str) -> dict[str, str]:
@@ -112,17 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
     parser.add_argument("--rounds", type=int, default=3, help="turns of every configuration")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--batch", type=int, default=32, help="images per batched request")
-    parser.add_argument("--batch-clients", type=int, default=4)
-    parser.add_argument("--single-clients", type=int, default=8)
+    add_load_options(parser, batch=32, batch_clients=4, single_clients=8)
     parser.add_argument("--note", default="nothing else said about the machine's other load")
     parser.add_argument("--out", type=Path, default=OUT, help="where the results go")
     args = parser.parse_args(argv)
-    loads = [
-        Load(f"batch-{args.batch}", args.batch, args.batch_clients),
-        Load("single-image", 1, args.single_clients),
-    ]
+    loads = loads_from(args)
     setup: dict[str, object] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": MODEL,
@@ -130,13 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "threads": args.threads,
         "note": args.note,
-        "machine": {
-            "python": python_version(),
-            "cpus": os.cpu_count(),
-            "cpu": cpu_model(),
-            "load_average": [round(v, 2) for v in os.getloadavg()],
-            "platform": platform_name(),
-        },
+        "machine": machine_record(),
     }
     results: list[Result] = []
     with receiving() as receiver:

@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import io
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -27,8 +26,8 @@ import numpy as np
 from PIL import Image
 
 from bench.harness.cputime import cpu_seconds, other_processes, process_table
-from bench.harness.load import Timings, closed_loop
-from bench.harness.machine import cpu_model, platform_name, python_version
+from bench.harness.load import Load, Timings, add_load_options, closed_loop, loads_from
+from bench.harness.machine import machine_record
 from bench.harness.metrics import metric_value_or_zero
 from bench.harness.processes import ROOT
 from bench.harness.results import write_json, write_text
@@ -104,10 +103,8 @@ async def shadow_load(
         return await closed_loop(send, clients, seconds, warmup=0), cpu
 
 
-def measure(
-    server: ServerProcess, load: tuple[str, int, int], shadow: bool, round_: int, seconds: float
-) -> Cell:
-    name, batch, clients = load
+def measure(server: ServerProcess, load: Load, shadow: bool, round_: int, seconds: float) -> Cell:
+    name, batch, clients = load.name, load.batch, load.concurrency
     with httpx.Client(base_url=server.url, timeout=60) as http:
         policy = SHADOWED if shadow else PRIMARY
         answer = http.put(f"/admin/models/{MODEL}/traffic", json=policy, headers=AUTH)
@@ -139,16 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell")
     parser.add_argument("--rounds", type=int, default=2, help="off/on pairs per load")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--batch", type=int, default=64, help="images per batched request")
-    parser.add_argument("--batch-clients", type=int, default=2)
-    parser.add_argument("--single-clients", type=int, default=8)
+    add_load_options(parser, batch=64, batch_clients=2, single_clients=8)
     parser.add_argument("--out", type=Path, default=OUT, help="where the results go")
     args = parser.parse_args(argv)
-    loads = [
-        (f"batch-{args.batch}", args.batch, args.batch_clients),
-        ("single-image", 1, args.single_clients),
-    ]
     setup: dict[str, object] = {
         "command": " ".join(["python -m bench.shadow_cost", *(argv or sys.argv[1:])]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -156,18 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "rounds": args.rounds,
         "threads": args.threads,
-        "machine": {
-            "python": python_version(),
-            "cpus": os.cpu_count(),
-            "cpu": cpu_model(),
-            "load_average": [round(v, 2) for v in os.getloadavg()],
-            "platform": platform_name(),
-        },
+        "machine": machine_record(),
     }
     cells: list[Cell] = []
     before, started = process_table(), time.monotonic()
     with service(args.threads) as server:
-        for load in loads:
+        for load in loads_from(args):
             for round_ in range(1, args.rounds + 1):
                 for shadow in (False, True):
                     cells.append(measure(server, load, shadow, round_, args.seconds))
