@@ -22,11 +22,11 @@ import httpx
 from bench.harness.images import png
 from bench.harness.load import Load, add_load_options, closed_loop, loads_from
 from bench.harness.machine import machine_record
+from bench.harness.otlp import Receiver, receiving
 from bench.harness.processes import ROOT
 from bench.harness.results import write_json, write_text
 from bench.harness.servers import served
 from bench.observability_cost.inprocess import drift_costs, load_model, trace_costs
-from bench.observability_cost.receiver import receiving
 from bench.observability_cost.report import CONFIGS, Result, report
 
 OUT = Path(__file__).resolve().parent
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_record(),
     }
     results: list[Result] = []
-    with receiving() as receiver:
+    with receiving(Receiver()) as receiver:
         for round_ in range(args.rounds):
             results += run_round(round_, loads, args.seconds, args.threads, receiver.endpoint)
         setup["exported"] = {"requests": receiver.exports, "bytes": receiver.received}
