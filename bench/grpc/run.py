@@ -11,14 +11,11 @@ import argparse
 import asyncio
 import datetime as dt
 import io
-import os
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
@@ -28,7 +25,8 @@ import tritonclient.grpc.aio as triton_grpc
 from PIL import Image
 
 from bench.grpc.report import PROTOCOLS, Result, report
-from bench.harness.machine import cpu_model, platform_name, python_version
+from bench.harness.load import Load, Send, add_load_options, closed_loop, loads_from
+from bench.harness.machine import machine_record
 from bench.harness.processes import ROOT, free_port
 from bench.harness.results import write_json, write_text
 from bench.harness.servers import served
@@ -37,14 +35,6 @@ OUT = Path(__file__).resolve().parent
 MODEL = "fashion-mnist-sneaker"
 SHAPE = (1, 28, 28)
 HEADER_LENGTH = "Inference-Header-Content-Length"
-Send = Callable[[], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Load:
-    name: str
-    batch: int
-    concurrency: int
 
 
 @contextmanager
@@ -130,31 +120,17 @@ def score_sender(http: httpx.AsyncClient, images: np.ndarray) -> Send:
 
 async def measure(send: Send, load: Load, protocol: str, seconds: float) -> Result:
     """`load.concurrency` closed-loop clients sending for `seconds`, after a warm-up."""
-    for _ in range(3):
-        await send()
-    latencies: list[float] = []
-    end = time.perf_counter() + seconds
-
-    async def client() -> None:
-        while time.perf_counter() < end:
-            began = time.perf_counter()
-            await send()
-            latencies.append(time.perf_counter() - began)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(load.concurrency)))
-    elapsed = time.perf_counter() - started
-    ordered = sorted(latencies)
+    timings = await closed_loop(send, load.concurrency, seconds)
     return Result(
         load=load.name,
         protocol=protocol,
         batch=load.batch,
         concurrency=load.concurrency,
-        requests=len(latencies),
-        seconds=round(elapsed, 2),
-        images_per_s=round(len(latencies) * load.batch / elapsed, 1),
-        p50_ms=round(statistics.median(ordered) * 1000, 2),
-        p99_ms=round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000, 2),
+        requests=timings.requests,
+        seconds=round(timings.elapsed, 2),
+        images_per_s=round(timings.requests * load.batch / timings.elapsed, 1),
+        p50_ms=round(timings.p50() * 1000, 2),
+        p99_ms=round(timings.p99() * 1000, 2),
     )
 
 
@@ -178,32 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.grpc", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per cell")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--batch", type=int, default=64, help="images per batched request")
-    parser.add_argument("--batch-clients", type=int, default=4)
-    parser.add_argument("--single-clients", type=int, default=16)
+    add_load_options(parser, batch=64, batch_clients=4, single_clients=16)
     parser.add_argument("--out", type=Path, default=OUT, help="where the results go")
     args = parser.parse_args(argv)
-    loads = [
-        Load(f"batch-{args.batch}", args.batch, args.batch_clients),
-        Load("single-image", 1, args.single_clients),
-    ]
     setup: dict[str, object] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": MODEL,
         "seconds": args.seconds,
         "threads": args.threads,
-        "machine": {
-            "python": python_version(),
-            "cpus": os.cpu_count(),
-            "cpu": cpu_model(),
-            "load_average": [round(v, 2) for v in os.getloadavg()],
-            "platform": platform_name(),
-        },
+        "machine": machine_record(),
     }
     results: list[Result] = []
     with service(args.threads) as (url, address):
-        for load in loads:
+        for load in loads_from(args):
             results += asyncio.run(run_load(url, address, load, args.seconds))
     payload = {"setup": setup, "results": [asdict(r) for r in results]}
     write_json(args.out / "grpc.json", payload, indent=2)

@@ -1,5 +1,6 @@
 """Debian's haproxy in front of service replicas, as a Kubernetes Service with readiness
-probes: health check `GET /health/ready` every 200 ms, no retries (kube-proxy gives none)."""
+probes: health check `GET /health/ready` (every 200 ms unless told), no retries (kube-proxy
+gives none)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ defaults
     mode http
     retries 0
     timeout connect 2s
-    timeout client 60s
-    timeout server 60s
+    timeout client {timeout_s}s
+    timeout server {timeout_s}s
     timeout check 2s
 frontend web
     bind 127.0.0.1:{port}
@@ -38,7 +39,7 @@ backend replicas
     balance roundrobin
     option httpchk GET /health/ready
     http-check expect status 200
-    default-server inter 200ms fall 2 rise 2
+    default-server inter {check_every} fall 2 rise 2
 {servers}
 """
 
@@ -76,14 +77,25 @@ class Balancer:
 
 
 @contextlib.contextmanager
-def balancing(servers: dict[str, int], work_dir: Path) -> Iterator[Balancer]:
-    """haproxy on a free port over `servers` (name -> loopback port), until the block ends."""
+def balancing(
+    servers: dict[str, int], work_dir: Path, check_every: str = "200ms", timeout_s: int = 60
+) -> Iterator[Balancer]:
+    """haproxy on a free port over `servers` (name -> loopback port), until the block ends;
+    health checks every `check_every`, client and server timeouts of `timeout_s`."""
     if HAPROXY is None:
         raise SystemExit("haproxy is not installed (make install installs it)")
     stats_socket, port = work_dir / "haproxy.sock", free_port()
     lines = "\n".join(f"    server {name} 127.0.0.1:{p} check" for name, p in servers.items())
     config = work_dir / "haproxy.cfg"
-    config.write_text(CONFIG.format(socket=stats_socket, port=port, servers=lines))
+    config.write_text(
+        CONFIG.format(
+            socket=stats_socket,
+            port=port,
+            servers=lines,
+            check_every=check_every,
+            timeout_s=timeout_s,
+        )
+    )
     process = subprocess.Popen(
         [HAPROXY, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -38,3 +38,14 @@ def python_version() -> str:
 
 def platform_name() -> str:
     return platform.platform()
+
+
+def machine_record() -> dict[str, object]:
+    """Python, CPUs, CPU model, load average now and platform: a results file's `machine`."""
+    return {
+        "python": python_version(),
+        "cpus": os.cpu_count(),
+        "cpu": cpu_model(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "platform": platform_name(),
+    }

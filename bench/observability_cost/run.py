@@ -10,36 +10,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
 
 from bench.harness.images import png
-from bench.harness.machine import cpu_model, platform_name, python_version
+from bench.harness.load import Load, add_load_options, closed_loop, loads_from
+from bench.harness.machine import machine_record
+from bench.harness.otlp import Receiver, receiving
 from bench.harness.processes import ROOT
 from bench.harness.results import write_json, write_text
 from bench.harness.servers import served
 from bench.observability_cost.inprocess import drift_costs, load_model, trace_costs
-from bench.observability_cost.receiver import receiving
 from bench.observability_cost.report import CONFIGS, Result, report
 
 OUT = Path(__file__).resolve().parent
 MODEL = "fashion-mnist-sneaker"
-
-
-@dataclass(frozen=True)
-class Load:
-    name: str
-    batch: int
-    concurrency: int
 
 
 def environment(config: str, endpoint: str) -> dict[str, str]:
@@ -80,7 +71,6 @@ def service(config: str, endpoint: str, threads: int) -> Iterator[str]:
 async def measure(url: str, load: Load, seconds: float) -> tuple[int, float, float]:
     """Closed-loop clients for `seconds` after a warm-up: requests, images/s, p50 ms."""
     files = [("files", (f"{i}.png", png(i), "image/png")) for i in range(load.batch)]
-    latencies: list[float] = []
     limits = httpx.Limits(max_connections=load.concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
 
@@ -88,21 +78,9 @@ async def measure(url: str, load: Load, seconds: float) -> tuple[int, float, flo
             response = await http.post("/score", params={"model": MODEL}, files=files)
             response.raise_for_status()
 
-        for _ in range(5):
-            await send()
-        end = time.perf_counter() + seconds
-
-        async def client() -> None:
-            while time.perf_counter() < end:
-                began = time.perf_counter()
-                await send()
-                latencies.append(time.perf_counter() - began)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(load.concurrency)))
-        elapsed = time.perf_counter() - started
-    rate = len(latencies) * load.batch / elapsed
-    return len(latencies), round(rate, 1), round(statistics.median(latencies) * 1000, 2)
+        timings = await closed_loop(send, load.concurrency, seconds, warmup=5)
+    rate = timings.requests * load.batch / timings.elapsed
+    return timings.requests, round(rate, 1), round(timings.p50() * 1000, 2)
 
 
 def run_round(
@@ -126,17 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
     parser.add_argument("--rounds", type=int, default=3, help="turns of every configuration")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--batch", type=int, default=32, help="images per batched request")
-    parser.add_argument("--batch-clients", type=int, default=4)
-    parser.add_argument("--single-clients", type=int, default=8)
+    add_load_options(parser, batch=32, batch_clients=4, single_clients=8)
     parser.add_argument("--note", default="nothing else said about the machine's other load")
     parser.add_argument("--out", type=Path, default=OUT, help="where the results go")
     args = parser.parse_args(argv)
-    loads = [
-        Load(f"batch-{args.batch}", args.batch, args.batch_clients),
-        Load("single-image", 1, args.single_clients),
-    ]
+    loads = loads_from(args)
     setup: dict[str, object] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": MODEL,
@@ -144,16 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "threads": args.threads,
         "note": args.note,
-        "machine": {
-            "python": python_version(),
-            "cpus": os.cpu_count(),
-            "cpu": cpu_model(),
-            "load_average": [round(v, 2) for v in os.getloadavg()],
-            "platform": platform_name(),
-        },
+        "machine": machine_record(),
     }
     results: list[Result] = []
-    with receiving() as receiver:
+    with receiving(Receiver()) as receiver:
         for round_ in range(args.rounds):
             results += run_round(round_, loads, args.seconds, args.threads, receiver.endpoint)
         setup["exported"] = {"requests": receiver.exports, "bytes": receiver.received}

@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,30 +27,13 @@ from pathlib import Path
 
 import httpx
 
+from bench.harness.balancer import balancing
 from bench.harness.cputime import cpu_seconds
 from bench.harness.metrics import metric_value
 from bench.harness.processes import ROOT, free_port, stop_process
 from bench.serving.loads import FASHION_TEST, png_bytes, read_idx_images, run_wrk, write_bodies
 
 OUT = Path(__file__).resolve().parent
-HAPROXY_CONFIG = """\
-defaults
-    mode http
-    retries 0
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    timeout check 2s
-frontend web
-    bind 127.0.0.1:{port}
-    default_backend replicas
-backend replicas
-    balance roundrobin
-    option httpchk GET /health/ready
-    http-check expect status 200
-    default-server inter 500ms fall 2 rise 2
-{servers}
-"""
 
 
 def parse_args() -> argparse.Namespace:
@@ -120,25 +102,17 @@ def replicas(count: int, model: str, logs: Path) -> Iterator[dict[int, int]]:
 
 @contextlib.contextmanager
 def haproxy(ports: list[int], workdir: Path) -> Iterator[str]:
-    port = free_port()
-    servers = "\n".join(f"    server r{i} 127.0.0.1:{p} check" for i, p in enumerate(ports))
-    config = workdir / "haproxy.cfg"
-    config.write_text(HAPROXY_CONFIG.format(port=port, servers=servers))
-    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    process = subprocess.Popen([binary, "-db", "-f", str(config)], stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
+    servers = {f"r{i}": p for i, p in enumerate(ports)}
+    with balancing(servers, workdir, check_every="500ms") as balancer:
         end = time.monotonic() + 30
         while True:  # both replicas up: every one of a few probes answers
             with contextlib.suppress(httpx.HTTPError):
-                if all(httpx.get(f"{url}/health/ready").status_code == 200 for _ in ports):
+                if all(httpx.get(f"{balancer.url}/health/ready").status_code == 200 for _ in ports):
                     break
             assert time.monotonic() < end, "haproxy never routed to the replicas"
             time.sleep(0.2)
         time.sleep(1.5)  # `rise 2` for every server
-        yield url
-    finally:
-        stop_process(process, timeout_s=10)
+        yield balancer.url
 
 
 def sample_in_flight(ports: list[int], stop: threading.Event, out: list[float]) -> None:

@@ -12,9 +12,7 @@ import asyncio
 import datetime as dt
 import io
 import json
-import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +26,8 @@ import numpy as np
 from PIL import Image
 
 from bench.harness.cputime import cpu_seconds, other_processes, process_table
-from bench.harness.machine import cpu_model, platform_name, python_version
+from bench.harness.load import Load, Timings, add_load_options, closed_loop, loads_from
+from bench.harness.machine import machine_record
 from bench.harness.metrics import metric_value_or_zero
 from bench.harness.processes import ROOT
 from bench.harness.results import write_json, write_text
@@ -84,44 +83,34 @@ def shadow_totals(http: httpx.Client) -> tuple[float, float]:
     return scored, dropped
 
 
-async def closed_loop(
+async def shadow_load(
     server: ServerProcess, batch: int, clients: int, seconds: float
-) -> tuple[int, float, float, float]:
-    """`clients` clients posting `batch` PNGs each for `seconds`, after a warm-up: requests,
-    elapsed s, p50 s, and the service's CPU seconds when the measured part began."""
+) -> tuple[Timings, float]:
+    """`clients` clients posting `batch` PNGs each for `seconds`, after a warm-up: the timings,
+    and the service's CPU seconds when the measured part began."""
     files = [("files", (f"{i}.png", d, "image/png")) for i, d in enumerate(pngs(batch, batch))]
-    latencies: list[float] = []
     limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
 
-        async def client() -> None:
-            while time.perf_counter() < end:
-                began = time.perf_counter()
-                response = await http.post("/score", params={"model": MODEL}, files=files)
-                response.raise_for_status()
-                latencies.append(time.perf_counter() - began)
+        async def send() -> None:
+            response = await http.post("/score", params={"model": MODEL}, files=files)
+            response.raise_for_status()
 
         for _ in range(3):
             await http.post("/score", params={"model": MODEL}, files=files)
         await asyncio.sleep(0.5)  # the warm-up's shadow batches
         cpu = cpu_seconds(server.pid)
-        end = time.perf_counter() + seconds
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-        return len(latencies), elapsed, statistics.median(latencies), cpu
+        return await closed_loop(send, clients, seconds, warmup=0), cpu
 
 
-def measure(
-    server: ServerProcess, load: tuple[str, int, int], shadow: bool, round_: int, seconds: float
-) -> Cell:
-    name, batch, clients = load
+def measure(server: ServerProcess, load: Load, shadow: bool, round_: int, seconds: float) -> Cell:
+    name, batch, clients = load.name, load.batch, load.concurrency
     with httpx.Client(base_url=server.url, timeout=60) as http:
         policy = SHADOWED if shadow else PRIMARY
         answer = http.put(f"/admin/models/{MODEL}/traffic", json=policy, headers=AUTH)
         answer.raise_for_status()
         before = shadow_totals(http)
-        requests, elapsed, p50, cpu = asyncio.run(closed_loop(server, batch, clients, seconds))
+        timings, cpu = asyncio.run(shadow_load(server, batch, clients, seconds))
         time.sleep(0.5)  # the shadow batches still in flight
         cpu = cpu_seconds(server.pid) - cpu
         after = shadow_totals(http)
@@ -131,11 +120,11 @@ def measure(
         round=round_,
         batch=batch,
         clients=clients,
-        requests=requests,
-        seconds=round(elapsed, 2),
-        images_per_s=round(requests * batch / elapsed, 1),
-        p50_ms=round(p50 * 1000, 2),
-        cpu_ms_per_image=round(cpu * 1000 / (requests * batch), 3),
+        requests=timings.requests,
+        seconds=round(timings.elapsed, 2),
+        images_per_s=round(timings.requests * batch / timings.elapsed, 1),
+        p50_ms=round(timings.p50() * 1000, 2),
+        cpu_ms_per_image=round(cpu * 1000 / (timings.requests * batch), 3),
         shadow_images=after[0] - before[0],
         shadow_dropped=after[1] - before[1],
     )
@@ -147,16 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell")
     parser.add_argument("--rounds", type=int, default=2, help="off/on pairs per load")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--batch", type=int, default=64, help="images per batched request")
-    parser.add_argument("--batch-clients", type=int, default=2)
-    parser.add_argument("--single-clients", type=int, default=8)
+    add_load_options(parser, batch=64, batch_clients=2, single_clients=8)
     parser.add_argument("--out", type=Path, default=OUT, help="where the results go")
     args = parser.parse_args(argv)
-    loads = [
-        (f"batch-{args.batch}", args.batch, args.batch_clients),
-        ("single-image", 1, args.single_clients),
-    ]
     setup: dict[str, object] = {
         "command": " ".join(["python -m bench.shadow_cost", *(argv or sys.argv[1:])]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -164,18 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "rounds": args.rounds,
         "threads": args.threads,
-        "machine": {
-            "python": python_version(),
-            "cpus": os.cpu_count(),
-            "cpu": cpu_model(),
-            "load_average": [round(v, 2) for v in os.getloadavg()],
-            "platform": platform_name(),
-        },
+        "machine": machine_record(),
     }
     cells: list[Cell] = []
     before, started = process_table(), time.monotonic()
     with service(args.threads) as server:
-        for load in loads:
+        for load in loads_from(args):
             for round_ in range(1, args.rounds + 1):
                 for shadow in (False, True):
                     cells.append(measure(server, load, shadow, round_, args.seconds))

@@ -85,6 +85,33 @@ def optimiser(
     return opt, torch.optim.lr_scheduler.MultiStepLR(opt, [milestone], gamma=0.1)
 
 
+def timed_epochs(
+    module: nn.Module,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    loader: DataLoader,
+    cfg: TrainConfig,
+    milestone: int,
+) -> Callable[[], tuple[float, float]]:
+    """One epoch per call minimising `loss_of(batch)` over the DataLoader with Adam and its
+    milestone schedule, as training does it; returns (wall, CPU) seconds."""
+    opt, sched = optimiser(module.parameters(), cfg, milestone)
+
+    def epoch() -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        module.train()
+        total = 0.0
+        for xb in loader:
+            loss = loss_of(xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(xb)
+        sched.step()
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    return epoch
+
+
 def dataloader_dcae_epochs(
     net_cfg: NetConfig, loader: DataLoader, cfg: TrainConfig
 ) -> Callable[[], tuple[float, float]]:
@@ -92,44 +119,18 @@ def dataloader_dcae_epochs(
     (wall, CPU) seconds."""
     ae = Autoencoder(net_cfg)
     ae.encoder = TextbookEncoder(net_cfg)
-    opt, sched = optimiser(ae.parameters(), cfg, cfg.pretrain_milestone)
 
-    def epoch() -> tuple[float, float]:
-        t0, c0 = time.perf_counter(), time.process_time()
-        ae.train()
-        total = 0.0
-        for xb in loader:
-            loss = ((ae(xb) - xb) ** 2).sum(dim=(1, 2, 3)).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(xb)
-        sched.step()
-        return time.perf_counter() - t0, time.process_time() - c0
+    def loss_of(xb: torch.Tensor) -> torch.Tensor:
+        return ((ae(xb) - xb) ** 2).sum(dim=(1, 2, 3)).mean()
 
-    return epoch
+    return timed_epochs(ae, loss_of, loader, cfg, cfg.pretrain_milestone)
 
 
 def dataloader_svdd_epochs(
     net: Encoder, c: torch.Tensor, loader: DataLoader, cfg: TrainConfig
 ) -> Callable[[], tuple[float, float]]:
     """One one-class Deep SVDD epoch per call over the DataLoader; returns (wall, CPU) seconds."""
-    opt, sched = optimiser(net.parameters(), cfg, cfg.milestone)
-
-    def epoch() -> tuple[float, float]:
-        t0, c0 = time.perf_counter(), time.process_time()
-        net.train()
-        total = 0.0
-        for xb in loader:
-            loss = sq_dist(net(xb), c).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(xb)
-        sched.step()
-        return time.perf_counter() - t0, time.process_time() - c0
-
-    return epoch
+    return timed_epochs(net, lambda xb: sq_dist(net(xb), c).mean(), loader, cfg, cfg.milestone)
 
 
 def loader_only_epoch(loader: DataLoader) -> float:

@@ -10,11 +10,7 @@ uvicorn workers, where every worker drains on its own.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,13 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness.balancer import HAPROXY, balancing
 from tests.support.images import image_bytes, noise_image
 from tests.support.servers import free_port, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
-HAPROXY = shutil.which("haproxy") or (
-    "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
-)
 DRAIN_S = "3"
 CLIENTS = 3
 WAIT_S = 60.0
@@ -44,27 +38,6 @@ pytestmark = [
         HAPROXY is None, reason="haproxy is not installed (make install installs it)"
     ),
 ]
-
-HAPROXY_CONFIG = """\
-global
-    stats socket {socket} mode 600 level admin
-defaults
-    mode http
-    retries 0
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    timeout check 2s
-frontend web
-    bind 127.0.0.1:{port}
-    default_backend replicas
-backend replicas
-    balance roundrobin
-    option httpchk GET /health/ready
-    http-check expect status 200
-    default-server inter 200ms fall 2 rise 2
-{servers}
-"""
 
 
 @dataclass
@@ -101,25 +74,6 @@ class Replica:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=WAIT_S)
-
-
-def haproxy_stats(path: Path) -> dict[str, dict[str, str]]:
-    """`show stat` of the haproxy stats socket: server name -> its CSV row."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(str(path))
-        sock.sendall(b"show stat\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    rows = csv.DictReader(io.StringIO(data.decode().lstrip("# ")))
-    return {row["svname"]: row for row in rows if row["pxname"] == "replicas"}
-
-
-def wait_status(stats: Path, name: str, status: str) -> None:
-    end = time.monotonic() + WAIT_S
-    while haproxy_stats(stats)[name]["status"] != status:
-        assert time.monotonic() < end, f"haproxy never saw {name} {status}"
-        time.sleep(0.05)
 
 
 @dataclass
@@ -167,38 +121,26 @@ def test_rolling_restart_behind_haproxy_loses_no_request(
 ) -> None:
     for replica in replicas:
         replica.start()
-    stats, port = tmp_path / "haproxy.sock", free_port()
-    servers = "\n".join(f"    server {r.name} 127.0.0.1:{r.port} check" for r in replicas)
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(HAPROXY_CONFIG.format(socket=stats, port=port, servers=servers))
-    assert HAPROXY is not None
-    balancer = subprocess.Popen(
-        [HAPROXY, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    load = Load(f"http://127.0.0.1:{port}")
-    threads = [threading.Thread(target=load.run, args=(seed,)) for seed in range(CLIENTS)]
-    try:
-        end = time.monotonic() + 10
-        while not stats.exists():
-            assert balancer.poll() is None and time.monotonic() < end, "haproxy did not start"
-            time.sleep(0.05)
-        for replica in replicas:
-            wait_status(stats, replica.name, "UP")
-        for thread in threads:
-            thread.start()
-        time.sleep(1.0)
-        for replica in replicas:
-            assert replica.stop() == 0, replica.log.read_text()
-            replica.start()
-            wait_status(stats, replica.name, "UP")
-            time.sleep(0.5)
-    finally:
-        load.stop.set()
-        for thread in threads:
-            thread.join(timeout=WAIT_S)
-        final = haproxy_stats(stats) if stats.exists() else {}
-        balancer.terminate()
-        balancer.wait(timeout=10)
+    servers = {r.name: r.port for r in replicas}
+    with balancing(servers, tmp_path, timeout_s=30) as balancer:
+        load = Load(balancer.url)
+        threads = [threading.Thread(target=load.run, args=(seed,)) for seed in range(CLIENTS)]
+        try:
+            for replica in replicas:
+                balancer.wait_status(replica.name, "UP", WAIT_S)
+            for thread in threads:
+                thread.start()
+            time.sleep(1.0)
+            for replica in replicas:
+                assert replica.stop() == 0, replica.log.read_text()
+                replica.start()
+                balancer.wait_status(replica.name, "UP", WAIT_S)
+                time.sleep(0.5)
+        finally:
+            load.stop.set()
+            for thread in threads:
+                thread.join(timeout=WAIT_S)
+        final = balancer.stats()
     assert set(load.outcomes) == {"200"}, load.outcomes
     assert load.outcomes["200"] >= 50, load.outcomes
     for replica in replicas:

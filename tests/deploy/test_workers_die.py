@@ -59,6 +59,22 @@ def ready(url: str) -> bool:
         return False
 
 
+def ready_server(
+    tmp_path: Path, server_process: list[subprocess.Popen[bytes]], **env: str
+) -> tuple[str, Path, subprocess.Popen[bytes]]:
+    """`deepsvdd serve --workers 2` over a new model with `env`, its metrics in
+    tmp_path/prometheus, once ready: its URL, metrics directory and process."""
+    models, metrics_dir = tmp_path / "models", tmp_path / "prometheus"
+    build_model(models, MODEL, 1, seed=5)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    variables = service_env(models, port, **env, **{MULTIPROC_ENV: str(metrics_dir)})
+    process = start_process(serve_argv(models, port), variables, tmp_path / "server.log")
+    server_process.append(process)
+    wait_until(lambda: ready(url), "the server did not become ready", process)
+    return url, metrics_dir, process
+
+
 class Load:
     """Client threads posting one image at a time, each on a new connection; every outcome
     counted (a status, or the name of the transport error)."""
@@ -100,16 +116,7 @@ class Load:
 def test_a_killed_worker_is_replaced_and_its_metrics_kept(
     tmp_path: Path, server_process: list[subprocess.Popen[bytes]]
 ) -> None:
-    models, metrics_dir = tmp_path / "models", tmp_path / "prometheus"
-    build_model(models, MODEL, 1, seed=5)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = service_env(
-        models, port, DEEPSVDD_DEFAULT_MODEL=MODEL, **{MULTIPROC_ENV: str(metrics_dir)}
-    )
-    process = start_process(serve_argv(models, port), env, tmp_path / "server.log")
-    server_process.append(process)
-    wait_until(lambda: ready(url), "the server did not become ready", process)
+    url, metrics_dir, process = ready_server(tmp_path, server_process, DEEPSVDD_DEFAULT_MODEL=MODEL)
     before = roster(metrics_dir)
     assert len(before) == WORKERS
 

@@ -18,15 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.metrics import MULTIPROC_ENV, Metrics
+from service.metrics import Metrics
 from service.oip_grpc.servicer import InferenceServicer
 from service.state import ServiceState
 from service.workers import CACHE_S, READY_PREFIX, ROSTER_FILE, WorkerReadiness
-from tests.deploy.test_workers import MODEL, WORKERS, serve_argv, server_process, wait_until
-from tests.deploy.test_workers_die import ready, roster
-from tests.support.models import build_model
-from tests.support.processes import start_process
-from tests.support.servers import free_port, make_settings, service_env
+from tests.deploy.test_workers import WORKERS, server_process, wait_until
+from tests.deploy.test_workers_die import ready, ready_server, roster
+from tests.support.servers import make_settings
 
 __all__ = ["server_process"]  # the fixture, shared with test_workers
 DRAIN_S = 6.0
@@ -48,16 +46,9 @@ def probe(url: str) -> tuple[int, int, str]:
 def test_one_unready_worker_makes_every_probe_answer_503(
     tmp_path: Path, server_process: list[subprocess.Popen[bytes]]
 ) -> None:
-    models, metrics_dir = tmp_path / "models", tmp_path / "prometheus"
-    build_model(models, MODEL, 1, seed=5)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = service_env(
-        models, port, DEEPSVDD_DRAIN_S=str(DRAIN_S), **{MULTIPROC_ENV: str(metrics_dir)}
+    url, metrics_dir, process = ready_server(
+        tmp_path, server_process, DEEPSVDD_DRAIN_S=str(DRAIN_S)
     )
-    process = start_process(serve_argv(models, port), env, tmp_path / "server.log")
-    server_process.append(process)
-    wait_until(lambda: ready(url), "the server did not become ready", process)
     workers = roster(metrics_dir)
     assert len(workers) == WORKERS
     wait_until(

@@ -4,14 +4,10 @@ client's trace; an endpoint that does not answer costs the requests nothing."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.harness.otlp import Receiver, receiving
 from service.metrics import Metrics
 from service.otel import OtelTracing, TraceIdFilter
 from service.tracing import configured
@@ -41,40 +38,23 @@ IMAGES = 3
 LOADED_ONLY_WITH_TRACES = ("opentelemetry.sdk", "opentelemetry.exporter", "service.otel")
 
 
-class Receiver(ThreadingHTTPServer):
+class SpanReceiver(Receiver):
     """An OTLP/HTTP trace receiver: keeps every span of every ExportTraceServiceRequest."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__()
         self.spans: list[dict[str, Any]] = []
         self.paths: list[str] = []
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1/traces"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
+    def take(self, path: str, body: bytes) -> bytes:
         request = ExportTraceServiceRequest.FromString(body)
-        self.server.paths.append(self.path)
+        self.paths.append(path)
         for resource in request.resource_spans:
             service = {a.key: a.value.string_value for a in resource.resource.attributes}
             for scope in resource.scope_spans:
                 for span in scope.spans:
-                    self.server.spans.append(_decoded(span, service["service.name"]))
-        answer = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+                    self.spans.append(_decoded(span, service["service.name"]))
+        return ExportTraceServiceResponse().SerializeToString()
 
 
 def _decoded(span: Any, service: str) -> dict[str, Any]:
@@ -92,18 +72,6 @@ def _decoded(span: Any, service: str) -> dict[str, Any]:
         "end": span.end_time_unix_nano,
         "service": service,
     }
-
-
-@contextlib.contextmanager
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def score(client: httpx.Client, headers: dict[str, str] | None = None) -> None:
@@ -143,7 +111,7 @@ def test_a_scoring_request_exports_its_span_tree_in_the_clients_trace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build_model(tmp_path / "models", "tiny", 1)
-    with receiver() as otlp:
+    with receiving(SpanReceiver()) as otlp:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp.endpoint)
         monkeypatch.setenv("OTEL_SERVICE_NAME", "scoring-test")
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
@@ -224,7 +192,7 @@ def test_a_grpc_inference_joins_the_trace_of_its_metadata(
     build_model(tmp_path / "models", "tiny", 1)
     settings = make_settings(tmp_path / "models", grpc_port=free_port())
     images = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
-    with receiver() as otlp:
+    with receiving(SpanReceiver()) as otlp:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp.endpoint)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
         with running_server(settings):
