@@ -12,6 +12,7 @@ import math
 import os
 from bisect import bisect_left
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 from prometheus_client import (
@@ -64,6 +65,18 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     total.inc(math.fsum(listed))
 
 
+def sized_files(directory: Path) -> list[str]:
+    """The workers' metric files, less any still empty: a worker that is starting (a new one
+    in place of one that died, say) creates each file before it sizes it, and prometheus_client
+    cannot read an empty one."""
+    files = []
+    for path in directory.glob("*.db"):
+        with contextlib.suppress(FileNotFoundError):  # a dead worker's live gauges, removed
+            if path.stat().st_size > 0:
+                files.append(str(path))
+    return sorted(files)
+
+
 class _EveryFamily:
     """Every worker's samples merged, and each family that no worker has a sample of yet
     with its HELP and TYPE lines alone, as one process exports it: the merged files alone
@@ -71,10 +84,10 @@ class _EveryFamily:
 
     def __init__(self, own: CollectorRegistry) -> None:
         self._own = own
-        self._merged = MultiProcessCollector(None)
+        self._directory = Path(os.environ[MULTIPROC_ENV])
 
     def collect(self) -> Iterator[Metric]:
-        merged = list(self._merged.collect())
+        merged = list(MultiProcessCollector.merge(sized_files(self._directory), accumulate=True))
         seen = {family.name for family in merged}
         yield from merged
         for family in self._own.collect():

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.metrics import MULTIPROC_ENV
+from service.metrics import MULTIPROC_ENV, sized_files
 from tests.support.images import image_bytes, noise_image
 from tests.support.models import build_model
 from tests.support.processes import start_process, stop_process
@@ -69,8 +69,8 @@ def write_stale_counter(metrics_dir: Path) -> Path:
 def per_process(metrics_dir: Path, sample: str, **labels: str) -> dict[str, float]:
     """`sample` summed over series matching `labels`, per file in the multiprocess directory."""
     values = {}
-    for path in sorted(metrics_dir.glob("*.db")):
-        families = MultiProcessCollector.merge([str(path)], accumulate=True)
+    for path in sized_files(metrics_dir):
+        families = MultiProcessCollector.merge([path], accumulate=True)
         found = [
             s.value
             for family in families
@@ -78,7 +78,7 @@ def per_process(metrics_dir: Path, sample: str, **labels: str) -> dict[str, floa
             if s.name == sample and labels.items() <= s.labels.items()
         ]
         if found:
-            values[path.name] = sum(found)
+            values[Path(path).name] = sum(found)
     return values
 
 

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from service.metric_table import METRICS, SCORE_RATIO_BUCKETS
-from service.metrics import MULTIPROC_ENV, Metrics, observe_many
+from service.metrics import MULTIPROC_ENV, Metrics, observe_many, sized_files
 
 
 def _histogram() -> tuple[CollectorRegistry, Histogram]:
@@ -106,3 +106,26 @@ def test_every_row_of_the_table_fills_its_typed_attribute() -> None:
     for spec in METRICS:
         assert declared[spec.attribute] is spec.kind
         assert isinstance(getattr(metrics, spec.attribute), spec.kind)
+
+
+def test_a_multiprocess_scrape_passes_over_a_file_a_starting_worker_has_not_sized(
+    tmp_path: Path,
+) -> None:
+    """A worker that starts (one replacing a dead one) creates each metrics file before it
+    sizes it; a scrape at that moment reads the other files instead of failing."""
+    (tmp_path / "histogram_999999.db").touch()
+    assert sized_files(tmp_path) == []
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path)}
+    code = (
+        "from service.metrics import Metrics\n"
+        "metrics = Metrics()\n"
+        "metrics.images_scored.labels('m', '1').inc(2)\n"
+        "body, _ = metrics.render()\n"
+        'print(\'deepsvdd_images_scored_total{model="m",version="1"} 2.0\' in body.decode())\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+    assert str(tmp_path / "histogram_999999.db") not in sized_files(tmp_path)

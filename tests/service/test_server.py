@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 
 from service import server
 from service.settings import Settings
@@ -16,10 +17,22 @@ from service.settings import Settings
 
 @pytest.fixture
 def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any, dict[str, Any]]]]:
-    """The arguments of each `uvicorn.run`; the signal handlers and the environment that
-    `serve` sets are restored."""
+    """The arguments of each `uvicorn.run`, or of the uvicorn config the supervisor of several
+    workers would run (nothing is bound or started); the signal handlers and the environment
+    that `serve` sets are restored."""
     calls: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(server.uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+
+    class Supervisor:
+        def __init__(self, config: uvicorn.Config, sockets: list[Any], directory: Path) -> None:
+            options = {"factory": config.factory, "workers": config.workers}
+            calls.append((config.app, {**options, "access_log": config.access_log}))
+
+        def run(self) -> None:
+            pass
+
+    monkeypatch.setattr(server, "Supervisor", Supervisor)
+    monkeypatch.setattr(uvicorn.Config, "bind_socket", lambda config: None)
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     environment = dict(os.environ)
     yield calls
