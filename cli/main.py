@@ -69,7 +69,12 @@ def _add_model_check_args(p: argparse.ArgumentParser) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Reports a bad argument in one line (no usage block), exit status 2."""
+    """Reports a bad argument in one line (no usage block), exit status 2. No prefix matching:
+    `--model patch` must never be read as `--models-dir patch`, so an abbreviation is an error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")

@@ -10,3 +10,5 @@ INPUT_NAME = "image"
 SCORE_OUTPUT = "score"
 EMBEDDING_OUTPUT = "embedding"
 OUTPUT_NAMES = (SCORE_OUTPUT, EMBEDDING_OUTPUT)
+# Patch models: per-patch scores on a grid, `[N, h, w]`, row-major, higher = more anomalous.
+ANOMALY_MAP_OUTPUT = "anomaly_map"

@@ -15,6 +15,13 @@ METADATA_KEY = "deepsvdd"
 Objective = Literal["one-class", "soft-boundary"]
 OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
 ONE_CLASS, SOFT_BOUNDARY = OBJECTIVES
+# image: the paper's whole-image Deep SVDD; patch: per-patch scores and an `anomaly_map` output.
+ModelKind = Literal["image", "patch"]
+MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
+# How the model's images were decoded in training, and so must be in serving (modelfile.imaging):
+# full: every pixel decoded, then resized; reduced: JPEG DCT scaling towards the input size first.
+DecodePolicy = Literal["full", "reduced"]
+DECODE_POLICIES: tuple[DecodePolicy, ...] = get_args(DecodePolicy)
 # Model names become URL segments, directory names and Prometheus label values:
 # keep them short, lower-case and free of path separators.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -96,6 +103,8 @@ class ModelMetadata(BaseModel):
 
     format_version: int = FORMAT_VERSION
     name: str
+    kind: ModelKind = "image"  # absent in models made before patch models
+    decode: DecodePolicy = "full"  # absent in models made before reduced decoding
     version: int = Field(ge=1)
     created: str
     objective: Objective

@@ -95,3 +95,23 @@ def test_unknown_settings_are_refused_by_name() -> None:
     assert TrainConfig.from_overrides({"epochs": 3}) == TrainConfig(epochs=3)
     with pytest.raises(ValueError, match=r"unknown training setting\(s\) epoch;"):
         TrainConfig.from_overrides({"epoch": 3})
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+@pytest.mark.parametrize("command", ["", *sorted(_subcommands())])
+def test_no_command_takes_an_abbreviated_option(command: str) -> None:
+    parser = _subcommands()[command] if command else build_parser()
+    assert parser.allow_abbrev is False
+
+
+def test_a_prefix_of_an_option_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--model patch` must never be read as `--models-dir patch`."""
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([*MINIMAL, "--models", "patch"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --models patch" in capsys.readouterr().err
