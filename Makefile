@@ -10,8 +10,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS_DIR ?= models
 # Debian packages: the real data, and the real tools the suite drives (chromium: the web page;
-# haproxy: the rolling restart).
-DEB_PACKAGES := dataset-fashion-mnist prometheus docker-compose wrk chromium haproxy shellcheck
+# haproxy: the rolling restart; lomiri-wallpapers-16.04: camera photographs of 4.5 to 16 MP for
+# bench/serving's photograph mode).
+DEB_PACKAGES := dataset-fashion-mnist prometheus docker-compose wrk chromium haproxy shellcheck \
+	lomiri-wallpapers-16.04
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 SITE_DIR := .site
 # Outside tools whose pins the project's venv has outgrown get a virtualenv of their own:

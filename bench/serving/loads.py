@@ -1,5 +1,6 @@
-"""What bench/serving sends and measures: Fashion-MNIST test images as PNGs in multipart bodies
-for wrk, wrk itself, raw ONNX Runtime, and the service's histograms read off /metrics."""
+"""What bench/serving sends and measures: Fashion-MNIST test images as PNGs (or photographs as
+JPEGs) in multipart bodies for wrk, wrk itself, raw ONNX Runtime, and the service's histograms
+read off /metrics."""
 
 from __future__ import annotations
 
@@ -52,27 +53,42 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def multipart_body(pngs: list[bytes], first_index: int) -> bytes:
+@dataclass(frozen=True)
+class Kind:
+    """What the uploads are: the stem of their file names, their extension and media type."""
+
+    stem: str
+    extension: str
+    media_type: str
+
+
+FASHION_PNG = Kind("fmnist", "png", "image/png")
+
+
+def multipart_body(images: list[bytes], first_index: int, kind: Kind = FASHION_PNG) -> bytes:
     parts = [
         (
             f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; '
-            f'filename="fmnist-{first_index + i}.png"\r\nContent-Type: image/png\r\n\r\n'
+            f'filename="{kind.stem}-{first_index + i}.{kind.extension}"\r\n'
+            f"Content-Type: {kind.media_type}\r\n\r\n"
         ).encode()
-        + png
+        + image
         + b"\r\n"
-        for i, png in enumerate(pngs)
+        for i, image in enumerate(images)
     ]
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
-def write_bodies(directory: Path, pngs: list[bytes], per_request: int, count: int) -> list[Path]:
+def write_bodies(
+    directory: Path, images: list[bytes], per_request: int, count: int, kind: Kind = FASHION_PNG
+) -> list[Path]:
     """`count` request bodies of `per_request` consecutive images each, as files for wrk."""
     paths = []
     for i in range(count):
-        start = (i * per_request) % len(pngs)
-        chunk = [pngs[(start + j) % len(pngs)] for j in range(per_request)]
-        path = directory / f"body-{per_request}-{i}.bin"
-        path.write_bytes(multipart_body(chunk, start))
+        start = (i * per_request) % len(images)
+        chunk = [images[(start + j) % len(images)] for j in range(per_request)]
+        path = directory / f"body-{kind.stem}-{per_request}-{i}.bin"
+        path.write_bytes(multipart_body(chunk, start, kind))
         paths.append(path)
     return paths
 

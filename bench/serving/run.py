@@ -100,7 +100,7 @@ def measure_load(
 ) -> dict:
     """One measured wrk run (after a warm-up run when `warm`), with the server's CPU time."""
     url = f"{target.base}/score"
-    service = target.label == "service"
+    service = target.label.startswith("service")
     if warm:
         run_wrk(url, bodies, load.connections, args.wrk_threads, args.warmup_seconds)
     before = httpx.get(f"{target.base}/metrics").text if service else ""

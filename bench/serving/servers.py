@@ -73,38 +73,56 @@ def service_workers(extra: dict[str, str]) -> int:
     return min(available_cpus(), MAX_AUTO_WORKERS)
 
 
+def service_extra(args: argparse.Namespace) -> dict[str, str]:
+    """--service-env as a dict; exits naming the first item that is not KEY=VALUE."""
+    bad = [item for item in args.service_env if "=" not in item]
+    if bad:
+        sys.exit(f"--service-env {bad[0]!r} is not KEY=VALUE")
+    return dict(item.split("=", 1) for item in args.service_env)
+
+
+def model_repository(model: Path, models_dir: Path) -> Path:
+    """`models_dir` holding only `model`, linked in at its own name and version."""
+    name, version = model.parent.parent.name, model.parent.name
+    (models_dir / name / version).mkdir(parents=True)
+    (models_dir / name / version / "model.onnx").symlink_to(model)
+    return models_dir
+
+
+def service_server(
+    label: str, models_dir: Path, extra: dict[str, str], args: argparse.Namespace
+) -> Server:
+    """`python -m service` on `models_dir`, CPU only, on a free port, with `extra` added."""
+    port = free_port()
+    return Server(
+        label,
+        [sys.executable, "-m", "service"],
+        args.service_dir.resolve(),
+        {
+            "DEEPSVDD_MODELS_DIR": str(models_dir),
+            "DEEPSVDD_PROVIDERS": CPU_PROVIDER,
+            "DEEPSVDD_PORT": str(port),
+            **extra,
+        },
+        f"http://127.0.0.1:{port}",
+        "/health/ready",
+    )
+
+
 def servers_for(
     model: Path, tmp: Path, args: argparse.Namespace
 ) -> tuple[list[Server], dict[str, str]]:
     """This service on a repository holding only `model`, the plain endpoint and the peer;
     and a line on how each was set up."""
-    bad = [item for item in args.service_env if "=" not in item]
-    if bad:
-        sys.exit(f"--service-env {bad[0]!r} is not KEY=VALUE")
-    extra = dict(item.split("=", 1) for item in args.service_env)
-    models_dir = tmp / "models"
-    name, version = model.parent.parent.name, model.parent.name
-    (models_dir / name / version).mkdir(parents=True)
-    (models_dir / name / version / "model.onnx").symlink_to(model)
+    extra = service_extra(args)
+    models_dir = model_repository(model, tmp / "models")
     workers = service_workers(extra)
     threads = int(extra.get("DEEPSVDD_INTRA_OP_THREADS", "0")) or max(
         1, available_cpus() // workers
     )
-    service_port, plain_port, peer_port = free_port(), free_port(), free_port()
+    plain_port, peer_port = free_port(), free_port()
     servers = [
-        Server(
-            "service",
-            [sys.executable, "-m", "service"],
-            args.service_dir.resolve(),
-            {
-                "DEEPSVDD_MODELS_DIR": str(models_dir),
-                "DEEPSVDD_PROVIDERS": CPU_PROVIDER,
-                "DEEPSVDD_PORT": str(service_port),
-                **extra,
-            },
-            f"http://127.0.0.1:{service_port}",
-            "/health/ready",
-        ),
+        service_server("service", models_dir, extra, args),
         Server(
             "plain",
             [

@@ -1,0 +1,99 @@
+"""The limit a server of photographs can reach on this machine: decoding by the model's own
+policy on every core, and ONNX Runtime at batch 64 on what they decode, with no HTTP at all.
+
+A pool of one process per CPU decodes chunks of photographs (the service's Pillow decoder,
+`service.decoding.decode_pixels`) while the parent stacks them and runs the model on each 64;
+images/s is what leaves the model. Everything the service must do on top (HTTP, multipart,
+batching across requests) only lowers it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from modelfile.layout import open_model
+from modelfile.metadata import InputSpec
+from modelfile.pixels import to_input
+from service.decoding import decode_pixels
+from service.settings import CPU_PROVIDER
+
+CHUNK = 8  # photographs a pool task decodes
+BATCH = 64  # images a model run scores
+MAX_PIXELS = 40_000_000  # the service's default limit
+_photos: list[bytes] = []  # each pool process's copy, set once by _keep
+
+
+def _keep(photos: list[bytes]) -> None:
+    _photos[:] = photos
+
+
+def _decode_chunk(first: int, spec: InputSpec) -> np.ndarray:
+    """In a pool process: uint8 `(CHUNK, H, W, C)` of the photographs from index `first` on."""
+    indices = [(first + i) % len(_photos) for i in range(CHUNK)]
+    return np.stack([decode_pixels(_photos[i], f"photo {i}", spec, MAX_PIXELS) for i in indices])
+
+
+def decode_and_score(
+    model: Path, photos: list[bytes], processes: int, seconds: float, warmup_s: float = 1.0
+) -> dict[str, float]:
+    """images/s of the whole pipeline over `seconds` after `warmup_s`, with `processes`
+    decoding processes and ONNX Runtime (one thread) in this one."""
+    _, meta = open_model(model)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(model), options, providers=[CPU_PROVIDER])
+    scored = runs = 0
+    with ProcessPoolExecutor(processes, initializer=_keep, initargs=(photos,)) as pool:
+        next_first = 0
+
+        def submit() -> Future[np.ndarray]:
+            nonlocal next_first
+            future = pool.submit(_decode_chunk, next_first, meta.input)
+            next_first = (next_first + CHUNK) % len(photos)
+            return future
+
+        pending = deque(submit() for _ in range(3 * processes))
+        ready: list[np.ndarray] = []
+        began = time.perf_counter()
+        counting_from = began + warmup_s
+        while True:
+            ready.append(pending.popleft().result())
+            pending.append(submit())
+            if len(ready) * CHUNK < BATCH:
+                continue
+            session.run(["score"], {"image": to_input(np.concatenate(ready))})
+            ready.clear()
+            now = time.perf_counter()
+            if now < counting_from:
+                continue
+            if not runs:
+                counting_from = now
+            else:
+                scored += BATCH
+            runs += 1
+            if now - counting_from >= seconds:
+                break
+        elapsed = time.perf_counter() - counting_from
+        for future in pending:
+            future.cancel()
+    return {
+        "images_per_s": scored / elapsed,
+        "seconds": elapsed,
+        "images": scored,
+        "processes": processes,
+    }
+
+
+def decode_ms(model: Path, photos: list[bytes], count: int) -> float:
+    """Mean milliseconds to decode one photograph for `model` on one core (this process)."""
+    _, meta = open_model(model)
+    began = time.perf_counter()
+    for i in range(count):
+        decode_pixels(photos[i % len(photos)], "photo", meta.input, MAX_PIXELS)
+    return 1000 * (time.perf_counter() - began) / count
