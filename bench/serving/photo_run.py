@@ -61,6 +61,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--per-request", type=int, default=8, help="photographs a batched request")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--duration", type=int, default=6, help="seconds of each measured load")
+    parser.add_argument(
+        "--large-duration", type=int, default=20, help="--duration for photographs over 2 MP"
+    )
+    parser.add_argument(
+        "--large-connections", type=int, default=2, help="--connections for photographs over 2 MP"
+    )
     parser.add_argument("--warmup-seconds", type=float, default=2.0)
     parser.add_argument("--raw-seconds", type=float, default=2.0, help="raw ORT batch 64")
     parser.add_argument("--limit-seconds", type=float, default=4.0, help="each limit")
@@ -85,6 +91,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.sizes = [float(m) for m in args.megapixels.split(",")]
     args.service_env = [f"DEEPSVDD_MAX_BODY_BYTES={MAX_BODY}", *args.service_env]
     return args
+
+
+LARGE_MP = 2.0
+
+
+def loads_for(size: float, args: argparse.Namespace) -> list[Load]:
+    """Batched and single-image loads; photographs over LARGE_MP get --large-connections (a
+    request of eight 12 MP photographs takes seconds on a shared machine)."""
+    connections = args.connections if size <= LARGE_MP else args.large_connections
+    return [Load("batched", args.per_request, connections), Load("single", 1, connections)]
 
 
 def decoded_batch(model: Path, photos: PhotoSet, count: int = 64) -> np.ndarray:
@@ -116,7 +132,7 @@ def one_round(
     sets: dict[float, PhotoSet],
     running: dict[str, tuple[Server, int]],
     bodies: dict[float, dict[str, list[Path]]],
-    loads: list[Load],
+    loads: dict[float, list[Load]],
     first: bool,
 ) -> dict:
     """Raw ORT and the limits, then each size, load and server in turn."""
@@ -140,9 +156,11 @@ def one_round(
             f"(full decode {entry['limit_full']['images_per_s']:.0f})",
             file=sys.stderr,
         )
-        for load in loads:
+        timed = argparse.Namespace(**vars(args))
+        timed.duration = args.duration if size <= LARGE_MP else args.large_duration
+        for load in loads[size]:
             for label, (target, pid) in running.items():
-                measured = measure_load(target, pid, load, bodies[size][load.name], args, first)
+                measured = measure_load(target, pid, load, bodies[size][load.name], timed, first)
                 entry["servers"][label][load.name] = measured | {
                     "images_per_request": load.images,
                     "connections": load.connections,
@@ -155,10 +173,7 @@ def run_case(args: argparse.Namespace, models: dict[str, Path], case: tuple[str,
     """One model colour and one JPEG colour: its servers started once, `args.rounds` rounds."""
     model_color, jpeg_color = case
     sets = {size: photo_set(size, jpeg_color) for size in args.sizes}
-    loads = [
-        Load("batched", args.per_request, args.connections),
-        Load("single", 1, args.connections),
-    ]
+    loads = {size: loads_for(size, args) for size in args.sizes}
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="photo-bench-")))
         variants = {
@@ -171,7 +186,7 @@ def run_case(args: argparse.Namespace, models: dict[str, Path], case: tuple[str,
             where.mkdir()
             bodies[size] = {
                 load.name: write_bodies(where, list(photos.jpegs), load.images, BODIES, JPEG)
-                for load in loads
+                for load in loads[size]
             }
         targets, setups = case_servers(variants, tmp, args)
         running = {}

@@ -53,7 +53,7 @@ def test_with_decode_changes_the_policy_and_nothing_else(tmp_path: Path) -> None
 def test_the_limit_decodes_and_scores_photographs(tmp_path: Path) -> None:
     photos = [jpeg_of(PHOTO_DIR / name, 0.02, "RGB")[0] for name in PHOTOGRAPHS[:3]]
     found = limit.decode_and_score(SHIPPED, photos, 1, seconds=0.3, warmup_s=0.1)
-    assert found["images"] % limit.BATCH == 0 and found["images"] > 0
+    assert found["images"] % limit.CHUNK == 0 and found["images"] > 0
     assert found["images_per_s"] == pytest.approx(found["images"] / found["seconds"])
     assert limit.decode_ms(SHIPPED, photos, 3) > 0
 
