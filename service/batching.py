@@ -67,6 +67,9 @@ class _Job:
 
 
 _STOP = None  # put on the queue by `close`: run what is queued, then end the thread
+# A job whose run is expected to take at most this long runs on the event loop when the
+# batcher's thread is idle: two thread hand-offs cost more (bench/serving/serving_notes.md).
+INLINE_RUN_S = 0.001
 
 
 class Batcher:
@@ -78,6 +81,11 @@ class Batcher:
     about half the time waiting for the loop to finish decoding other uploads, while
     requests waited in the queue (bench/serving/serving.md); with the thread, the loop only hands
     jobs in and receives results.
+
+    One exception: with no gathering delay, a job that finds the thread idle and expects a
+    run of at most INLINE_RUN_S runs at once on the event loop (a lone 28x28 image, say),
+    sparing the two hand-offs; at worst such a run overlaps one the thread has just begun,
+    which ONNX Runtime allows.
     """
 
     def __init__(
@@ -104,6 +112,8 @@ class Batcher:
         self._no_leases = asyncio.Event()
         self._no_leases.set()
         self._closing = False
+        self._idle = True  # the thread runs nothing (it waits for a job, or will)
+        self._seconds_per_image = float("inf")  # of the last run, once there has been one
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -141,6 +151,8 @@ class Batcher:
                 f"the scoring queue is full ({self._budget.admitted} of "
                 f"{self._budget.capacity} images waiting); retry shortly",
             )
+        if self._may_run_here(count):
+            return self._run_here(images, embeddings)
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
         job = _Job(images, future, time.perf_counter(), embeddings)
         if self._tracing is not None:
@@ -148,6 +160,34 @@ class Batcher:
             job.trace = None if context is None else (context, time.time_ns())
         self._queue.put(job)
         return await future
+
+    def _may_run_here(self, count: int) -> bool:
+        """No run to share (the thread idle, nothing queued, no gathering delay) and a short
+        one expected; traced jobs always take the thread, which writes their spans."""
+        return (
+            self._idle
+            and self._queue.empty()
+            and self._max_delay_s == 0
+            and self._tracing is None
+            and count * self._seconds_per_image <= INLINE_RUN_S
+        )
+
+    def _run_here(self, images: np.ndarray, embeddings: bool) -> Scored:
+        """A run on the event loop, counted, failing and releasing its images as one on the
+        thread does."""
+        self._metrics.queue_wait.observe(0.0)
+        try:
+            return self._run_chunks(images, embeddings)
+        except Exception:
+            log.exception(
+                "model %s v%d failed on a batch of %d images",
+                self.model.name,
+                self.model.version,
+                images.shape[0],
+            )
+            raise self._failure() from None
+        finally:
+            self._budget.release(images.shape[0])
 
     async def close(self) -> None:
         """Waits for the requests holding a lease, scores what is queued, stops the thread."""
@@ -165,6 +205,7 @@ class Batcher:
         try:
             while True:
                 first = self._queue.get()
+                self._idle = False
                 if first is _STOP:
                     return
                 jobs, stop = self._gather(first)
@@ -207,8 +248,10 @@ class Batcher:
                 self.model.version,
                 sum(job.images.shape[0] for job in jobs),
             )
+            self._idle = True
             self._to_loop(self._fail, jobs)
         else:
+            self._idle = True
             self._to_loop(self._answer, jobs, scored)
 
     def _trace(self, jobs: list[_Job], started_ns: int, ended_ns: int) -> None:
@@ -231,7 +274,9 @@ class Batcher:
             else:
                 chunk_scores = self.model.run(chunk)
             scores.append(chunk_scores)
-            self._metrics.inference_duration.labels(name).observe(time.perf_counter() - began)
+            took = time.perf_counter() - began
+            self._seconds_per_image = took / chunk.shape[0]
+            self._metrics.inference_duration.labels(name).observe(took)
             self._metrics.batch_size.labels(name).observe(chunk.shape[0])
         return np.concatenate(scores), np.concatenate(embedded) if embeddings else None
 
@@ -254,17 +299,18 @@ class Batcher:
             offset += count
         self._budget.release(offset)
 
+    def _failure(self) -> ApiError:
+        return ApiError(
+            500,
+            "inference_failed",
+            f"model {self.model.name} v{self.model.version} failed to score "
+            "this batch; the server log has the details",
+        )
+
     def _fail(self, jobs: list[_Job]) -> None:
         for job in jobs:
             if not job.future.done():
-                job.future.set_exception(
-                    ApiError(
-                        500,
-                        "inference_failed",
-                        f"model {self.model.name} v{self.model.version} failed to score "
-                        "this batch; the server log has the details",
-                    )
-                )
+                job.future.set_exception(self._failure())
         self._budget.release(sum(job.images.shape[0] for job in jobs))
 
     def _finished(self) -> None:

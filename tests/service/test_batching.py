@@ -245,3 +245,76 @@ def test_embeddings_come_with_the_jobs_that_ask_in_a_shared_batch(
             assert embedding is None
     # 10 images with max_batch 4: the shared batch ran in chunks of at most 4.
     assert _samples(metrics, "deepsvdd_batch_size_sum", model="digits") == 10
+
+
+def _run_threads(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> list[str]:
+    """Names of the threads each run of LoadedModel.run happens in (failing when `fail`)."""
+    original, names = LoadedModel.run, []
+
+    def recorded(self: LoadedModel, images: np.ndarray) -> np.ndarray:
+        names.append(threading.current_thread().name)
+        if fail and len(names) > 1:
+            raise RuntimeError("simulated ONNX Runtime failure")
+        return original(self, images)
+
+    monkeypatch.setattr(LoadedModel, "run", recorded)
+    return names
+
+
+def test_a_short_lone_run_happens_on_the_event_loop(
+    digits: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = _run_threads(monkeypatch)
+    metrics = Metrics()
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = _batcher(digits, metrics, max_delay_s=0.0)
+        batcher.start()
+        found = [await batcher.score(_images(seed, 1)) for seed in range(3)]
+        await batcher.close()
+        return found
+
+    found = asyncio.run(scenario())
+    # The first run measures the model on the thread; the next two are short: on the loop.
+    assert names[0].startswith("batcher-") and names[1:] == ["MainThread", "MainThread"]
+    for seed, scores in enumerate(found):
+        np.testing.assert_allclose(scores, digits.run(_images(seed, 1)), rtol=1e-5)
+    assert _samples(metrics, "deepsvdd_batch_size_count", model="digits") == 3
+    assert _samples(metrics, "deepsvdd_queue_depth") == 0
+
+
+def test_with_a_gathering_delay_every_run_takes_the_thread(
+    digits: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = _run_threads(monkeypatch)
+
+    async def scenario() -> None:
+        batcher = _batcher(digits, Metrics(), max_delay_s=0.001)
+        batcher.start()
+        for seed in range(3):
+            await batcher.score(_images(seed, 1))
+        await batcher.close()
+
+    asyncio.run(scenario())
+    assert len(names) == 3 and all(name.startswith("batcher-") for name in names)
+
+
+def test_a_failed_run_on_the_loop_is_a_500_and_frees_its_images(
+    digits: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = _run_threads(monkeypatch, fail=True)
+    metrics = Metrics()
+
+    async def scenario() -> ApiError:
+        batcher = _batcher(digits, metrics, max_delay_s=0.0)
+        batcher.start()
+        await batcher.score(_images(1, 1))
+        with pytest.raises(ApiError) as failed:
+            await batcher.score(_images(2, 1))
+        await batcher.close()
+        return failed.value
+
+    error = asyncio.run(scenario())
+    assert names[1] == "MainThread"
+    assert (error.status, error.code) == (500, "inference_failed")
+    assert _samples(metrics, "deepsvdd_queue_depth") == 0
