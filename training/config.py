@@ -15,6 +15,7 @@ from typing import Literal
 from modelfile.metadata import OBJECTIVES as OBJECTIVES
 from modelfile.metadata import ONE_CLASS as ONE_CLASS
 from modelfile.metadata import SOFT_BOUNDARY as SOFT_BOUNDARY
+from modelfile.metadata import DecodePolicy
 from modelfile.metadata import Objective as Objective
 
 PretrainTask = Literal["dcae", "rotation"]
@@ -174,3 +175,6 @@ class RunSpec:
     anomaly_classes: tuple[str, ...] = ()  # Deep SAD: classes whose training images are labelled
     labelled_fraction: float = 1.0  # share of each such class's training images used
     strict: bool = False  # stop at the first unreadable image file instead of skipping it
+    # How image files are decoded (modelfile.imaging); the model's metadata records it, and
+    # serving decodes the model's images the same way.
+    decode: DecodePolicy = "reduced"

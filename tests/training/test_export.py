@@ -103,6 +103,7 @@ def test_metadata_carries_the_spec_fields(tiny_model: dict[str, Any]) -> None:
     assert meta.metrics["auc"] == pytest.approx(tiny_model["auc"])
     assert meta.training["preprocessing"]["gcn"] == "l1"
     assert meta.expected_anomaly_rate["q0.95"] == pytest.approx(0.05, abs=0.03)
+    assert raw["decode"] == "reduced"  # new models: JPEGs DCT-scaled, in training and serving
 
 
 def test_crash_while_writing_leaves_nothing(
