@@ -2,10 +2,10 @@
 policy on every core, and ONNX Runtime at batch 64 on what they decode, with no HTTP at all.
 
 A pool of one process per CPU decodes chunks of photographs (the service's Pillow decoder,
-`service.decoding.decode_pixels`) while the parent stacks them and runs the model on each 64;
-images/s is what leaves the model (the last run of a measurement takes what is ready).
-Everything the service must do on top (HTTP, multipart, batching across requests) only
-lowers it.
+`service.decoding.decode_pixels`, under the model's decode policy) while the parent stacks
+them and runs the model on each 64; images/s is what leaves the model (the last run of a
+measurement takes what is ready). Everything the service must do on top (HTTP, multipart,
+batching across requests) only lowers it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from modelfile.layout import open_model
-from modelfile.metadata import InputSpec
+from modelfile.metadata import DecodePolicy, InputSpec
 from modelfile.pixels import to_input
 from service.decoding import decode_pixels
 from service.settings import CPU_PROVIDER
@@ -34,10 +34,13 @@ def _keep(photos: list[bytes]) -> None:
     _photos[:] = photos
 
 
-def _decode_chunk(first: int, spec: InputSpec) -> np.ndarray:
-    """In a pool process: uint8 `(CHUNK, H, W, C)` of the photographs from index `first` on."""
+def _decode_chunk(first: int, spec: InputSpec, policy: DecodePolicy) -> np.ndarray:
+    """In a pool process: uint8 `(CHUNK, H, W, C)` of the photographs from index `first` on,
+    decoded under the model's `policy`."""
     indices = [(first + i) % len(_photos) for i in range(CHUNK)]
-    return np.stack([decode_pixels(_photos[i], f"photo {i}", spec, MAX_PIXELS) for i in indices])
+    return np.stack(
+        [decode_pixels(_photos[i], f"photo {i}", spec, MAX_PIXELS, policy) for i in indices]
+    )
 
 
 def decode_and_score(
@@ -55,7 +58,7 @@ def decode_and_score(
 
         def submit() -> Future[np.ndarray]:
             nonlocal next_first
-            future = pool.submit(_decode_chunk, next_first, meta.input)
+            future = pool.submit(_decode_chunk, next_first, meta.input, meta.decode)
             next_first = (next_first + CHUNK) % len(photos)
             return future
 
@@ -95,5 +98,5 @@ def decode_ms(model: Path, photos: list[bytes], count: int) -> float:
     _, meta = open_model(model)
     began = time.perf_counter()
     for i in range(count):
-        decode_pixels(photos[i % len(photos)], "photo", meta.input, MAX_PIXELS)
+        decode_pixels(photos[i % len(photos)], "photo", meta.input, MAX_PIXELS, meta.decode)
     return 1000 * (time.perf_counter() - began) / count

@@ -2,8 +2,9 @@
 
 One batchable API, `POST /score` with multipart `files` parts: BentoML's dispatcher merges
 the uploads of concurrent requests into one call of at most PEER_MAX_BATCH images, which
-decodes them with this repository's own decoders (libspng fast path, else Pillow) and runs
-ONNX Runtime once. Runs from bench/serving/.peer-venv (BentoML's dependencies are its own):
+decodes them with this repository's own decoders (libspng fast path, else Pillow under the
+model's decode policy) and runs ONNX Runtime once. Runs from bench/serving/.peer-venv
+(BentoML's dependencies are its own):
 `PEER_MODEL=... PYTHONPATH=<repo> bentoml serve peer_bento:Scorer --port N` in bench/serving/.
 """
 
@@ -39,6 +40,7 @@ class Scorer:
         options.intra_op_num_threads = THREADS
         self.session = ort.InferenceSession(MODEL, options, providers=["CPUExecutionProvider"])
         self.spec = meta.input
+        self.policy = meta.decode
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=MAX_LATENCY_MS)
     def score(self, files: list[Path]) -> list[float]:
@@ -48,7 +50,9 @@ class Scorer:
             data = path.read_bytes()
             fast = fast_png(data, self.spec, MAX_PIXELS)
             pixels.append(
-                fast if fast is not None else decode_pixels(data, path.name, self.spec, MAX_PIXELS)
+                fast
+                if fast is not None
+                else decode_pixels(data, path.name, self.spec, MAX_PIXELS, self.policy)
             )
         (scores,) = self.session.run(["score"], {"image": to_input(pixels)})
         return np.asarray(scores, dtype=np.float64).tolist()

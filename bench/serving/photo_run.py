@@ -25,6 +25,7 @@ import numpy as np
 
 from bench.harness.cputime import other_processes, process_table
 from bench.serving import limit, peer, photo_report
+from bench.serving.limit import MAX_PIXELS
 from bench.serving.loads import Kind, Load, raw_ort, write_bodies
 from bench.serving.photo_models import photo_model, with_decode
 from bench.serving.photos import PhotoSet, photo_set
@@ -104,10 +105,12 @@ def loads_for(size: float, args: argparse.Namespace) -> list[Load]:
 
 
 def decoded_batch(model: Path, photos: PhotoSet, count: int = 64) -> np.ndarray:
-    """`count` of the photographs decoded for `model`: raw ORT's input."""
+    """`count` of the photographs decoded for `model` (under its policy): raw ORT's input."""
     _, meta = open_model(model)
     pixels = [
-        decode_pixels(photos.jpegs[i % len(photos.jpegs)], "photo", meta.input, 40_000_000)
+        decode_pixels(
+            photos.jpegs[i % len(photos.jpegs)], "photo", meta.input, MAX_PIXELS, meta.decode
+        )
         for i in range(count)
     ]
     return to_input(pixels)
