@@ -121,7 +121,7 @@ def test_the_page_shows_rows_goals_machine_and_others(tmp_path: Path) -> None:
     page = serving_report.markdown(report)
     for row in ("| this service, 1 image(s)/request, -c16 |", "| BentoML, 64 image(s)/request"):
         assert row in page
-    assert "| single images >= 2x the plain endpoint's requests/s" in page
+    assert "| single images >= 2.5x the plain endpoint's requests/s" in page
     assert page.count("| met |") == 3
     assert "Test CPU" in page and "avx512f" in page and "cgroup quota 2.0" in page
     assert "python pytest 15 s" in page and "(10% of its available CPUs)" in page
