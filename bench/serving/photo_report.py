@@ -140,9 +140,10 @@ def markdown(report: dict) -> str:
     lines += [
         "Servers: "
         + "; ".join(f"{TITLES[k]}: {v}" for k, v in setups.items())
-        + ". The limit: a pool of one process per CPU decodes (bench/serving/limit.py) while "
-        "the parent runs ONNX Runtime on every 64; no HTTP, no multipart, no batching across "
-        "requests.",
+        + ". The limit: a pool of processes decodes (bench/serving/limit.py) while the parent "
+        "runs ONNX Runtime on every 64; no HTTP, no multipart, no batching across requests. "
+        "The pool has as many processes as the service has decoding threads (workers times "
+        "its pool's threads), so that on a shared machine both get a like share of the CPUs.",
         "",
         "## Machine",
         "",

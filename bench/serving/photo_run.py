@@ -38,6 +38,7 @@ from bench.serving.servers import (
     servers_for,
     service_extra,
     service_server,
+    service_workers,
 )
 from modelfile.layout import open_model
 from modelfile.pixels import to_input
@@ -71,6 +72,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup-seconds", type=float, default=2.0)
     parser.add_argument("--raw-seconds", type=float, default=2.0, help="raw ORT batch 64")
     parser.add_argument("--limit-seconds", type=float, default=4.0, help="each limit")
+    parser.add_argument(
+        "--large-limit-seconds", type=float, default=12.0, help="each limit over 2 MP"
+    )
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="repeats; medians are reported")
     parser.add_argument("--peer", choices=("bentoml", "none"), default="bentoml")
@@ -140,14 +144,16 @@ def one_round(
 ) -> dict:
     """Raw ORT and the limits, then each size, load and server in turn."""
     cpus = available_cpus()
+    decoders = service_workers(service_extra(args)) * max(2, cpus)  # the service's threads
     reduced, full = variants["reduced"], variants["full"]
     batch = decoded_batch(reduced, sets[args.sizes[0]])
     found: dict = {"raw_ort_batch_64": raw_ort(reduced, cpus, batch, args.raw_seconds), "sizes": {}}
     for size, photos in sets.items():
         jpegs = list(photos.jpegs)
+        seconds = args.limit_seconds if size <= LARGE_MP else args.large_limit_seconds
         entry: dict = {
-            "limit": limit.decode_and_score(reduced, jpegs, cpus, args.limit_seconds),
-            "limit_full": limit.decode_and_score(full, jpegs, cpus, args.limit_seconds),
+            "limit": limit.decode_and_score(reduced, jpegs, decoders, seconds),
+            "limit_full": limit.decode_and_score(full, jpegs, decoders, seconds),
             "decode_ms": {
                 "reduced": limit.decode_ms(reduced, jpegs, 2 * len(jpegs)),
                 "full": limit.decode_ms(full, jpegs, 2 * len(jpegs)),
