@@ -95,8 +95,23 @@ def _case_table(case: dict) -> list[str]:
                 per = r["images_per_request"]
                 title = f"{TITLES[label]}, {per:.0f} a request, -c{r['connections']:.0f}"
                 lines.append(_row(title, r, limit, today))
-        lines.append("")
+        lines += [
+            "",
+            f"Failed requests (non-2xx, timeouts, socket errors): {_failed(servers)}.",
+            "",
+        ]
     return lines
+
+
+def _failed(servers: dict) -> str:
+    """Each server and load with failed requests, and how many; 'none' when there are none."""
+    found = []
+    for label, results in servers.items():
+        for load, r in results.items():
+            count = sum(v for k, v in r.items() if k.startswith("errors_"))
+            if count:
+                found.append(f"{TITLES[label]} {load}: {count:,.0f}")
+    return "; ".join(found) or "none"
 
 
 def _others(report: dict) -> str:

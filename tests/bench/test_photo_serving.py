@@ -133,5 +133,8 @@ def test_the_page_has_the_goals_tables_and_machine(tmp_path: Path) -> None:
     assert "| this service, reduced decode, 8 a request, -c8 | 1,600 | 200.0 |" in page
     assert "| met |" in page and "| NOT met |" in page
     assert "python pytest 40 s" in page and "(25% of the available CPUs)" in page
+    assert "Failed requests (non-2xx, timeouts, socket errors): none." in page
+    report["cases"]["L:RGB"]["sizes"]["1"]["servers"]["plain"]["single"]["errors_status"] = 3
+    assert "plain FastAPI single: 3." in photo_report.markdown(report)
     photo_report.plot(report, tmp_path / "photos.png")
     assert (tmp_path / "photos.png").stat().st_size > 1000
