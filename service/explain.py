@@ -1,10 +1,14 @@
-"""Anomaly maps by occlusion: where greying out a patch lowers the score, the anomaly is.
+"""Anomaly maps: the graph's own `anomaly_map` for patch models, occlusion for the others.
 
-For each image, a 13 x 13 grid of patches (1/7 of the side, stride about 1/14) is filled
-with the image's mean; the patch's value is the score it removes, `score(x) - score(x
-occluded)`, clipped at 0, and each pixel gets the mean value of the patches over it. It
-needs nothing but the model's own `score` output, so it works unchanged for every model file
-(and for Triton, which serves the same file); the cost is `1 + PATCHES` inferences an image.
+A patch model's graph gives its per-patch scores on a grid in the same inference as the
+score; the grid is drawn over the image, each cell scaled to the pixels it stands for.
+
+Occlusion, where greying out a patch lowers the score, the anomaly is: for each image, a 13 x
+13 grid of patches (1/7 of the side, stride about 1/14) is filled with the image's mean; the
+patch's value is the score it removes, `score(x) - score(x occluded)`, clipped at 0, and each
+pixel gets the mean value of the patches over it. It needs nothing but the model's own
+`score` output, so it works unchanged for every model file (and for Triton, which serves the
+same file); the cost is `1 + PATCHES` inferences an image.
 """
 
 from __future__ import annotations
@@ -78,13 +82,14 @@ def _heat(values: np.ndarray) -> np.ndarray:
     return colour.astype(np.uint8)
 
 
-def overlay_png(image: np.ndarray, values: np.ndarray) -> str:
-    """Base64 PNG of the map over the image (float32 `(C, H, W)` pixel/255), scaled up."""
+def overlay(image: np.ndarray, values: np.ndarray, floor: float = 0.0) -> bytes:
+    """PNG of the `(H, W)` map over the image (float32 `(C, H, W)` pixel/255), scaled up;
+    the colours run from `floor` (none) to the map's peak (white)."""
     grey = image.mean(axis=0) if image.shape[0] == 3 else image[0]
     rgb = np.repeat((grey * 255.0)[..., None], 3, axis=2) if image.shape[0] == 1 else None
     base = rgb if rgb is not None else image.transpose(1, 2, 0) * 255.0
-    peak = float(values.max())
-    weight = (values / peak if peak > 0 else np.zeros_like(values))[..., None]
+    span = float(values.max()) - floor
+    weight = ((values - floor) / span if span > 0 else np.zeros_like(values))[..., None]
     alpha = 0.65 * weight
     blended = base * (1 - alpha) + _heat(weight[..., 0]).astype(np.float64) * alpha
     picture = Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), mode="RGB")
@@ -94,18 +99,45 @@ def overlay_png(image: np.ndarray, values: np.ndarray) -> str:
     )
     out = io.BytesIO()
     picture.save(out, format="PNG", optimize=False, compress_level=3)
-    return base64.b64encode(out.getvalue()).decode("ascii")
+    return out.getvalue()
 
 
 def anomaly_map(image: np.ndarray, values: np.ndarray) -> dict[str, object]:
-    """The `anomaly_map` object of one result."""
+    """The `anomaly_map` object of one result, from an occlusion map at the image's size."""
     height, width = values.shape
     return {
         "width": width,
         "height": height,
         "values": values.ravel().tolist(),
-        "png": overlay_png(image, values),
+        "png": base64.b64encode(overlay(image, values)).decode("ascii"),
     }
+
+
+def cells_to_pixels(cells: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The `(h, w)` grid at `(height, width)`: each pixel takes the cell it falls in."""
+    rows = np.arange(height) * cells.shape[0] // height
+    cols = np.arange(width) * cells.shape[1] // width
+    return cells[np.ix_(rows, cols)]
+
+
+def grid_overlay(image: np.ndarray, cells: np.ndarray) -> bytes:
+    """PNG of a graph's `(h, w)` map over the image, its lowest cell uncoloured."""
+    pixels = cells_to_pixels(cells, image.shape[1], image.shape[2])
+    return overlay(image, pixels, floor=float(cells.min()))
+
+
+def grid_maps(images: np.ndarray, cells: np.ndarray) -> list[dict[str, object]]:
+    """The `anomaly_map` objects of the images from the graph's `(n, h, w)` output."""
+    height, width = cells.shape[1:]
+    return [
+        {
+            "width": width,
+            "height": height,
+            "values": grid.ravel().tolist(),
+            "png": base64.b64encode(grid_overlay(image, grid)).decode("ascii"),
+        }
+        for image, grid in zip(images, cells, strict=True)
+    ]
 
 
 def explain_batch(images: np.ndarray) -> tuple[np.ndarray, Grid]:

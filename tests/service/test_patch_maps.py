@@ -1,0 +1,200 @@
+"""A patch model's anomaly map served from the one inference that scores it: `/score?explain=true`
+and `/v2` (tritonclient over HTTP) give the map ONNX Runtime gives for the same pixels, in one
+run; `/models` shows each model's kind; whole-image models keep occlusion and its limits."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.http as triton
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
+from modelfile import ANOMALY_MAP_OUTPUT, INPUT_NAME, SCORE_OUTPUT
+from modelfile.metadata import InputSpec
+from modelfile.pixels import to_input
+from service.decoding import decode_pixels
+from service.explain import OVERLAY_SIDE
+from tests.support.images import image_bytes, noise_image
+from tests.support.metrics import metric_value_or_zero
+from tests.support.patch_models import CELL, HEIGHT, MAP_SHAPE, WIDTH
+from tests.support.servers import LiveServer, make_settings, running_server
+
+SPEC = InputSpec(channels=1, height=HEIGHT, width=WIDTH, color="L")
+INFERENCES = "deepsvdd_inference_duration_seconds_count"
+
+
+@pytest.fixture(scope="module")
+def live(patch_repo: Path) -> Iterator[LiveServer]:
+    with running_server(make_settings(patch_repo, max_explain_images=2)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(live: LiveServer) -> Iterator[httpx.Client]:
+    with live.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def session(patch_repo: Path) -> ort.InferenceSession:
+    """The patch model run directly, outside the service."""
+    path = patch_repo / "patches" / "1" / "model.onnx"
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def pngs(count: int, seed: int = 0) -> list[bytes]:
+    return [image_bytes(noise_image(seed + i, (WIDTH, HEIGHT), "L")) for i in range(count)]
+
+
+def direct(session: ort.InferenceSession, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and maps from ONNX Runtime on the service's own decoding of the images."""
+    batch = to_input([decode_pixels(d, "x", SPEC, 40_000_000) for d in images])
+    scores, maps = session.run([SCORE_OUTPUT, ANOMALY_MAP_OUTPUT], {INPUT_NAME: batch})
+    return scores, maps
+
+
+def score(client: httpx.Client, model: str, images: list[bytes], **params: str) -> httpx.Response:
+    files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+    return client.post("/score", params={"model": model, **params}, files=files)
+
+
+def inferences(client: httpx.Client) -> float:
+    return metric_value_or_zero(client.get("/metrics").text, INFERENCES, model="patches")
+
+
+def test_models_show_each_kind_and_the_graphs_map(client: httpx.Client) -> None:
+    listed = {m["name"]: m["versions"][0] for m in client.get("/models").json()["models"]}
+    assert listed["patches"]["kind"] == "patch"
+    assert listed["patches"]["anomaly_map"] == list(MAP_SHAPE)
+    assert listed["digits"]["kind"] == "image" and listed["digits"]["anomaly_map"] is None
+
+
+def test_explain_serves_the_graphs_map_from_one_inference(
+    client: httpx.Client, session: ort.InferenceSession
+) -> None:
+    images = pngs(3)
+    before = inferences(client)
+    response = score(client, "patches", images, explain="true")
+    assert response.status_code == 200, response.text
+    assert inferences(client) == before + 1
+    scores, maps = direct(session, images)
+    for result, want_score, want_map in zip(response.json()["results"], scores, maps, strict=True):
+        shown = result["anomaly_map"]
+        assert (shown["height"], shown["width"]) == MAP_SHAPE
+        np.testing.assert_allclose(shown["values"], want_map.ravel(), rtol=1e-5, atol=1e-7)
+        assert result["score"] == pytest.approx(float(want_score), rel=1e-5)
+        picture = Image.open(io.BytesIO(base64.b64decode(shown["png"])))
+        scale = OVERLAY_SIDE // WIDTH
+        assert picture.size == (WIDTH * scale, HEIGHT * scale)
+    plain = score(client, "patches", images).json()["results"]
+    assert [r["score"] for r in plain] == [r["score"] for r in response.json()["results"]]
+    assert inferences(client) == before + 2
+    assert all("anomaly_map" not in r for r in plain)
+
+
+def test_the_map_is_row_major_with_the_top_left_cell_first(client: httpx.Client) -> None:
+    """A dark cell planted on a uniform grey image (every other cell scores 0: the centre is
+    a grey cell's feature) is the hottest value, at its row and column, and the overlay
+    changes the image there and nowhere else."""
+    row, col = 1, MAP_SHAPE[1] - 2
+    pixels = np.full((HEIGHT, WIDTH), 128, np.uint8)
+    pixels[row * CELL : (row + 1) * CELL, col * CELL : (col + 1) * CELL] = 0
+    response = score(client, "patches", [image_bytes(Image.fromarray(pixels))], explain="true")
+    shown = response.json()["results"][0]["anomaly_map"]
+    values = np.array(shown["values"]).reshape(MAP_SHAPE)
+    assert np.unravel_index(np.argmax(values), MAP_SHAPE) == (row, col)
+    overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown["png"]))).convert("RGB"))
+    scale = overlay.shape[1] // WIDTH
+    image = np.kron(pixels, np.ones((scale, scale), np.uint8))[..., None].astype(int)
+    changed = np.abs(overlay.astype(int) - image).max(axis=2) > 10
+    cells = changed.reshape(MAP_SHAPE[0], CELL * scale, MAP_SHAPE[1], CELL * scale).any(axis=(1, 3))
+    assert np.argwhere(cells).tolist() == [[row, col]]
+
+
+def test_patch_maps_are_not_bounded_as_occlusion_maps(client: httpx.Client) -> None:
+    images = pngs(5, seed=10)
+    patches = score(client, "patches", images, explain="true")
+    assert patches.status_code == 200 and len(patches.json()["results"]) == 5
+    occlusion = score(client, "digits", images, explain="true")
+    assert occlusion.status_code == 413  # max_explain_images 2: 170 inferences an image there
+
+
+def test_a_whole_image_model_keeps_occlusion_maps(client: httpx.Client) -> None:
+    digits = [image_bytes(noise_image(3, (28, 28), "L"))]
+    shown = score(client, "digits", digits, explain="true").json()["results"][0]["anomaly_map"]
+    assert (shown["height"], shown["width"]) == (28, 28)
+
+
+@pytest.fixture(scope="module")
+def oip(live: LiveServer) -> Iterator[triton.InferenceServerClient]:
+    client = triton.InferenceServerClient(url=live.url.removeprefix("http://"))
+    yield client
+    client.close()
+
+
+def image_input(batch: np.ndarray, *, binary: bool) -> triton.InferInput:
+    entry = triton.InferInput("image", list(batch.shape), "FP32")
+    entry.set_data_from_numpy(batch, binary_data=binary)
+    return entry
+
+
+def test_v2_metadata_and_config_list_the_map(oip: triton.InferenceServerClient) -> None:
+    outputs = {o["name"]: o for o in oip.get_model_metadata("patches")["outputs"]}
+    assert outputs[ANOMALY_MAP_OUTPUT] == {
+        "name": ANOMALY_MAP_OUTPUT,
+        "datatype": "FP32",
+        "shape": [-1, *MAP_SHAPE],
+    }
+    config = {o["name"]: o for o in oip.get_model_config("patches")["output"]}
+    assert config[ANOMALY_MAP_OUTPUT]["dims"] == list(MAP_SHAPE)
+    digits = [o["name"] for o in oip.get_model_metadata("digits")["outputs"]]
+    assert ANOMALY_MAP_OUTPUT not in digits
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_v2_infer_returns_the_graphs_map_in_one_inference(
+    oip: triton.InferenceServerClient,
+    client: httpx.Client,
+    session: ort.InferenceSession,
+    binary: bool,
+) -> None:
+    images = pngs(4, seed=20)
+    batch = to_input([decode_pixels(d, "x", SPEC, 40_000_000) for d in images])
+    before = inferences(client)
+    asked = [triton.InferRequestedOutput(ANOMALY_MAP_OUTPUT, binary_data=binary)]
+    result = oip.infer("patches", [image_input(batch, binary=binary)], outputs=asked)
+    assert inferences(client) == before + 1
+    assert result.as_numpy(SCORE_OUTPUT) is None
+    scores, maps = direct(session, images)
+    got = result.as_numpy(ANOMALY_MAP_OUTPUT)
+    assert got.dtype == np.float32 and got.shape == (4, *MAP_SHAPE)
+    np.testing.assert_allclose(got, maps, rtol=1e-5, atol=1e-7)
+    served = score(client, "patches", images, explain="true").json()["results"]
+    np.testing.assert_allclose(
+        [r["anomaly_map"]["values"] for r in served], got.reshape(4, -1), rtol=1e-5, atol=1e-7
+    )
+
+    everything = oip.infer("patches", [image_input(batch, binary=True)])
+    np.testing.assert_allclose(everything.as_numpy(ANOMALY_MAP_OUTPUT), maps, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(everything.as_numpy(SCORE_OUTPUT), scores, rtol=1e-5)
+    assert everything.as_numpy("embedding").shape == (4, 6)
+    only_score = oip.infer(
+        "patches", [image_input(batch, binary=True)], outputs=[triton.InferRequestedOutput("score")]
+    )
+    assert only_score.as_numpy(ANOMALY_MAP_OUTPUT) is None
+    np.testing.assert_allclose(only_score.as_numpy(SCORE_OUTPUT), scores, rtol=1e-5)
+
+
+def test_v2_refuses_a_map_from_a_model_without_one(oip: triton.InferenceServerClient) -> None:
+    batch = np.zeros((1, 1, 28, 28), np.float32)
+    asked = [triton.InferRequestedOutput(ANOMALY_MAP_OUTPUT)]
+    with pytest.raises(InferenceServerException, match="'anomaly_map' is not one of"):
+        oip.infer("digits", [image_input(batch, binary=True)], outputs=asked)
