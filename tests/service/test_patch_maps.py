@@ -1,6 +1,7 @@
 """A patch model's anomaly map served from the one inference that scores it: `/score?explain=true`
-and `/v2` (tritonclient over HTTP) give the map ONNX Runtime gives for the same pixels, in one
-run; `/models` shows each model's kind; whole-image models keep occlusion and its limits."""
+and the Open Inference Protocol (tritonclient over HTTP and gRPC) give the map ONNX Runtime
+gives for the same pixels, in one run; `/models` shows each model's kind; whole-image models
+keep occlusion and its limits."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from PIL import Image
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from modelfile import ANOMALY_MAP_OUTPUT, INPUT_NAME, SCORE_OUTPUT
@@ -25,7 +29,7 @@ from service.explain import OVERLAY_SIDE
 from tests.support.images import image_bytes, noise_image
 from tests.support.metrics import metric_value_or_zero
 from tests.support.patch_models import CELL, HEIGHT, MAP_SHAPE, WIDTH
-from tests.support.servers import LiveServer, make_settings, running_server
+from tests.support.servers import LiveServer, free_port, make_settings, running_server
 
 SPEC = InputSpec(channels=1, height=HEIGHT, width=WIDTH, color="L")
 INFERENCES = "deepsvdd_inference_duration_seconds_count"
@@ -33,7 +37,8 @@ INFERENCES = "deepsvdd_inference_duration_seconds_count"
 
 @pytest.fixture(scope="module")
 def live(patch_repo: Path) -> Iterator[LiveServer]:
-    with running_server(make_settings(patch_repo, max_explain_images=2)) as server:
+    settings = make_settings(patch_repo, max_explain_images=2, grpc_port=free_port())
+    with running_server(settings) as server:
         yield server
 
 
@@ -198,3 +203,37 @@ def test_v2_refuses_a_map_from_a_model_without_one(oip: triton.InferenceServerCl
     asked = [triton.InferRequestedOutput(ANOMALY_MAP_OUTPUT)]
     with pytest.raises(InferenceServerException, match="'anomaly_map' is not one of"):
         oip.infer("digits", [image_input(batch, binary=True)], outputs=asked)
+
+
+def test_grpc_lists_and_returns_the_map_raw_and_typed(
+    live: LiveServer, client: httpx.Client, session: ort.InferenceSession
+) -> None:
+    images = pngs(3, seed=30)
+    batch = to_input([decode_pixels(d, "x", SPEC, 40_000_000) for d in images])
+    _, maps = direct(session, images)
+    url = f"127.0.0.1:{live.app.state.service.settings.grpc_port}"
+    typed = service_pb2.ModelInferRequest(model_name="patches")
+    tensor = typed.inputs.add(name="image", datatype="FP32", shape=batch.shape)
+    tensor.contents.fp32_contents.extend(batch.ravel().tolist())
+    typed.outputs.add(name=ANOMALY_MAP_OUTPUT)
+    before = inferences(client)
+    with triton_grpc.InferenceServerClient(url) as grpc_client:
+        meta = grpc_client.get_model_metadata("patches", as_json=True)
+        config = grpc_client.get_model_config("patches", as_json=True)["config"]
+        entry = triton_grpc.InferInput("image", list(batch.shape), "FP32")
+        entry.set_data_from_numpy(batch)
+        asked = [triton_grpc.InferRequestedOutput(ANOMALY_MAP_OUTPUT)]
+        raw = grpc_client.infer("patches", [entry], outputs=asked)
+    with grpc.insecure_channel(url) as channel:
+        answer = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(typed, timeout=10)
+    assert inferences(client) == before + 2
+    outputs = {o["name"]: o for o in meta["outputs"]}
+    assert outputs[ANOMALY_MAP_OUTPUT]["shape"] == [str(d) for d in (-1, *MAP_SHAPE)]
+    dims = {o["name"]: o for o in config["output"]}[ANOMALY_MAP_OUTPUT]["dims"]
+    assert dims == [str(d) for d in MAP_SHAPE]
+    np.testing.assert_allclose(raw.as_numpy(ANOMALY_MAP_OUTPUT), maps, rtol=1e-5, atol=1e-7)
+    assert raw.as_numpy(SCORE_OUTPUT) is None
+    (output,) = answer.outputs
+    assert output.name == ANOMALY_MAP_OUTPUT and list(output.shape) == [3, *MAP_SHAPE]
+    typed_map = np.array(output.contents.fp32_contents).reshape(3, *MAP_SHAPE)
+    np.testing.assert_allclose(typed_map, maps, rtol=1e-5, atol=1e-7)
