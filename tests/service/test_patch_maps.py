@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 import httpx
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as triton_grpc
@@ -26,8 +27,10 @@ from modelfile.metadata import InputSpec
 from modelfile.pixels import to_input
 from service.decoding import decode_pixels
 from service.explain import OVERLAY_SIDE
+from service.repository import ModelLoadError, SessionConfig, load_model
 from tests.support.images import image_bytes, noise_image
 from tests.support.metrics import metric_value_or_zero
+from tests.support.models import build_model
 from tests.support.patch_models import CELL, HEIGHT, MAP_SHAPE, WIDTH
 from tests.support.servers import LiveServer, free_port, make_settings, running_server
 
@@ -237,3 +240,20 @@ def test_grpc_lists_and_returns_the_map_raw_and_typed(
     assert output.name == ANOMALY_MAP_OUTPUT and list(output.shape) == [3, *MAP_SHAPE]
     typed_map = np.array(output.contents.fp32_contents).reshape(3, *MAP_SHAPE)
     np.testing.assert_allclose(typed_map, maps, rtol=1e-5, atol=1e-7)
+
+
+def test_a_patch_model_without_a_grid_is_refused(tmp_path: Path) -> None:
+    """kind patch needs the `anomaly_map` output, and an `anomaly_map` must be `[N, h, w]`."""
+    config = SessionConfig(["CPUExecutionProvider"], 1)
+    no_map = build_model(tmp_path, "nomap", 1, meta_overrides={"kind": "patch"}).path
+    with pytest.raises(ModelLoadError, match="no output 'anomaly_map'"):
+        load_model(no_map, "nomap", 1, config)
+    flat = build_model(tmp_path, "flat", 1).path
+    graph = onnx.load(str(flat))
+    graph.graph.node.append(onnx.helper.make_node("Identity", ["embedding"], [ANOMALY_MAP_OUTPUT]))
+    graph.graph.output.append(
+        onnx.helper.make_tensor_value_info(ANOMALY_MAP_OUTPUT, onnx.TensorProto.FLOAT, ["N", 8])
+    )
+    onnx.save(graph, str(flat))
+    with pytest.raises(ModelLoadError, match=r"'anomaly_map' has shape .* not rank 3"):
+        load_model(flat, "flat", 1, config)
