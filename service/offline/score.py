@@ -131,11 +131,12 @@ def _decode(
     model: LoadedModel, named: Sequence[tuple[str, bytes]], max_pixels: int
 ) -> tuple[list[np.ndarray], list[str | None]]:
     """The service's pixels of each image that decodes, and per input its refusal or None."""
+    meta = model.metadata
     pixels: list[np.ndarray] = []
     errors: list[str | None] = []
     for name, data in named:
         try:
-            pixels.append(best_pixels(data, name, model.metadata.input, max_pixels))
+            pixels.append(best_pixels(data, name, meta.input, max_pixels, meta.decode))
             errors.append(None)
         except ApiError as exc:
             errors.append(str(exc))
