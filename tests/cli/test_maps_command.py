@@ -118,5 +118,5 @@ def test_calibrate_keeps_a_patch_model_a_patch_model(
     model = load(models / "patches" / "2" / "model.onnx", OfflineSettings())
     meta = model.metadata
     assert meta.version == 2 and meta.kind == "patch" and meta.default_threshold == "calibrated"
-    assert meta.training == old.training  # the patch model's own record, kept
+    assert meta.patch == old.patch and meta.patch is not None  # its patches and grid, kept
     assert model.map_shape == MAP_SHAPE

@@ -31,7 +31,7 @@ from service.repository import ModelLoadError, SessionConfig, load_model
 from tests.support.images import image_bytes, noise_image
 from tests.support.metrics import metric_value_or_zero
 from tests.support.models import build_model
-from tests.support.patch_models import CELL, HEIGHT, MAP_SHAPE, WIDTH
+from tests.support.patch_models import CELL, HEIGHT, MAP_SHAPE, PATCH_RECORD, WIDTH
 from tests.support.servers import LiveServer, free_port, make_settings, running_server
 
 SPEC = InputSpec(channels=1, height=HEIGHT, width=WIDTH, color="L")
@@ -245,7 +245,8 @@ def test_grpc_lists_and_returns_the_map_raw_and_typed(
 def test_a_patch_model_without_a_grid_is_refused(tmp_path: Path) -> None:
     """kind patch needs the `anomaly_map` output, and an `anomaly_map` must be `[N, h, w]`."""
     config = SessionConfig(["CPUExecutionProvider"], 1)
-    no_map = build_model(tmp_path, "nomap", 1, meta_overrides={"kind": "patch"}).path
+    patch_meta = {"kind": "patch", "patch": PATCH_RECORD}
+    no_map = build_model(tmp_path, "nomap", 1, meta_overrides=patch_meta).path
     with pytest.raises(ModelLoadError, match="no output 'anomaly_map'"):
         load_model(no_map, "nomap", 1, config)
     flat = build_model(tmp_path, "flat", 1).path

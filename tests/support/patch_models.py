@@ -1,5 +1,7 @@
 """A tiny patch model in the SPEC's model file, exported from torch: a conv net whose graph
-returns `score` [N], `embedding` [N, D] and `anomaly_map` [N, h, w], with `kind: patch`.
+returns `score` [N], `embedding` [N, D] and `anomaly_map` [N, h, w], with `kind: patch` and
+its `patch` record. Untrained (training a real one, `training/patch`, takes about 40 s here):
+what the service does with a map needs only the contract, and a known map.
 
 The net: one 4x4 stride-4 convolution (each cell sees its own 4x4 pixels, so a bright square
 planted at a corner lights that corner's cells), a 1x1 convolution, then per cell the squared
@@ -26,6 +28,16 @@ from modelfile.metadata import METADATA_KEY, ModelMetadata
 HEIGHT, WIDTH, CELL = 32, 48, 4
 MAP_SHAPE = (HEIGHT // CELL, WIDTH // CELL)
 FEATURES = 6
+# The metadata's `patch` record (modelfile.metadata.PatchInfo) of the tiny net.
+PATCH_RECORD = {
+    "size": CELL,
+    "stride": CELL,
+    "grid": list(MAP_SHAPE),
+    "coreset": 1,
+    "bank": 1,
+    "dims": FEATURES,
+    "score": "max over the anomaly map of ||phi(patch) - c||^2",
+}
 
 
 @dataclass(frozen=True)
@@ -113,7 +125,8 @@ def patch_metadata(
         },
         "dataset": {"name": "synthetic", "normal_class": 0, "n_train": 64},
         "metrics": {"auc": 0.9},
-        "training": {"epochs": 0, "patch": {"cell": CELL, "map": list(MAP_SHAPE)}},
+        "patch": PATCH_RECORD,
+        "training": {"epochs": 0},
         "software": {"test": "1"},
     }
 
