@@ -72,7 +72,7 @@ def maps_from_scores(base: np.ndarray, patch_scores: np.ndarray, grid: Grid) -> 
 
 
 def _heat(values: np.ndarray) -> np.ndarray:
-    """uint8 `(H, W, 3)` colours for values in [0, 1]: black, red, yellow, white."""
+    """uint8 `(..., 3)` colours for values in [0, 1]: black, red, yellow, white."""
     v = np.clip(values, 0.0, 1.0)[..., None]
     stops = np.array([[0, 0, 0], [220, 30, 30], [255, 220, 0], [255, 255, 255]], np.float64)
     pos = v * (len(stops) - 1)
@@ -82,17 +82,27 @@ def _heat(values: np.ndarray) -> np.ndarray:
     return colour.astype(np.uint8)
 
 
-def overlay(image: np.ndarray, values: np.ndarray, floor: float = 0.0) -> bytes:
-    """PNG of the `(H, W)` map over the image (float32 `(C, H, W)` pixel/255), scaled up;
-    the colours run from `floor` (none) to the map's peak (white)."""
-    grey = image.mean(axis=0) if image.shape[0] == 3 else image[0]
-    rgb = np.repeat((grey * 255.0)[..., None], 3, axis=2) if image.shape[0] == 1 else None
-    base = rgb if rgb is not None else image.transpose(1, 2, 0) * 255.0
+# A map is drawn in 256 levels, from none (0) to its peak (255): each level's heat colour
+# and opacity, looked up per pixel (computing them per pixel cost more than the PNG).
+_LEVELS = np.arange(256) / 255.0
+_COLOUR = _heat(_LEVELS).astype(np.float32)  # (256, 3)
+_ALPHA = (0.65 * _LEVELS).astype(np.float32)[:, None]  # (256, 1)
+
+
+def _levels(values: np.ndarray, floor: float) -> np.ndarray:
+    """uint8 levels of `values`: 0 at `floor` and below, 255 at their peak."""
     span = float(values.max()) - floor
-    weight = ((values - floor) / span if span > 0 else np.zeros_like(values))[..., None]
-    alpha = 0.65 * weight
-    blended = base * (1 - alpha) + _heat(weight[..., 0]).astype(np.float64) * alpha
-    picture = Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), mode="RGB")
+    if not span > 0:
+        return np.zeros(values.shape, np.uint8)
+    scaled = (values.astype(np.float32) - np.float32(floor)) * np.float32(255.0 / span)
+    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+
+
+def _draw(image: np.ndarray, levels: np.ndarray) -> bytes:
+    """PNG of the `(H, W)` uint8 levels over the image (float32 `(C, H, W)` pixel/255)."""
+    base = (image * np.float32(255.0)).transpose(1, 2, 0)  # (H, W, C): grey spreads to RGB
+    blended = base + (_COLOUR[levels] - base) * _ALPHA[levels]
+    picture = Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8), mode="RGB")
     scale = max(1, OVERLAY_SIDE // max(picture.size))
     picture = picture.resize(
         (picture.width * scale, picture.height * scale), Image.Resampling.NEAREST
@@ -100,6 +110,12 @@ def overlay(image: np.ndarray, values: np.ndarray, floor: float = 0.0) -> bytes:
     out = io.BytesIO()
     picture.save(out, format="PNG", optimize=False, compress_level=3)
     return out.getvalue()
+
+
+def overlay(image: np.ndarray, values: np.ndarray, floor: float = 0.0) -> bytes:
+    """PNG of the `(H, W)` map over the image (float32 `(C, H, W)` pixel/255), scaled up;
+    the colours run from `floor` (none) to the map's peak (white)."""
+    return _draw(image, _levels(values, floor))
 
 
 def anomaly_map(image: np.ndarray, values: np.ndarray) -> dict[str, object]:
@@ -122,8 +138,8 @@ def cells_to_pixels(cells: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def grid_overlay(image: np.ndarray, cells: np.ndarray) -> bytes:
     """PNG of a graph's `(h, w)` map over the image, its lowest cell uncoloured."""
-    pixels = cells_to_pixels(cells, image.shape[1], image.shape[2])
-    return overlay(image, pixels, floor=float(cells.min()))
+    levels = _levels(cells, float(cells.min()))
+    return _draw(image, cells_to_pixels(levels, image.shape[1], image.shape[2]))
 
 
 def grid_maps(images: np.ndarray, cells: np.ndarray) -> list[dict[str, object]]:
