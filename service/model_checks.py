@@ -84,7 +84,13 @@ def warm_up(
             f"warm-up inference gave an {ANOMALY_MAP_OUTPUT!r} of shape {shape}, not a finite "
             "[1, h, w] grid"
         )
-    return int(shape[1]), int(shape[2])
+    grid = int(shape[1]), int(shape[2])
+    if meta.patch is not None and list(grid) != meta.patch.grid:
+        raise ModelLoadError(
+            f"output {ANOMALY_MAP_OUTPUT!r} is a {grid[0]}x{grid[1]} grid, the metadata's "
+            f"patch grid {meta.patch.grid[0]}x{meta.patch.grid[1]}"
+        )
+    return grid
 
 
 def _check_distance(meta: ModelMetadata, score: float, embedding: np.ndarray) -> None:

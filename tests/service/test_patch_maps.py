@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from modelfile import ANOMALY_MAP_OUTPUT, INPUT_NAME, SCORE_OUTPUT
-from modelfile.metadata import InputSpec
+from modelfile.metadata import METADATA_KEY, InputSpec
 from modelfile.pixels import to_input
 from service.decoding import decode_pixels
 from service.explain import OVERLAY_SIDE
@@ -31,7 +32,14 @@ from service.repository import ModelLoadError, SessionConfig, load_model
 from tests.support.images import image_bytes, noise_image
 from tests.support.metrics import metric_value_or_zero
 from tests.support.models import build_model
-from tests.support.patch_models import CELL, HEIGHT, MAP_SHAPE, PATCH_RECORD, WIDTH
+from tests.support.patch_models import (
+    CELL,
+    HEIGHT,
+    MAP_SHAPE,
+    PATCH_RECORD,
+    WIDTH,
+    build_patch_model,
+)
 from tests.support.servers import LiveServer, free_port, make_settings, running_server
 
 SPEC = InputSpec(channels=1, height=HEIGHT, width=WIDTH, color="L")
@@ -249,6 +257,14 @@ def test_a_patch_model_without_a_grid_is_refused(tmp_path: Path) -> None:
     no_map = build_model(tmp_path, "nomap", 1, meta_overrides=patch_meta).path
     with pytest.raises(ModelLoadError, match="no output 'anomaly_map'"):
         load_model(no_map, "nomap", 1, config)
+    other_grid = build_patch_model(tmp_path, "othergrid", 1)
+    graph = onnx.load(str(other_grid.path))
+    meta = json.loads(graph.metadata_props[0].value)
+    meta["patch"]["grid"] = [MAP_SHAPE[1], MAP_SHAPE[0]]
+    onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(meta)})
+    onnx.save(graph, str(other_grid.path))
+    with pytest.raises(ModelLoadError, match="is a 8x12 grid, the metadata's patch grid 12x8"):
+        load_model(other_grid.path, "othergrid", 1, config)
     flat = build_model(tmp_path, "flat", 1).path
     graph = onnx.load(str(flat))
     graph.graph.node.append(onnx.helper.make_node("Identity", ["embedding"], [ANOMALY_MAP_OUTPUT]))
