@@ -1,7 +1,7 @@
 """Anomaly maps: the graph's own `anomaly_map` for patch models, occlusion for the others.
 
 A patch model's graph gives its per-patch scores on a grid in the same inference as the
-score; the grid is drawn over the image, each cell scaled to the pixels it stands for.
+score; the grid is drawn over the image, each cell over the pixels its patch is centred on.
 
 Occlusion, where greying out a patch lowers the score, the anomaly is: for each image, a 13 x
 13 grid of patches (1/7 of the side, stride about 1/14) is filled with the image's mean; the
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from modelfile.metadata import PatchInfo
 
 GRID = 13  # patch positions along each side
 PATCHES = GRID * GRID
@@ -129,20 +131,30 @@ def anomaly_map(image: np.ndarray, values: np.ndarray) -> dict[str, object]:
     }
 
 
-def cells_to_pixels(cells: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The `(h, w)` grid at `(height, width)`: each pixel takes the cell it falls in."""
-    rows = np.arange(height) * cells.shape[0] // height
-    cols = np.arange(width) * cells.shape[1] // width
-    return cells[np.ix_(rows, cols)]
+def cell_index(length: int, cells: int, patch: PatchInfo | None) -> np.ndarray:
+    """For each pixel along an axis of `length`, the grid cell drawn over it. With the model's
+    patch geometry (`size`-px patches every `stride` px, fitting `cells`), the cell whose
+    stride-wide band at its patch's centre holds the pixel, the edge cells reaching out to the
+    borders; without it, an equal share of the axis each."""
+    pixels = np.arange(length)
+    if patch is not None and (length - patch.size) // patch.stride + 1 == cells:
+        margin = (patch.size - patch.stride) / 2
+        return np.clip((pixels - margin) // patch.stride, 0, cells - 1).astype(int)
+    return pixels * cells // length
 
 
-def grid_overlay(image: np.ndarray, cells: np.ndarray) -> bytes:
-    """PNG of a graph's `(h, w)` map over the image, its lowest cell uncoloured."""
+def grid_overlay(image: np.ndarray, cells: np.ndarray, patch: PatchInfo | None = None) -> bytes:
+    """PNG of a graph's `(h, w)` map over the image, each cell over the pixels its patch is
+    centred on (`cell_index`), its lowest cell uncoloured."""
     levels = _levels(cells, float(cells.min()))
-    return _draw(image, cells_to_pixels(levels, image.shape[1], image.shape[2]))
+    rows = cell_index(image.shape[1], cells.shape[0], patch)
+    cols = cell_index(image.shape[2], cells.shape[1], patch)
+    return _draw(image, levels[np.ix_(rows, cols)])
 
 
-def grid_maps(images: np.ndarray, cells: np.ndarray) -> list[dict[str, object]]:
+def grid_maps(
+    images: np.ndarray, cells: np.ndarray, patch: PatchInfo | None = None
+) -> list[dict[str, object]]:
     """The `anomaly_map` objects of the images from the graph's `(n, h, w)` output."""
     height, width = cells.shape[1:]
     return [
@@ -150,7 +162,7 @@ def grid_maps(images: np.ndarray, cells: np.ndarray) -> list[dict[str, object]]:
             "width": width,
             "height": height,
             "values": grid.ravel().tolist(),
-            "png": base64.b64encode(grid_overlay(image, grid)).decode("ascii"),
+            "png": base64.b64encode(grid_overlay(image, grid, patch)).decode("ascii"),
         }
         for image, grid in zip(images, cells, strict=True)
     ]

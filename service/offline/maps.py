@@ -22,7 +22,8 @@ def scored_maps(
     if model.map_shape is not None:
         scores, outputs = model.run_outputs(images, (ANOMALY_MAP_OUTPUT,))
         cells = zip(images, outputs[ANOMALY_MAP_OUTPUT], strict=True)
-        return scores, [grid_overlay(image, grid) for image, grid in cells]
+        patch = model.metadata.patch
+        return scores, [grid_overlay(image, grid, patch) for image, grid in cells]
     base: list[float] = []
     pngs: list[bytes] = []
     for image in images:  # occlusion: 1 + PATCHES copies an image, run `batch_size` at a time

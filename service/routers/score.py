@@ -132,7 +132,8 @@ async def _explained(
     one, else by occlusion (`COST` inferences an image)."""
     if batcher.model.map_shape is not None:
         scores, outputs = await batcher.infer(images, frozenset({ANOMALY_MAP_OUTPUT}))
-        return scores, await asyncio.to_thread(grid_maps, images, outputs[ANOMALY_MAP_OUTPUT])
+        cells, patch = outputs[ANOMALY_MAP_OUTPUT], batcher.model.metadata.patch
+        return scores, await asyncio.to_thread(grid_maps, images, cells, patch)
     # Off the loop: the copies are many times the images (COST per image).
     batch, grid = await asyncio.to_thread(explain_batch, images)
     return await asyncio.to_thread(explain_answers, images, await batcher.score(batch), grid)

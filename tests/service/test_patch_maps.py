@@ -24,10 +24,10 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from modelfile import ANOMALY_MAP_OUTPUT, INPUT_NAME, SCORE_OUTPUT
-from modelfile.metadata import METADATA_KEY, InputSpec
+from modelfile.metadata import METADATA_KEY, InputSpec, PatchInfo
 from modelfile.pixels import to_input
 from service.decoding import decode_pixels
-from service.explain import OVERLAY_SIDE
+from service.explain import OVERLAY_SIDE, cell_index, grid_overlay
 from service.repository import ModelLoadError, SessionConfig, load_model
 from tests.support.images import image_bytes, noise_image
 from tests.support.metrics import metric_value_or_zero
@@ -274,3 +274,25 @@ def test_a_patch_model_without_a_grid_is_refused(tmp_path: Path) -> None:
     onnx.save(graph, str(flat))
     with pytest.raises(ModelLoadError, match=r"'anomaly_map' has shape .* not rank 3"):
         load_model(flat, "flat", 1, config)
+
+
+def test_each_cell_is_drawn_where_its_patch_is_centred() -> None:
+    """A 128-px model of 32-px patches every 4 px has a 25 x 25 grid: its cells' patches are
+    centred from pixel 16 to 112, so a cell covers the 4 px at its centre, the edge cells
+    reaching the borders; a grid without that geometry spreads evenly."""
+    geometry = PatchInfo(size=32, stride=4, grid=[25, 25], coreset=1, bank=1, dims=1, score="max")
+    index = cell_index(128, 25, geometry)
+    assert index[[0, 13, 14, 17, 18, 109, 110, 127]].tolist() == [0, 0, 0, 0, 1, 23, 24, 24]
+    assert cell_index(128, 25, None)[[0, 5, 6, 127]].tolist() == [0, 0, 1, 24]
+    cells = np.zeros((25, 25), np.float32)
+    cells[0, 24] = 1.0  # top right
+    image = np.full((1, 128, 128), 0.5, np.float32)
+    drawn = np.asarray(Image.open(io.BytesIO(grid_overlay(image, cells, geometry))).convert("L"))
+    scale = drawn.shape[0] // 128
+    rows, cols = np.nonzero(drawn != 128)
+    assert (rows.min(), rows.max() // scale, cols.min() // scale, cols.max()) == (
+        0,
+        17,
+        110,
+        128 * scale - 1,
+    )
