@@ -39,6 +39,9 @@ ARCHITECTURES: dict[str, tuple[tuple[int, ...], int]] = {
 }
 NETS = tuple(ARCHITECTURES)
 
+# image: the paper's whole-image Deep SVDD; patch: a patch-level model with an anomaly map.
+MODELS = ("image", "patch")
+
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
 DEVICES = ("auto", "cpu", "cuda")
 # An ensemble member without pretraining: "none:TRANSFORMS".
@@ -80,8 +83,22 @@ class TrainConfig:
     warm_up_epochs: int = 10  # soft-boundary: R is first solved for after these epochs
     seed: int = 0
     device: str = "cpu"
+    model: str = "image"  # or "patch" (training/patch): the fields below are its own
+    patch_size: int = 32  # px; a multiple of 4, at least 16
+    patch_epochs: int = 20  # passes over the training images, several patch pairs per image
+    coreset: int = 2048  # normal patch features kept in the graph for the nearest-neighbour score
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {MODELS}")
+        if self.patch_size < 16 or self.patch_size % 4:
+            raise ValueError(
+                f"patch size must be a multiple of 4 of at least 16, got {self.patch_size}"
+            )
+        if self.patch_epochs < 1:
+            raise ValueError(f"patch epochs must be >= 1, got {self.patch_epochs}")
+        if self.coreset < 1:
+            raise ValueError(f"coreset must be >= 1, got {self.coreset}")
         if not 0.0 < self.nu <= 1.0:
             raise ValueError(f"nu must be in (0, 1], got {self.nu}")
         for name in ("epochs", "pretrain_epochs"):

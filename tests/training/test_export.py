@@ -126,12 +126,12 @@ def test_mismatch_with_pytorch_refuses_to_write(
 ) -> None:
     real = export.to_onnx_bytes
 
-    def drifted(model: ScoringModel, sample: torch.Tensor) -> bytes:
+    def drifted(model: ScoringModel, sample: torch.Tensor, names: tuple[str, ...]) -> bytes:
         other = ScoringModel(model.pre, model.net, model.c + 1.0)  # a graph that scores differently
-        return real(other, sample)
+        return real(other, sample, names)
 
     monkeypatch.setattr(export, "to_onnx_bytes", drifted)
     _, version_dir = claim_version(tmp_path / "m")
-    with pytest.raises(ExportError, match="differ from PyTorch"):
+    with pytest.raises(ExportError, match="differs from PyTorch"):
         export_model(scoring_model, _meta(), version_dir, torch.rand(4, 1, 28, 28))
     assert not version_dir.exists()
