@@ -91,6 +91,18 @@ def test_the_trained_network_is_not_constant() -> None:
     assert float((f[0] - f[1]).abs().max()) > 1e-3  # so do images
 
 
+def test_without_epochs_the_random_encoder_gets_the_images_batchnorm_statistics() -> None:
+    images = textures(32)  # two whole steps: each step's mean weighs the same
+    pre = standardise_from(images)
+    fit = train_patch_encoder(TINY, images, pre, geometry(PATCH, SIZE), 0, 0, "cpu", False)
+    assert fit.losses == [] and fit.position_accuracy is None and not fit.encoder.training
+    conv, bn = fit.encoder.features[0], fit.encoder.features[1]
+    x = pre(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    with torch.no_grad():
+        want = conv(x).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(bn.running_mean, want, atol=1e-4, rtol=1e-4)
+
+
 def test_pairs_are_the_crops_at_their_offsets() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.arange(2 * SIZE * SIZE, dtype=torch.float32).reshape(2, 1, SIZE, SIZE)

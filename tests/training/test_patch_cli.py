@@ -59,7 +59,7 @@ def train_args(data: Path, models: Path, *extra: str) -> list[str]:
         "--image-size",
         str(SIZE),
         "--patch-epochs",
-        "3",
+        "1",
         "--coreset",
         "64",
         "--threads",
