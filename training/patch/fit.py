@@ -114,7 +114,7 @@ def refit_batchnorm(
     encoder: PatchEncoder, images: ImageArray, pre: Standardise, device: str
 ) -> None:
     """BatchNorm's statistics from the whole training images, the inputs the exported graph
-    sees: the plain average over steps of IMAGES_PER_STEP images; leaves the encoder in eval mode."""
+    sees, averaged over steps of IMAGES_PER_STEP images; leaves the encoder in eval mode."""
     norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for bn in norms:
         bn.reset_running_stats()
