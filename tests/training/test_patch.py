@@ -68,9 +68,10 @@ def patch_meta(k: int, grid: tuple[int, int], dims: int = TINY.dim) -> ModelMeta
     )
 
 
-def test_whole_image_grid_equals_the_features_of_each_crop() -> None:
-    enc = encoder_with_stats()
-    x = torch.randn(2, 1, SIZE, SIZE + 8)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_whole_image_grid_equals_the_features_of_each_crop(channels: int) -> None:
+    enc = encoder_with_stats(PatchNetConfig(channels, PATCH, widths=(8, 16), dim=16))
+    x = torch.randn(2, channels, SIZE, SIZE + 8)
     with torch.no_grad():
         grid = enc(x)  # (2, dim, h, w)
         assert tuple(grid.shape[2:]) == grid_shape(SIZE, SIZE + 8, PATCH) == (7, 9)
