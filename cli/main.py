@@ -104,7 +104,11 @@ def _add_train_command(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     _setting(t, TrainConfig, "patch_size", type=positive_int, help="patch: px, a multiple of 4")
     _setting(
-        t, TrainConfig, "patch_epochs", type=positive_int, help="patch: passes over the images"
+        t,
+        TrainConfig,
+        "patch_epochs",
+        type=nonneg_int,
+        help="patch: passes over the images (0: the random encoder, BatchNorm fitted)",
     )
     _setting(t, TrainConfig, "coreset", type=positive_int, help="patch: normal patch features kept")
     _setting(t, TrainConfig, "objective", choices=OBJECTIVES)
