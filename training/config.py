@@ -40,6 +40,11 @@ NETS = tuple(ARCHITECTURES)
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
 DEVICES = ("auto", "cpu", "cuda")
+# The arithmetic of a training step: fp32, bf16 autocast, or "auto" (bf16 only where the
+# device computes bf16 natively: a CUDA GPU of compute capability 8.0 or above, a CPU with AMX
+# or AVX-512-BF16). fp32 is the default: see docs/training.md, "Precision and memory layout".
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
 # An ensemble member without pretraining: "none:TRANSFORMS".
 NO_PRETRAINING = "none"
 
@@ -79,6 +84,8 @@ class TrainConfig:
     warm_up_epochs: int = 10  # soft-boundary: R is first solved for after these epochs
     seed: int = 0
     device: str = "cpu"
+    precision: Precision = "fp32"  # the forward passes' arithmetic; c and distances stay fp32
+    channels_last: bool | None = None  # None: channels-last on the CPU, not on CUDA
 
     def __post_init__(self) -> None:
         if not 0.0 < self.nu <= 1.0:
@@ -108,6 +115,8 @@ class TrainConfig:
             )
         for member in self.members:
             parse_member(member)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, object]) -> TrainConfig:
