@@ -8,9 +8,10 @@
 # raw ONNX Runtime CUDA on the same model file, at batch 1, 64 and 256. Then, in a second venv
 # with the `train` and `experiments` extras (PyTorch with CUDA, scikit-image's photographs):
 # training speed on CUDA in fp32 and bf16, standard and channels-last layout, for the paper's
-# networks (bench/train_speed/precision.py); a patch model trained on CUDA in bf16 on crops of
-# a photograph, its ONNX graph checked on the CUDA provider; and 1024x1024 JPEG photographs
-# decoded on CPU threads feeding that model's CUDA inference (bench/harness/cuda_feed.py).
+# networks and the patch model's step (bench/train_speed/precision.py); a patch model trained
+# on CUDA (`deepsvdd train --model patch`, fp32: its loop has no bf16) on crops of a photograph;
+# and 1024x1024 JPEG photographs decoded on CPU threads feeding that model's inference on the
+# CUDA provider, which must be the one running it (bench/harness/cuda_feed.py).
 #
 # Environment: OUT (results folder; default bench/out/gpu), PORT (default 18000),
 # MODEL (default fashion-mnist-bag), SECONDS_PER_POINT (default 5), PIP_ARGS (extra pip
@@ -190,22 +191,22 @@ timeout 600 "$TPY" -m pip install -q "${PIP_EXTRA[@]}" "${ROOT}[train,experiment
     || fail "the training venv's PyTorch cannot use the GPU"
 export PYTHONPATH=$ROOT  # bench/ is not installed: its modules run from the checkout
 
-echo "== training speed on CUDA: fp32 and bf16, standard and channels-last"
+echo "== training speed on CUDA: fp32 and bf16, standard and channels-last, paper nets and patch"
 mkdir -p "$OUT_DIR/train"
-(cd "$ROOT" && timeout 180 "$TPY" -m bench.train_speed.precision --device cuda --synthetic \
-    --images 20000 --rgb-images 10000 --epochs 2 --out "$OUT_DIR/train") \
+(cd "$ROOT" && timeout 240 "$TPY" -m bench.train_speed.precision --device cuda --synthetic \
+    --images 20000 --rgb-images 10000 --patch-images 2000 --seconds 2 --out "$OUT_DIR/train") \
     || fail "bench.train_speed.precision failed on CUDA"
 grep -q "bf16 native on this device: true" "$OUT_DIR/train/precision.md" \
     || echo "gpu_check: warning: this GPU has no native bf16 (compute capability below 8.0)" >&2
 
-echo "== a patch model trained on CUDA in bf16"
+echo "== a patch model trained on CUDA"
 (cd "$ROOT" && "$TPY" -c "
 import sys; from pathlib import Path
 from bench.train_speed.accuracy import photo_folder
 photo_folder(Path(sys.argv[1]), 300, 60, size=128)" "$WORK/photos") || fail "no photograph folder"
 timeout 240 "$WORK/train/bin/deepsvdd" train --model patch --dataset folder \
     --data-dir "$WORK/photos" --normal-class normal --channels 1 --image-size 128 \
-    --device cuda --precision bf16 --name photo-patch --models-dir "$WORK/models" --quiet \
+    --patch-epochs 5 --device cuda --name photo-patch --models-dir "$WORK/models" --quiet \
     >"$OUT_DIR/patch_train.json" || fail "training the patch model on CUDA failed"
 # The last line `deepsvdd train` prints is its JSON summary, which names the model file.
 PATCH_MODEL=$("$TPY" -c "import json, sys; print(json.loads(sys.stdin.readlines()[-1])['model_path'])" \

@@ -54,13 +54,20 @@ def resolve_channels_last(channels_last: bool | None, device: torch.device) -> b
 
 
 def resolved(cfg: TrainConfig) -> TrainConfig:
-    """`cfg` (device already resolved) with its precision and layout made concrete."""
+    """`cfg` (device already resolved) with its precision and layout made concrete. The patch
+    model's own loop (training/patch/fit.py) trains in fp32 and the standard layout: asking
+    it for bf16 or channels-last is an error, `auto` and the default resolve to those."""
     device = torch.device(cfg.device)
-    return replace(
-        cfg,
-        precision=resolve_precision(cfg.precision, device),
-        channels_last=resolve_channels_last(cfg.channels_last, device),
-    )
+    precision = resolve_precision(cfg.precision, device)
+    channels_last = resolve_channels_last(cfg.channels_last, device)
+    if cfg.model == "patch":
+        if cfg.precision == "bf16" or cfg.channels_last:
+            raise ValueError(
+                "--precision bf16 and --channels-last apply to --model image; the patch model "
+                "trains in fp32 and the standard layout"
+            )
+        precision, channels_last = "fp32", False
+    return replace(cfg, precision=precision, channels_last=channels_last)
 
 
 @dataclass(frozen=True)

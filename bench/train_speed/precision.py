@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 
 from bench.harness.results import write_json, write_text
+from bench.train_speed.patch_variants import PATCH_SIZE, SIDE, measure_patch, patch_images
 from bench.train_speed.report import NORMAL_CLASS, load_average, machine
 from bench.train_speed.variants import (
+    MAX_EPOCHS,
     NETWORKS,
-    PHASES,
     VARIANTS,
     WARMUP_IMAGES,
     Point,
@@ -31,10 +32,12 @@ OUT = Path(__file__).resolve().parent
 # What the networks train on, by --synthetic.
 DATA_NOTE = {
     False: f"The MNIST network trains on Fashion-MNIST (class {NORMAL_CLASS}), the CIFAR-10 and "
-    "GTSRB networks on uniform-noise RGB images of their 32x32 input (pixel values do not "
-    "change the cost).",
-    True: "Every network trains on uniform-noise images of its input (pixel values do not "
-    "change the cost).",
+    "GTSRB networks on uniform-noise RGB images of their 32x32 input, the patch model on "
+    f"uniform-noise grey {SIDE}x{SIDE} images with {PATCH_SIZE} px patches (pixel values do "
+    "not change the cost).",
+    True: "Every network trains on uniform-noise images of its input, the patch model on "
+    f"grey {SIDE}x{SIDE} images with {PATCH_SIZE} px patches (pixel values do not change the "
+    "cost).",
 }
 
 
@@ -42,11 +45,11 @@ def table(points: list[Point], rate: str) -> list[str]:
     """One row per (network, phase): each variant's images/s and its ratio to fp32."""
     labels = [label for label, _, _ in VARIANTS]
     lines = [
-        f"| network | phase | images | {' | '.join(labels)} |",
-        "|---|---|---:|" + "---:|" * len(labels),
+        f"| network | phase | images | epochs | {' | '.join(labels)} |",
+        "|---|---|---:|---|" + "---:|" * len(labels),
     ]
     for network in dict.fromkeys(p.network for p in points):
-        for phase in PHASES:
+        for phase in dict.fromkeys(p.phase for p in points if p.network == network):
             row = {p.variant: p for p in points if (p.network, p.phase) == (network, phase)}
             base = getattr(row[labels[0]], rate)
             cells = [
@@ -66,9 +69,12 @@ def write_report(out: Path, points: list[Point], info: dict[str, str]) -> None:
         "Images per second of each training phase, `deepsvdd train`'s own loops "
         "(`training.deepsvdd.pretrain_dcae`, `train_deepsvdd`) with `--precision` and "
         "`--channels-last` set as each column says; in brackets the ratio to fp32 in the "
-        "standard layout. Batch 200, Adam; "
-        f"{info['epochs']} timed epoch(s) after a warm-up epoch of {WARMUP_IMAGES} images per "
-        f"variant. {info['data']}",
+        "standard layout. Batch 200, Adam (the patch model: its own step, "
+        "`bench/train_speed/patch_variants.py`, 16 images a step, 8 pairs of each kind per "
+        "image; `deepsvdd train --model patch` trains in fp32 and the standard layout); "
+        f"per variant, a warm-up epoch of {WARMUP_IMAGES} images, then as many epochs as take "
+        f"about {info['seconds']} CPU seconds (the epochs column; at most {MAX_EPOCHS}). "
+        f"{info['data']}",
         "",
         "## Wall time",
         "",
@@ -101,18 +107,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.train_speed.precision", description=__doc__.split("\n")[0]
     )
-    p.add_argument("--networks", nargs="+", choices=tuple(NETWORKS), default=list(NETWORKS))
+    choices = (*NETWORKS, "patch")
+    p.add_argument("--networks", nargs="+", choices=choices, default=list(choices))
     p.add_argument("--images", type=int, default=1000, help="MNIST network (default 1000)")
     p.add_argument("--rgb-images", type=int, default=200, help="RGB networks (default 200)")
-    p.add_argument("--epochs", type=int, default=1, help="timed epochs per variant (default 1)")
+    p.add_argument("--patch-images", type=int, default=64, help="patch model (default 64)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=3.0,
+        help="CPU seconds to time per variant, in whole epochs (at least 1; default 3)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST IDX folder")
     p.add_argument("--synthetic", action="store_true", help="noise images for every network")
     p.add_argument("--out", type=Path, default=OUT, help="output folder (bench/train_speed)")
     args = p.parse_args(argv)
-    if min(args.images, args.rgb_images, args.epochs) < 1:
-        p.error("--images, --rgb-images and --epochs must be at least 1")
+    if min(args.images, args.rgb_images, args.patch_images) < 1 or not args.seconds > 0:
+        p.error("--images, --rgb-images and --patch-images must be at least 1, --seconds above 0")
     return args
 
 
@@ -127,14 +140,17 @@ def main(argv: list[str]) -> None:
         fashion = data.x_train[data.y_train == NORMAL_CLASS]
     points = []
     for network in args.networks:
+        if network == "patch":
+            points += measure_patch(patch_images(args.patch_images), args.seconds, args.device)
+            continue
         n = args.images if NETWORKS[network][0] == 1 else args.rgb_images
         images = images_for(network, fashion, n)
-        points += measure_network(network, images, args.epochs, args.device)
+        points += measure_network(network, images, args.seconds, args.device)
     device = torch.device(args.device)
     info |= {
         "load_after": load_average(),
         "wall": f"{time.perf_counter() - started:.0f}",
-        "epochs": str(args.epochs),
+        "seconds": str(args.seconds),
         "data": DATA_NOTE[args.synthetic],
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "native_bf16": str(native_bf16(device)).lower(),

@@ -4,6 +4,7 @@ variant chosen as `--precision` and `--channels-last` choose it."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ PHASES = ("DCAE", "Deep SVDD")
 # The paper's networks with the input each was built for: (channels, side).
 NETWORKS = {"mnist": (1, 28), "cifar10": (3, 32), "gtsrb": (3, 32)}
 WARMUP_IMAGES = 50  # run first in each variant: the kernels are built, the memory allocated
+MAX_EPOCHS = 50
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Point:
     phase: str
     variant: str
     images: int
+    epochs: int
     wall_s: float  # per epoch, the loop's own epoch timer
     cpu_s: float  # per epoch, this process's CPU time (all threads)
 
@@ -90,10 +93,18 @@ def time_svdd(net_cfg: NetConfig, data: Uint8Images, cfg: TrainConfig) -> tuple[
 TIMERS = {"DCAE": time_dcae, "Deep SVDD": time_svdd}
 
 
+def epochs_for(warm_cpu_s: float, n: int, target_s: float) -> int:
+    """Epochs of `n` images that take about `target_s` CPU seconds, from the warm-up epoch's
+    CPU seconds for WARMUP_IMAGES images (1 to MAX_EPOCHS)."""
+    per_epoch = warm_cpu_s / WARMUP_IMAGES * n
+    return max(1, min(MAX_EPOCHS, math.ceil(target_s / max(per_epoch, 1e-9))))
+
+
 def measure_network(
-    network: str, images: np.ndarray, epochs: int, device: str, say: bool = True
+    network: str, images: np.ndarray, target_s: float, device: str, say: bool = True
 ) -> list[Point]:
-    """Every (phase, variant) of one network, a warm-up batch before each measured run."""
+    """Every (phase, variant) of one network: a warm-up epoch of WARMUP_IMAGES images, then
+    as many epochs of all the images as take about `target_s` CPU seconds."""
     channels, side = NETWORKS[network]
     net_cfg = make_config(network, channels, side, side)
     pre = preprocess.fit_preprocess(images)
@@ -103,9 +114,10 @@ def measure_network(
     for phase in PHASES:
         for label, precision, last in VARIANTS:
             torch.manual_seed(0)
-            TIMERS[phase](net_cfg, warm, config_of(precision, last, 1))
+            _, warm_cpu = TIMERS[phase](net_cfg, warm, config_of(precision, last, 1))
+            epochs = epochs_for(warm_cpu, len(images), target_s)
             wall, cpu = TIMERS[phase](net_cfg, data, config_of(precision, last, epochs))
-            points.append(Point(network, phase, label, len(images), wall, cpu))
+            points.append(Point(network, phase, label, len(images), epochs, wall, cpu))
             if say:
                 print(f"{network} {phase} {label}: {points[-1].per_s:,.0f} images/s", flush=True)
     return points

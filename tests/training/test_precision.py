@@ -4,6 +4,7 @@ in fp32), `auto` resolves per device, and a bf16-trained model exports to an fp3
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,16 @@ def test_auto_is_fp32_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> No
     assert precision.resolve_precision("bf16", cpu) == "bf16"
     cfg = resolve_config(RunSpec("npz", "0"), TrainConfig(precision="auto", device="cpu"))
     assert (cfg.precision, cfg.channels_last) == ("fp32", True)
+
+
+def test_the_patch_model_trains_in_fp32_and_refuses_bf16() -> None:
+    spec = RunSpec("folder", "good")
+    patch = TrainConfig(model="patch", precision="auto", device="cpu")
+    cfg = resolve_config(spec, patch)
+    assert (cfg.precision, cfg.channels_last) == ("fp32", False)
+    for asked in (replace(patch, precision="bf16"), replace(patch, channels_last=True)):
+        with pytest.raises(ValueError, match="apply to --model image"):
+            resolve_config(spec, asked)
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
