@@ -27,7 +27,8 @@ from training.pipeline import train_and_export
 OUT = Path(__file__).resolve().parent
 PRECISIONS = ("fp32", "bf16")
 TOLERANCE = 0.005  # the largest AUC difference for bf16 to count as unchanged
-CROP = 64
+WEAK_AUC = 0.7  # below this mean fp32 AUC, the report says the task is barely learned
+CROP = 32
 # The normal photograph, and the photographs whose crops are the anomalies (scikit-image's).
 NORMAL_PHOTO = "rocket.jpg"
 ANOMALY_PHOTOS = ("ihc.png", "retina.jpg", "coffee.png", "chelsea.png", "hubble_deep_field.jpg")
@@ -93,28 +94,37 @@ def train_one(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
     return {"auc": summary["auc"], "seconds_per_epoch": summary["seconds_per_epoch"]}
 
 
-def specs(work: Path, args: argparse.Namespace) -> dict[str, RunSpec]:
-    """The two tasks: Fashion-MNIST's class NORMAL_CLASS, and the photograph folder (grey)."""
+def tasks(work: Path, args: argparse.Namespace) -> dict[str, tuple[RunSpec, int, int]]:
+    """The two tasks, each (spec, DCAE epochs, Deep SVDD epochs): Fashion-MNIST's class
+    NORMAL_CLASS, and the photograph folder (grey)."""
     models = work / "models"
     fashion = fashion_npz(work / "fashion.npz", args.fashion_images, args.data_dir)
     photos = photo_folder(work / "photos", args.photo_crops, args.photo_test)
     return {
-        "Fashion-MNIST": RunSpec("npz", str(NORMAL_CLASS), fashion, models_dir=models),
-        "photograph crops": RunSpec("folder", "normal", photos, channels=1, models_dir=models),
+        "Fashion-MNIST": (
+            RunSpec("npz", str(NORMAL_CLASS), fashion, models_dir=models),
+            args.pretrain_epochs,
+            args.epochs,
+        ),
+        "photograph crops": (
+            RunSpec("folder", "normal", photos, channels=1, models_dir=models),
+            args.photo_pretrain_epochs,
+            args.photo_epochs,
+        ),
     }
 
 
 def run_all(work: Path, args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     """Per task, one row per seed: each precision's AUC and seconds per epoch."""
     results: dict[str, list[dict[str, Any]]] = {}
-    for task, spec in specs(work, args).items():
+    for task, (spec, pretrain_epochs, epochs) in tasks(work, args).items():
         results[task] = []
         for seed in range(args.seeds):
             row: dict[str, Any] = {"seed": seed}
             for precision in PRECISIONS:
                 cfg = TrainConfig(
-                    pretrain_epochs=args.pretrain_epochs,
-                    epochs=args.epochs,
+                    pretrain_epochs=pretrain_epochs,
+                    epochs=epochs,
                     seed=seed,
                     precision=precision,  # type: ignore[arg-type]  # one of PRECISIONS
                     channels_last=False,
@@ -141,7 +151,14 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 def verdict(rows: list[dict[str, Any]]) -> str:
     worst = max(abs(r["bf16"]["auc"] - r["fp32"]["auc"]) for r in rows)
     within = "within" if worst <= TOLERANCE else "NOT within"
-    return f"Largest difference of one seed: {worst:.4f}, {within} {TOLERANCE}."
+    said = f"Largest difference of one seed: {worst:.4f}, {within} {TOLERANCE}."
+    fp32 = float(np.mean([r["fp32"]["auc"] for r in rows]))
+    if fp32 < WEAK_AUC:
+        said += (
+            f" fp32 itself barely separates this task on this schedule (mean AUC {fp32:.3f}): "
+            "the check shows that bf16 follows fp32 run by run, not that the model detects well."
+        )
+    return said
 
 
 def write_report(out: Path, results: dict[str, list[dict[str, Any]]], info: dict[str, str]) -> None:
@@ -150,16 +167,17 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], info: dict
         "",
         "The test AUC of `deepsvdd train` (`training.pipeline.train_and_export`, thresholds and "
         "export included) with `--precision fp32` and `--precision bf16`, the same seeds, both "
-        f"in the standard layout. Schedule: DCAE pretraining {info['pretrain_epochs']} epochs, "
-        f"Deep SVDD {info['epochs']} epochs, batch 200, the default learning rates.",
+        "in the standard layout; batch 200, the default learning rates.",
         "",
         f"- Fashion-MNIST: the first {info['fashion_images']} training images of class "
-        f"{NORMAL_CLASS} (T-shirt/top; 10% held out for the thresholds), the whole test set.",
+        f"{NORMAL_CLASS} (T-shirt/top; 10% held out for the thresholds), the whole test set; "
+        f"DCAE pretraining {info['pretrain_epochs']} epochs, Deep SVDD {info['epochs']}.",
         f"- Photograph crops: {CROP}x{CROP} grey crops of scikit-image's photographs. Normal: "
         f"{info['photo_crops']} crops of the left three quarters of `{NORMAL_PHOTO}` for "
         f"training, {info['photo_test']} of its right quarter for the test; anomalies: "
         f"{info['photo_test']} crops of {', '.join(f'`{p}`' for p in ANOMALY_PHOTOS)}. "
-        "The MNIST network (the default for grey images).",
+        "The MNIST network (the default for grey images); DCAE pretraining "
+        f"{info['photo_pretrain_epochs']} epochs, Deep SVDD {info['photo_epochs']}.",
         "",
     ]
     for task, rows in results.items():
@@ -168,9 +186,10 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], info: dict
         "## Machine and run",
         "",
         f"- {info['cpu']} ({info['nproc']} CPUs), torch {info['torch']} with {info['threads']} "
-        "threads. This CPU has no bf16 instructions: bf16 is emulated (the same rounding of "
-        "the products' inputs to bf16, with fp32 sums), so the AUCs hold for native bf16 too; "
-        "the times do not (see precision.md).",
+        "threads. This CPU has no bf16 instructions: PyTorch emulates bf16 (the products' "
+        "inputs rounded to bf16, summed in fp32, as native bf16 kernels do in another order), "
+        "so the AUCs should carry over to native bf16 (not measured); the times do not "
+        "(precision.md).",
         f"- Load average (1, 5, 15 min) before: {info['load_before']}; after: "
         f"{info['load_after']}. Run {info['date']}, {info['wall']} s in all.",
         f"- Command: `{info['command']}`",
@@ -185,10 +204,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         prog="python -m bench.train_speed.accuracy", description=__doc__.split("\n")[0]
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
-    p.add_argument("--pretrain-epochs", type=int, default=3, help="DCAE epochs (default 3)")
-    p.add_argument("--epochs", type=int, default=6, help="Deep SVDD epochs (default 6)")
+    p.add_argument("--pretrain-epochs", type=int, default=3, help="Fashion: DCAE (default 3)")
+    p.add_argument("--epochs", type=int, default=6, help="Fashion: Deep SVDD (default 6)")
+    p.add_argument("--photo-pretrain-epochs", type=int, default=10, help="DCAE (default 10)")
+    p.add_argument("--photo-epochs", type=int, default=20, help="Deep SVDD (default 20)")
     p.add_argument("--fashion-images", type=int, default=1500, help="normal (default 1500)")
-    p.add_argument("--photo-crops", type=int, default=300, help="normal crops (default 300)")
+    p.add_argument("--photo-crops", type=int, default=600, help="normal crops (default 600)")
     p.add_argument("--photo-test", type=int, default=100, help="test crops a side (default 100)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST IDX folder")
@@ -210,7 +231,8 @@ def main(argv: list[str]) -> None:
         "load_after": load_average(),
         "wall": f"{time.perf_counter() - started:.0f}",
         **{k: str(getattr(args, k)) for k in ("pretrain_epochs", "epochs", "fashion_images")},
-        **{k: str(getattr(args, k)) for k in ("photo_crops", "photo_test")},
+        **{k: str(getattr(args, k)) for k in ("photo_crops", "photo_test", "photo_epochs")},
+        "photo_pretrain_epochs": str(args.photo_pretrain_epochs),
         "command": shlex.join([".venv/bin/python", "-m", "bench.train_speed.accuracy", *argv]),
         **machine(),
     }
