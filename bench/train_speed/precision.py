@@ -41,6 +41,11 @@ DATA_NOTE = {
 }
 
 
+def figure(value: float) -> str:
+    """Images/s: whole numbers, one decimal below 10."""
+    return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
+
+
 def table(points: list[Point], rate: str) -> list[str]:
     """One row per (network, phase): each variant's images/s and its ratio to fp32."""
     labels = [label for label, _, _ in VARIANTS]
@@ -53,11 +58,13 @@ def table(points: list[Point], rate: str) -> list[str]:
             row = {p.variant: p for p in points if (p.network, p.phase) == (network, phase)}
             base = getattr(row[labels[0]], rate)
             cells = [
-                f"{getattr(row[v], rate):,.0f} ({getattr(row[v], rate) / base:.2f}x)"
+                f"{figure(getattr(row[v], rate))} ({getattr(row[v], rate) / base:.2f}x)"
                 for v in labels
             ]
+            epochs = ", ".join(str(row[v].epochs) for v in labels)
             lines.append(
-                f"| {network} | {phase} | {row[labels[0]].images:,} | {' | '.join(cells)} |"
+                f"| {network} | {phase} | {row[labels[0]].images:,} | {epochs} "
+                f"| {' | '.join(cells)} |"
             )
     return lines
 

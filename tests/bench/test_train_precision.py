@@ -21,6 +21,7 @@ def test_every_phase_and_variant_is_timed() -> None:
     assert all(p.per_s > 0 and p.per_cpu_s > 0 and p.epochs >= 1 for p in points)
     rows = table(points, "per_cpu_s")
     assert len(rows) == 2 + 2 and "(1.00x)" in rows[2]
+    assert len({row.count("|") for row in rows}) == 1  # every row has the header's columns
 
 
 def test_epochs_fill_the_target_within_bounds() -> None:
