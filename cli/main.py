@@ -105,7 +105,11 @@ def _add_train_command(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     _setting(t, TrainConfig, "patch_size", type=positive_int, help="patch: px, a multiple of 4")
     _setting(
-        t, TrainConfig, "patch_epochs", type=positive_int, help="patch: passes over the images"
+        t,
+        TrainConfig,
+        "patch_epochs",
+        type=nonneg_int,
+        help="patch: passes over the images (0: the random encoder, BatchNorm fitted)",
     )
     _setting(t, TrainConfig, "coreset", type=positive_int, help="patch: normal patch features kept")
     _setting(t, TrainConfig, "objective", choices=OBJECTIVES)
@@ -256,6 +260,13 @@ def _add_offline_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--output", default=None, help="F.csv or F.jsonl (default: stdout); ray: F.parquet"
     )
     sc.add_argument("--batch-size", type=positive_int, default=64)
+    sc.add_argument(
+        "--maps",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write each image's anomaly map over it, <file name>.map.png (local engine)",
+    )
     sc.add_argument(
         "--engine", choices=("local", "ray"), default="local", help="ray: Ray Data, Parquet out"
     )

@@ -92,7 +92,9 @@ class TrainConfig:
     channels_last: bool | None = None  # None: channels-last on the CPU, not on CUDA
     model: str = "image"  # or "patch" (training/patch): the fields below are its own
     patch_size: int = 32  # px; a multiple of 4, at least 16
-    patch_epochs: int = 20  # passes over the training images, several patch pairs per image
+    # Passes over the training images, several patch pairs per image; 0: the randomly
+    # initialised encoder (BatchNorm fitted), which measured better on surfaces (docs/training.md)
+    patch_epochs: int = 0
     coreset: int = 2048  # normal patch features kept in the graph for the nearest-neighbour score
 
     def __post_init__(self) -> None:
@@ -102,8 +104,8 @@ class TrainConfig:
             raise ValueError(
                 f"patch size must be a multiple of 4 of at least 16, got {self.patch_size}"
             )
-        if self.patch_epochs < 1:
-            raise ValueError(f"patch epochs must be >= 1, got {self.patch_epochs}")
+        if self.patch_epochs < 0:
+            raise ValueError(f"patch epochs must be >= 0, got {self.patch_epochs}")
         if self.coreset < 1:
             raise ValueError(f"coreset must be >= 1, got {self.coreset}")
         if not 0.0 < self.nu <= 1.0:

@@ -49,11 +49,11 @@ def live(models: dict[str, TinyModel]) -> Iterator[LiveServer]:
 
 
 def photographs() -> dict[str, bytes]:
-    """JPEGs of 160 x 112 photographs (1/2 of the size is the smallest still >= 32 x 32 once
-    turned), upright and turned a quarter, and a PNG."""
+    """JPEGs of 320 x 224 photographs (1/2 of the size is the smallest still twice 32 x 32
+    once turned), upright and turned a quarter, and a PNG."""
     out = {}
     for name in ("astronaut.png", "coffee.png", "rocket.jpg"):
-        rgb = photograph(name)
+        rgb = photograph(name, (320, 224))
         out[f"{name}-1.jpg"] = encoded(rgb, "JPEG", 1, quality=90)
         out[f"{name}-6.jpg"] = encoded(rgb, "JPEG", 6, quality=90)
         out[f"{name}.png"] = encoded(rgb, "PNG")

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modelfile.imaging import ORIENTATION_TAG, QUARTER_TURNS, load_for_model, to_model_array
+from modelfile.imaging import (
+    DRAFT_MARGIN,
+    ORIENTATION_TAG,
+    QUARTER_TURNS,
+    load_for_model,
+    to_model_array,
+)
 
 
 def _reopen(img: Image.Image, fmt: str, **save: object) -> Image.Image:
@@ -42,37 +48,39 @@ def test_other_sizes_and_modes_take_the_full_path() -> None:
 
 
 def _turned_jpeg(orientation: int, mode: str = "RGB") -> Image.Image:
-    """A 160 x 40 JPEG (stored) with the EXIF `orientation`."""
+    """A 320 x 80 JPEG (stored) with the EXIF `orientation`."""
     exif = Image.Exif()
     exif[ORIENTATION_TAG] = orientation
-    noise = np.random.default_rng(1).integers(0, 256, (40, 160, 3), dtype=np.uint8)
+    noise = np.random.default_rng(1).integers(0, 256, (80, 320, 3), dtype=np.uint8)
     return _reopen(Image.fromarray(noise).convert(mode), "JPEG", exif=exif)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_reduced_jpegs_decode_at_the_smallest_scale_covering_the_turned_input(
+def test_reduced_jpegs_decode_at_the_smallest_scale_covering_twice_the_turned_input(
     orientation: int,
 ) -> None:
-    # Upright, the model's 80 x 20 (height x width) input fits a quarter-turned image at 1/2;
-    # an image that is not turned is 160 wide and 40 high, and 1/2 would leave it 20 high.
+    # Upright, twice the model's 80 x 20 (height x width) input fits a quarter-turned image
+    # at 1/2; an image that is not turned is 320 wide and 80 high, and 1/2 would leave it 40
+    # high, under twice 80.
+    assert DRAFT_MARGIN == 2
     img = _turned_jpeg(orientation)
     out = load_for_model(img, "RGB", 80, 20, "reduced")
     quarter = orientation in QUARTER_TURNS
-    assert img.size == ((80, 20) if quarter else (160, 40))
+    assert img.size == ((160, 40) if quarter else (320, 80))
     assert out.shape == (80, 20, 3)
     img = _turned_jpeg(orientation)
     load_for_model(img, "RGB", 20, 80, "reduced")
-    assert img.size == ((160, 40) if quarter else (80, 20))
+    assert img.size == ((320, 80) if quarter else (160, 40))
 
 
 def test_reduced_decoding_gives_grey_models_the_luma_of_colour_jpegs() -> None:
     img = _turned_jpeg(1)
     out = load_for_model(img, "L", 10, 40, "reduced")
-    assert img.mode == "L" and img.size == (40, 10)  # 1/4, decoded as grey by libjpeg
+    assert img.mode == "L" and img.size == (80, 20)  # 1/4, decoded as grey by libjpeg
     assert out.shape == (10, 40, 1)
     img = _turned_jpeg(1)
     load_for_model(img, "L", 10, 40, "full")
-    assert img.mode == "RGB" and img.size == (160, 40)  # full: every pixel, converted after
+    assert img.mode == "RGB" and img.size == (320, 80)  # full: every pixel, converted after
 
 
 def test_reduced_decoding_leaves_other_formats_whole() -> None:

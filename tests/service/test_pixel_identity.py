@@ -19,7 +19,7 @@ from service.uploads import Upload
 from tests.support.photos import photo_files
 from training.data import load_dataset
 
-SIZE = 24  # the photographs are 160 x 112: JPEGs decode at 1/4 under "reduced"
+SIZE = 24  # the photographs are 160 x 112: JPEGs decode at 1/2 under "reduced"
 SPECS = {
     "L": InputSpec(channels=1, height=SIZE, width=SIZE, color="L"),
     "RGB": InputSpec(channels=3, height=SIZE, width=SIZE, color="RGB"),

@@ -14,7 +14,7 @@ from training.patch.network import PatchEncoder
 
 # Patch features the coreset is chosen from: k-center costs k passes over them (k x BANK_LIMIT
 # x dim multiply-adds: 2048 x 65,536 x 64 = 8.6 G for the defaults, a few seconds).
-BANK_LIMIT = 65_536
+BANK_LIMIT = 32_768
 
 
 def per_image(n_images: int, cells: int, limit: int = BANK_LIMIT) -> int:

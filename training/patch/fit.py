@@ -17,9 +17,9 @@ from training.patch.scoring import Standardise
 from training.phases import epoch_bar
 
 IMAGES_PER_STEP = 16
-PAIRS_PER_IMAGE = 8  # position pairs and SVDD' pairs each, per image and step
+PAIRS_PER_IMAGE = 4  # position pairs and SVDD' pairs each, per image and step
 PATCH_LR = 1e-3
-LAMBDA = 1.0  # weight of SVDD' against the position term
+LAMBDA = 0.1  # weight of SVDD' against the position term
 WEIGHT_DECAY = 1e-6
 
 
@@ -30,7 +30,7 @@ class PatchFit:
     encoder: PatchEncoder
     seconds: float
     losses: list[float]  # mean loss per epoch
-    position_accuracy: float  # the pretext's accuracy over the last epoch
+    position_accuracy: float | None  # the pretext's accuracy over the last epoch (None: none ran)
 
 
 def standardise_from(images: ImageArray, chunk: int = 256) -> Standardise:
@@ -83,7 +83,8 @@ def train_patch_encoder(
     device: str,
     progress: bool,
 ) -> PatchFit:
-    """`epochs` passes over the images in steps of IMAGES_PER_STEP images."""
+    """`epochs` passes over the images in steps of IMAGES_PER_STEP images (0: the random
+    initial encoder), then BatchNorm's statistics over the whole training images."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     pre = pre.to(device)
@@ -92,7 +93,7 @@ def train_patch_encoder(
     params = [*encoder.parameters(), *head.parameters()]
     opt = torch.optim.Adam(params, lr=PATCH_LR, weight_decay=WEIGHT_DECAY)
     order = np.random.default_rng(seed)
-    started, losses, accuracy = time.perf_counter(), [], 0.0
+    started, losses, accuracy = time.perf_counter(), [], None
     for _ in epoch_bar("train patch SVDD", 0, epochs, progress):
         encoder.train()
         total, hits, steps = 0.0, 0.0, 0
@@ -104,8 +105,26 @@ def train_patch_encoder(
             total, hits, steps = total + float(loss.detach()), hits + hit, steps + 1
         losses.append(total / steps)
         accuracy = hits / steps
-    encoder.eval()
+    refit_batchnorm(encoder, images, pre, device)
     return PatchFit(encoder, time.perf_counter() - started, losses, accuracy)
+
+
+@torch.no_grad()
+def refit_batchnorm(
+    encoder: PatchEncoder, images: ImageArray, pre: Standardise, device: str
+) -> None:
+    """BatchNorm's statistics from the whole training images, the inputs the exported graph
+    sees, averaged over steps of IMAGES_PER_STEP images; leaves the encoder in eval mode."""
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average
+    encoder.train()
+    for s in range(0, len(images), IMAGES_PER_STEP):
+        encoder(to_batch(images, np.arange(s, min(s + IMAGES_PER_STEP, len(images))), pre, device))
+    for bn in norms:
+        bn.momentum = 0.1
+    encoder.eval()
 
 
 def _steps(n_images: int) -> int:

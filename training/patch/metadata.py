@@ -70,6 +70,7 @@ def build_patch_metadata(
         thresholds=calibration.thresholds,
         expected_anomaly_rate=calibration.rates,
         default_threshold=DEFAULT_THRESHOLD[ONE_CLASS],
+        decode=run.spec.decode,  # how training's folder loader decoded its images
         input=InputSpec(channels=ch, height=h, width=w, color=run.data.color),  # type: ignore[arg-type]
         dataset=run.dataset_info(),
         metrics={

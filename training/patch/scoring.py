@@ -33,8 +33,10 @@ class Standardise(nn.Module):
 class PatchScoring(nn.Module):
     """image -> (score [N], embedding [N, dim], anomaly_map [N, h, w]).
 
-    The features and the coreset are centred on `c`, the mean normal patch feature, before the
-    distances ||a||^2 - 2ab + ||b||^2: small norms keep that float32 sum exact enough."""
+    The nearest coreset feature b is found with ||b||^2 - 2ab (one matrix product; ||a||^2 is
+    the same for every b), then its distance is computed as ||a - b||^2, free of the float32
+    cancellation of ||a||^2 - 2ab + ||b||^2; both on features centred on `c`, the mean normal
+    patch feature."""
 
     c: torch.Tensor
     bank: torch.Tensor
@@ -48,7 +50,7 @@ class PatchScoring(nn.Module):
         self.encoder = encoder
         bank = (coreset - c).detach().float()
         self.register_buffer("c", c.detach().float().clone())
-        self.register_buffer("bank", bank.t().contiguous())  # (dim, K)
+        self.register_buffer("bank", bank.contiguous())  # (K, dim)
         self.register_buffer("bank_sq", (bank**2).sum(dim=1))  # (K,)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -57,6 +59,7 @@ class PatchScoring(nn.Module):
         a = f.flatten(2).transpose(1, 2)  # (N, h*w, dim)
         embedding = a.mean(dim=1)  # (N, dim)
         a = a - self.c
-        d = (a**2).sum(dim=2, keepdim=True) - 2 * (a @ self.bank) + self.bank_sq  # (N, h*w, K)
-        patch_scores = d.amin(dim=2).clamp_min(0).reshape(n, h, w)
+        d = self.bank_sq - 2 * (a @ self.bank.t())  # (N, h*w, K): ||a - b||^2 - ||a||^2
+        nearest = self.bank[d.argmin(dim=2)]  # (N, h*w, dim)
+        patch_scores = ((a - nearest) ** 2).sum(dim=2).reshape(n, h, w)
         return patch_scores.flatten(1).amax(dim=1), embedding, patch_scores
