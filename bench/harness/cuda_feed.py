@@ -42,13 +42,14 @@ def feed(args: argparse.Namespace) -> dict[str, object]:
     if active != wanted[0]:
         sys.exit(f"cuda_feed: {args.model} runs on {active}, not on {wanted[0]} as asked")
     raw = session.get_modelmeta().custom_metadata_map[METADATA_KEY]
-    spec = ModelMetadata.from_json(raw).input
+    meta = ModelMetadata.from_json(raw)
+    spec, policy = meta.input, meta.decode  # decoded as the service decodes for this model
     photos = [p.read_bytes() for p in args.photos]
     batch = [photos[i % len(photos)] for i in range(args.batch)]
     pool = ThreadPoolExecutor(args.workers)
 
     def decode() -> np.ndarray:
-        pixels = pool.map(lambda data: best_pixels(data, "photo", spec, MAX_PIXELS), batch)
+        pixels = pool.map(lambda data: best_pixels(data, "photo", spec, MAX_PIXELS, policy), batch)
         return to_input(list(pixels))
 
     x = decode()
@@ -60,6 +61,7 @@ def feed(args: argparse.Namespace) -> dict[str, object]:
     result = {
         "model": str(args.model),
         "provider": active,
+        "decode": policy,
         "batch": args.batch,
         "decode_workers": args.workers,
         "decode_images_per_s": rate(lambda: len(decode()), args.seconds),
