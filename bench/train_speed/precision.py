@@ -26,6 +26,7 @@ from bench.train_speed.variants import (
 )
 from bench.train_speed.variants import network_images as images_for
 from training.data import load_dataset
+from training.patch.fit import IMAGES_PER_STEP, PAIRS_PER_IMAGE
 from training.precision import NATIVE_BF16_FLAGS, cpu_flags, native_bf16
 
 OUT = Path(__file__).resolve().parent
@@ -77,8 +78,8 @@ def write_report(out: Path, points: list[Point], info: dict[str, str]) -> None:
         "(`training.deepsvdd.pretrain_dcae`, `train_deepsvdd`) with `--precision` and "
         "`--channels-last` set as each column says; in brackets the ratio to fp32 in the "
         "standard layout. Batch 200, Adam (the patch model: its own step, "
-        "`bench/train_speed/patch_variants.py`, 16 images a step, 8 pairs of each kind per "
-        "image; `deepsvdd train --model patch` trains in fp32 and the standard layout); "
+        f"`bench/train_speed/patch_variants.py`, {info['patch_step']}; `deepsvdd train --model "
+        "patch` trains in fp32 and the standard layout); "
         f"per variant, a warm-up epoch of {WARMUP_IMAGES} images, then as many epochs as take "
         f"about {info['seconds']} CPU seconds (the epochs column; at most {MAX_EPOCHS}). "
         f"{info['data']}",
@@ -159,6 +160,8 @@ def main(argv: list[str]) -> None:
         "wall": f"{time.perf_counter() - started:.0f}",
         "seconds": str(args.seconds),
         "data": DATA_NOTE[args.synthetic],
+        "patch_step": f"{IMAGES_PER_STEP} images a step, {PAIRS_PER_IMAGE} pairs of each kind "
+        "per image",
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "native_bf16": str(native_bf16(device)).lower(),
         "bf16_flags": " ".join(sorted(cpu_flags() & NATIVE_BF16_FLAGS)),
