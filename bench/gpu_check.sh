@@ -5,12 +5,19 @@
 # cuDNN wheels, starts `deepsvdd serve` with the CUDA provider (TensorRT first where its
 # libraries are present), asserts the active provider from /models, then measures images/s
 # through the service (Open Inference Protocol, binary tensors, so no image decoding) against
-# raw ONNX Runtime CUDA on the same model file, at batch 1, 64 and 256.
+# raw ONNX Runtime CUDA on the same model file, at batch 1, 64 and 256. Then, in a second venv
+# with the `train` and `experiments` extras (PyTorch with CUDA, scikit-image's photographs):
+# training speed on CUDA in fp32 and bf16, standard and channels-last layout, for the paper's
+# networks and the patch model's step (bench/train_speed/precision.py); a patch model trained
+# on CUDA (`deepsvdd train --model patch`, fp32: its loop has no bf16) on crops of a photograph;
+# and 1024x1024 JPEG photographs decoded on CPU threads feeding that model's inference on the
+# CUDA provider, which must be the one running it (bench/harness/cuda_feed.py).
 #
 # Environment: OUT (results folder; default bench/out/gpu), PORT (default 18000),
 # MODEL (default fashion-mnist-bag), SECONDS_PER_POINT (default 5), PIP_ARGS (extra pip
 # arguments, e.g. "--no-index --find-links /wheels" offline). The whole run is bounded:
-# each phase has its own timeout, about 8 minutes at most in all.
+# each phase has its own timeout; the serving part about 8 minutes at most, the training part
+# about 5 minutes after its install. Any failure stops the script with a non-zero status.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -176,5 +183,47 @@ lines += [f"| {r['batch']} | {r['raw_images_per_s']:.0f} | {r['service_images_pe
 (out / "gpu_check.md").write_text("\n".join(lines) + "\n")
 EOF
 
+echo "== installing the training extras in $WORK/train"
+python3 -m venv "$WORK/train"
+TPY=$WORK/train/bin/python
+timeout 600 "$TPY" -m pip install -q "${PIP_EXTRA[@]}" "${ROOT}[train,experiments]"
+"$TPY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'PyTorch sees no CUDA device')" \
+    || fail "the training venv's PyTorch cannot use the GPU"
+export PYTHONPATH=$ROOT  # bench/ is not installed: its modules run from the checkout
+
+echo "== training speed on CUDA: fp32 and bf16, standard and channels-last, paper nets and patch"
+mkdir -p "$OUT_DIR/train"
+(cd "$ROOT" && timeout 240 "$TPY" -m bench.train_speed.precision --device cuda --synthetic \
+    --images 20000 --rgb-images 10000 --patch-images 2000 --seconds 2 --out "$OUT_DIR/train") \
+    || fail "bench.train_speed.precision failed on CUDA"
+grep -q "bf16 native on this device: true" "$OUT_DIR/train/precision.md" \
+    || echo "gpu_check: warning: this GPU has no native bf16 (compute capability below 8.0)" >&2
+
+echo "== a patch model trained on CUDA"
+(cd "$ROOT" && "$TPY" -c "
+import sys; from pathlib import Path
+from bench.train_speed.accuracy import photo_folder
+photo_folder(Path(sys.argv[1]), 300, 60, size=128)" "$WORK/photos") || fail "no photograph folder"
+timeout 240 "$WORK/train/bin/deepsvdd" train --model patch --dataset folder \
+    --data-dir "$WORK/photos" --normal-class normal --channels 1 --image-size 128 \
+    --patch-epochs 5 --device cuda --name photo-patch --models-dir "$WORK/models" --quiet \
+    >"$OUT_DIR/patch_train.json" || fail "training the patch model on CUDA failed"
+# The last line `deepsvdd train` prints is its JSON summary, which names the model file.
+PATCH_MODEL=$("$TPY" -c "import json, sys; print(json.loads(sys.stdin.readlines()[-1])['model_path'])" \
+    <"$OUT_DIR/patch_train.json")
+[[ -f "$PATCH_MODEL" ]] || fail "the patch model was not exported"
+
+echo "== 1024x1024 JPEGs decoded on the CPU feeding the patch model on $PROVIDERS"
+(cd "$ROOT" && "$TPY" -c "
+import importlib.resources as r, sys
+from PIL import Image
+for name in ('rocket.jpg', 'coffee.png', 'astronaut.png', 'chelsea.png'):
+    with r.as_file(r.files('skimage') / 'data' / name) as p:
+        Image.open(p).convert('RGB').resize((1024, 1024)).save(f'{sys.argv[1]}/{name}.jpg', quality=90)
+" "$WORK") || fail "no JPEG photographs"
+(cd "$ROOT" && timeout 120 "$PY" -m bench.harness.cuda_feed "$PATCH_MODEL" "$WORK"/*.jpg \
+    --providers "$PROVIDERS" --batch 64 --workers "$(nproc)" --seconds 5 \
+    --out "$OUT_DIR/cuda_feed.json") || fail "decoding feeding CUDA inference failed"
+
 echo "== results in $OUT_DIR"
-cat "$OUT_DIR/gpu_check.md"
+cat "$OUT_DIR/gpu_check.md" "$OUT_DIR/train/precision.md" "$OUT_DIR/cuda_feed.json"

@@ -31,6 +31,7 @@ from training.config import (
     MODELS,
     NETS,
     OBJECTIVES,
+    PRECISIONS,
     PRETRAIN_TASKS,
     TRANSFORMS,
     RunSpec,
@@ -158,6 +159,21 @@ def _add_train_command(sub: argparse._SubParsersAction[_Parser]) -> None:
     _setting(t, TrainConfig, "weight_decay", type=float)
     _setting(t, TrainConfig, "seed", type=int)
     _setting(t, TrainConfig, "device", choices=DEVICES)
+    _setting(
+        t,
+        TrainConfig,
+        "precision",
+        choices=PRECISIONS,
+        help="the forward passes' arithmetic: fp32 (default), bf16 autocast, or auto: bf16 "
+        "where the device computes it natively (c and the distances stay fp32)",
+    )
+    _setting(
+        t,
+        TrainConfig,
+        "channels_last",
+        action=argparse.BooleanOptionalAction,
+        help="channels-last memory layout (default: on the CPU, not on CUDA)",
+    )
     _setting(t, RunSpec, "arch", "--net", choices=NETS)
     _setting(t, RunSpec, "leaky_slope", type=positive_float)
     _setting(t, RunSpec, "name")

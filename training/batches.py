@@ -36,7 +36,7 @@ class TensorImages:
 
     def __init__(self, x: torch.Tensor) -> None:
         if x.device.type == "cpu" and x.dim() == 4:
-            # oneDNN's convolutions then skip a reordering per layer (see training_layout).
+            # oneDNN's convolutions then skip a reordering per layer (training/precision.py).
             x = x.contiguous(memory_format=torch.channels_last)
         self.x = x
         self.device = x.device

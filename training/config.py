@@ -44,6 +44,11 @@ MODELS = ("image", "patch")
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
 DEVICES = ("auto", "cpu", "cuda")
+# The arithmetic of a training step: fp32, bf16 autocast, or "auto" (bf16 only where the
+# device computes bf16 natively: a CUDA GPU of compute capability 8.0 or above, a CPU with AMX
+# or AVX-512-BF16). fp32 is the default: see docs/training.md, "Precision and memory layout".
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
 # An ensemble member without pretraining: "none:TRANSFORMS".
 NO_PRETRAINING = "none"
 
@@ -83,6 +88,8 @@ class TrainConfig:
     warm_up_epochs: int = 10  # soft-boundary: R is first solved for after these epochs
     seed: int = 0
     device: str = "cpu"
+    precision: Precision = "fp32"  # the forward passes' arithmetic; c and distances stay fp32
+    channels_last: bool | None = None  # None: channels-last on the CPU, not on CUDA
     model: str = "image"  # or "patch" (training/patch): the fields below are its own
     patch_size: int = 32  # px; a multiple of 4, at least 16
     # Passes over the training images, several patch pairs per image; 0: the randomly
@@ -128,6 +135,8 @@ class TrainConfig:
             )
         for member in self.members:
             parse_member(member)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, object]) -> TrainConfig:

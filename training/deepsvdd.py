@@ -19,6 +19,7 @@ from training.config import ONE_CLASS, SOFT_BOUNDARY, Objective, TrainConfig
 from training.distributed import Dist
 from training.networks import Autoencoder, Encoder, NetConfig
 from training.phases import EpochTimer, Phase, epoch_bar, mean_over
+from training.precision import Compute, standard_layout
 from training.transforms import out_dim
 
 # Paper section 3.3: coordinates of c this close to zero are pushed out to +-eps.
@@ -38,21 +39,6 @@ class TrainState:
     R: float | None
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds_per_epoch: dict[str, float] = field(default_factory=dict)
-
-
-def training_layout(model: nn.Module, device: torch.device) -> None:
-    """Puts a model in the memory layout that trains fastest on `device`.
-
-    On the CPU that is channels-last: oneDNN's convolutions then skip a reordering per layer
-    (bench/train_speed/train_speed.md). The batches come in that layout (training/batches.py);
-    only the layout changes, not the arithmetic's meaning, and `standard_layout` undoes it.
-    """
-    if device.type == "cpu":
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
-
-
-def standard_layout(model: nn.Module) -> None:
-    model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
 
 
 def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
@@ -195,7 +181,7 @@ def pretrain_dcae(
 
 def summed_error(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
     """The DCAE's loss summed over the batch: squared pixel errors summed per image."""
-    return ((model(xb) - xb) ** 2).sum(dim=(1, 2, 3)).sum()
+    return ((model(xb).float() - xb) ** 2).sum(dim=(1, 2, 3)).sum()
 
 
 def pretrain_loop(
@@ -213,7 +199,8 @@ def pretrain_loop(
     average of the ranks' gradients is then the whole batch's mean). Trains `module` in
     place; returns the loss history (per training row) and seconds per epoch."""
     dist = dist or Dist()
-    training_layout(module, data.device)
+    compute = Compute.of(cfg, data.device)
+    compute.place(module)
     phase = Phase(
         "pretrain", module, cfg, cfg.pretrain_milestone, cfg.seed, dist, cfg.pretrain_step
     )
@@ -227,7 +214,8 @@ def pretrain_loop(
         with timer:
             for rows, n_batch in shard_batches(len(data), cfg.batch_size, phase.gen, dist):
                 xb, _ = data[rows]
-                loss = summed_loss(model, xb) / (n_batch / dist.world)
+                with compute.autocast():  # the losses cast to fp32 themselves
+                    loss = summed_loss(model, compute.batch(xb)) / (n_batch / dist.world)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -256,11 +244,12 @@ def train_deepsvdd(
     `net` is an Encoder or a MultiView (training/transforms.py): a row's distance is then
     summed over its transformations, and so are the objectives built on it."""
     data, dist = as_images(data), dist or Dist()
-    training_layout(net, data.device)
+    compute = Compute.of(cfg, data.device)
+    compute.place(net)
     phase = Phase("train", net, cfg, cfg.milestone, cfg.seed + 1, dist)
     model, opt = phase.model, phase.opt
     normal = None if semi_targets is None else torch.nonzero(semi_targets >= 0).flatten().cpu()
-    c = init_center_c(phase.module, data, dist=dist, rows=normal)  # no anomalies
+    c = init_center_c(phase.module, data, dist=dist, rows=normal)  # fp32; no anomalies
     R = 0.0
     start, history, saved = phase.resume(ckpt)
     if saved is not None:
@@ -277,7 +266,9 @@ def train_deepsvdd(
             for rows, n_batch in shard_batches(len(data), cfg.batch_size, phase.gen, dist):
                 xb, _ = data[rows]
                 share = n_batch / dist.world
-                d = sq_dist(model(xb), c)
+                with compute.autocast():
+                    z = model(compute.batch(xb))
+                d = sq_dist(z.float(), c)  # fp32 whatever the forward pass's precision
                 if semi_targets is None:
                     loss = svdd_loss(d, cfg.objective, R, cfg.nu, share)
                 else:

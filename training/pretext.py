@@ -59,8 +59,8 @@ def pretrain_rotation(
 
     def summed_cross_entropy(wrapped: nn.Module, xb: torch.Tensor) -> torch.Tensor:
         labels = model.transforms.labels(len(xb), xb.device)
-        # Summed over the rows, averaged over each row's K copies.
-        return F.cross_entropy(wrapped(xb), labels, reduction="sum") / k
+        # Summed over the rows, averaged over each row's K copies; fp32 under bf16 autocast.
+        return F.cross_entropy(wrapped(xb).float(), labels, reduction="sum") / k
 
     history, seconds = pretrain_loop(
         "pretrain rotation", model, summed_cross_entropy, data, cfg, ckpt, progress, dist

@@ -23,6 +23,7 @@ from training.deepsvdd import TrainState
 from training.ensemble import member_configs
 from training.labelled import Labelled, pick_labelled
 from training.networks import NetConfig, make_config
+from training.precision import resolved
 
 DEFAULT_ARCH = {"mnist": "mnist", "fashion-mnist": "mnist", "cifar10": "cifar10", "gtsrb": "gtsrb"}
 
@@ -99,15 +100,16 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_config(spec: RunSpec, cfg: TrainConfig) -> TrainConfig:
-    """`cfg` with its device resolved, once it is known to suit `spec` (before any data)."""
-    resolved = replace(cfg, device=resolve_device(cfg.device))
+    """`cfg` with its device, precision and layout resolved, once it is known to suit `spec`
+    (before any data)."""
+    concrete = resolved(replace(cfg, device=resolve_device(cfg.device)))
     if spec.anomaly_classes and cfg.objective != ONE_CLASS:
         raise ValueError("--anomaly-classes (Deep SAD) needs the one-class objective")
     if spec.resume and cfg.n_members > 1:
         raise ValueError(
             "--resume cannot continue an --ensemble run: its members are not checkpointed"
         )
-    return resolved
+    return concrete
 
 
 def split_normal(data: ImageSet, k: int, holdout: float, seed: int) -> Split:

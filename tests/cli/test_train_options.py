@@ -14,6 +14,7 @@ from training.config import (
     DEVICES,
     NETS,
     OBJECTIVES,
+    PRECISIONS,
     PRETRAIN_TASKS,
     TRANSFORMS,
     RunSpec,
@@ -30,6 +31,7 @@ CHOICES = {
     "pretrain_task": PRETRAIN_TASKS,
     "transforms": TRANSFORMS,
     "device": DEVICES,
+    "precision": PRECISIONS,
     "arch": NETS,
     "dataset": DATASETS,
 }
