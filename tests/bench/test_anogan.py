@@ -90,7 +90,10 @@ def test_a_score_does_not_depend_on_its_batch(trained: tuple[torch.Tensor, AnoGA
         apart = anomaly_score(model, x[:10])
     finally:
         model.cfg = TINY
-    np.testing.assert_allclose(together, apart, rtol=1e-4)
+    # A batch leaking into a score (BatchNorm in training mode, a loss summed over the batch)
+    # moves it by percents. Kernels that sum in another order for another batch size move it by
+    # ~1e-6, which the latent search's steps grow to ~3e-4 on AVX2-only CPUs (AMD EPYC).
+    np.testing.assert_allclose(together, apart, rtol=2e-3)
 
 
 def test_the_search_lowers_the_loss_it_reports(trained: tuple[torch.Tensor, AnoGAN]) -> None:
