@@ -1,6 +1,6 @@
 """The experiment's photographs: scikit-image's package photographs, scaled up to camera sizes
-for the timings (no package ships a 12-megapixel photograph) and cut into JPEG crops for the
-detection folder."""
+for the timings (the serving benchmark uses real 12 MP camera photographs, from Debian's
+lomiri-wallpapers-16.04) and cut into JPEG crops for the detection folder."""
 
 from __future__ import annotations
 

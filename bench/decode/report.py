@@ -85,7 +85,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "`service.decoding.decode_pixels` (Pillow, then the shared policy) on four package "
         "photographs of scikit-image (astronaut, coffee, chelsea, rocket) scaled up with "
-        "Lanczos to 4:3 camera sizes (no package ships a 12-megapixel photograph) and saved "
+        "Lanczos to 4:3 camera sizes (the serving benchmark uses real 12 MP camera "
+        "photographs, from Debian's lomiri-wallpapers-16.04) and saved "
         "as JPEG, quality 90; the best of the passes. *reduced* is the product's policy (DCT "
         "scaling to at least twice the model's input); *reduced 1x* decodes straight to the "
         "input size, the variant rejected below. Pixel gap: mean and largest absolute "
