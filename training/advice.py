@@ -8,6 +8,7 @@ import sys
 from training.calibration import MIN_HOLDOUT, TrainingFigures
 
 LOW_AUC = 0.6  # below this a model barely beats chance on its own test split
+CHANCE = 0.5  # a test class below this is scored as more normal than the normal class
 SHOWN_SKIPPED = 5  # unreadable files named in the warning line (all are in the JSON)
 
 
@@ -47,6 +48,7 @@ def calibration_warnings(cal: TrainingFigures, default_threshold: str) -> list[s
             "anomalies from normal images. Try a longer schedule (e.g. --epochs 100 "
             "--pretrain-epochs 150), keep pretraining on (--pretrain), or add normal images"
         )
+    found += below_chance_warnings(cal.class_aucs)
     held_out = cal.calibration.n
     if held_out < MIN_HOLDOUT:
         low, high = cal.calibration.rate_interval[default_threshold]
@@ -57,3 +59,18 @@ def calibration_warnings(cal: TrainingFigures, default_threshold: str) -> list[s
             f"{2 * MIN_HOLDOUT} or more, {MIN_HOLDOUT} are held out"
         )
     return found
+
+
+def below_chance_warnings(class_aucs: dict[str, float]) -> list[str]:
+    """A warning naming the test classes that the model ranks backwards (AUC below chance)."""
+    below = sorted((auc, name) for name, auc in class_aucs.items() if auc < CHANCE)
+    if not below:
+        return []
+    listed = ", ".join(f"{name!r} (AUC {auc:.3f})" for auc, name in below)
+    return [
+        f"below chance ({CHANCE}): test class(es) {listed} score as MORE normal than the "
+        "normal class's own test images, so the model has not learnt what sets them apart. "
+        "Check that the test images are taken like the training images, train at the "
+        "images' own size (--image-size) or longer; small defects need a model that scores "
+        "patches"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from modelfile.metadata import ModelMetadata
 from training import preprocess
 from training.advice import Notes, calibration_warnings
 from training.batches import Uint8Images
-from training.calibration import TrainingFigures, calibrate
+from training.calibration import TrainingFigures, auc_by_class, calibrate
 from training.deepsvdd import score
 from training.distributed import Dist
 from training.export import ScoringModel, export_model
@@ -26,13 +27,17 @@ def calibrate_trained(trained: Trained, run: Run) -> TrainingFigures:
     split = run.split
     holdout = score(net, c, Uint8Images(split.holdout, pre, "cpu")).numpy()
     test = None if split.test is None else score(net, c, Uint8Images(split.test, pre, "cpu"))
-    return calibrate(
+    figures = calibrate(
         holdout=holdout,
         train=score(net, c, Uint8Images(split.train, pre, "cpu")).numpy(),
         test=None if test is None else test.numpy(),
         test_labels=split.test_labels,
         R=trained.state.R,
     )
+    if test is None or run.data.y_test is None:
+        return figures
+    by_class = auc_by_class(test.numpy(), run.data.y_test, run.k, run.data.class_names)
+    return replace(figures, class_aucs=by_class)
 
 
 def export_trained(run: Run, trained: Trained, dist: Dist, notes: Notes) -> dict[str, Any]:
@@ -52,7 +57,13 @@ def export_trained(run: Run, trained: Trained, dist: Dist, notes: Notes) -> dict
     notes.say(f"exported {model_path} ({auc})")
     summary = run_summary(model_path, meta, run, trained, rel, dist)
     skipped = [{"file": file, "error": why} for file, why in run.data.skipped]
-    return {**summary, "skipped": skipped, "n_skipped": len(skipped), "warnings": notes.warnings}
+    return {
+        **summary,
+        "test_auc_by_class": calibration.class_aucs,
+        "skipped": skipped,
+        "n_skipped": len(skipped),
+        "warnings": notes.warnings,
+    }
 
 
 def run_summary(
