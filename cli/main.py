@@ -28,6 +28,7 @@ from cli.common import (
 from training.config import (
     DATASETS,
     DEVICES,
+    MODELS,
     NETS,
     OBJECTIVES,
     PRETRAIN_TASKS,
@@ -94,6 +95,18 @@ def _add_train_command(sub: argparse._SubParsersAction[_Parser]) -> None:
     """`train`: every hyper-parameter of TrainConfig but the warm-up, with its default."""
     t = sub.add_parser("train", help="train a model and export it to the model repository")
     _add_data_args(t)
+    _setting(
+        t,
+        TrainConfig,
+        "model",
+        choices=MODELS,
+        help="image: whole-image Deep SVDD (the paper); patch: patch-level, with an anomaly map",
+    )
+    _setting(t, TrainConfig, "patch_size", type=positive_int, help="patch: px, a multiple of 4")
+    _setting(
+        t, TrainConfig, "patch_epochs", type=positive_int, help="patch: passes over the images"
+    )
+    _setting(t, TrainConfig, "coreset", type=positive_int, help="patch: normal patch features kept")
     _setting(t, TrainConfig, "objective", choices=OBJECTIVES)
     _setting(t, TrainConfig, "nu", type=nu_value)
     _setting(t, TrainConfig, "pretrain", action=argparse.BooleanOptionalAction)

@@ -1,10 +1,14 @@
-"""Turning a decoded image into a model's input: the one resize and colour policy.
+"""Turning an image file into a model's input: the one decode, resize and colour policy.
 
-Training (folder datasets) and serving both call `to_model_array`, so an image gets the
-same pixels whichever side prepares it. Policy: apply EXIF orientation; flatten alpha
-onto white; convert to the model's colour mode (16-bit and float modes are scaled to
-8 bits by their range, not clipped); resize the whole image to the model's height and
-width with bilinear filtering (no crop, aspect ratio not kept).
+Training (folder datasets) and serving both call `load_for_model` (or `to_model_array` on an
+image already decoded), so an image gets the same pixels whichever side prepares it. Decode
+policy, from the model's metadata: "full" decodes every pixel; "reduced" has a JPEG decoded
+by libjpeg's DCT scaling at 1/2, 1/4 or 1/8 of its size, the smallest of these still at
+least the model's input (after EXIF orientation), and as grey straight from the luma when
+the model is grey; other formats decode in full either way. Then: apply EXIF orientation;
+flatten alpha onto white; convert to the model's colour mode (16-bit and float modes are
+scaled to 8 bits by their range, not clipped); resize the whole image to the model's height
+and width with bilinear filtering (no crop, aspect ratio not kept).
 """
 
 from __future__ import annotations
@@ -14,9 +18,14 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
+from modelfile.metadata import DecodePolicy
+
 Color = Literal["L", "RGB"]
 RESAMPLE = Image.Resampling.BILINEAR
 ORIENTATION_TAG = 0x0112
+# EXIF orientations that turn the image a quarter: its stored width is its displayed height.
+QUARTER_TURNS = frozenset((5, 6, 7, 8))
+DCT_SCALED_FORMATS = frozenset(("JPEG", "MPO"))
 EIGHT_BIT_MODES = frozenset(
     ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 )
@@ -47,11 +56,36 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
     return img
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 to 8) the image asks for; 1 when it has none."""
+    if "exif" not in img.info and img.format not in ("JPEG", "MPO", "TIFF", "WEBP"):
+        return 1
+    return int(img.getexif().get(ORIENTATION_TAG, 1))
+
+
 def _needs_turning(img: Image.Image) -> bool:
     """Whether EXIF data asks for the image to be turned (orientation other than 1)."""
-    if "exif" not in img.info and img.format not in ("JPEG", "MPO", "TIFF", "WEBP"):
-        return False
-    return int(img.getexif().get(ORIENTATION_TAG, 1)) != 1
+    return _orientation(img) != 1
+
+
+def _draft(img: Image.Image, color: Color, height: int, width: int) -> None:
+    """Before loading: has libjpeg decode at the smallest DCT scale still at least the model's
+    input once turned upright, in grey for a grey model. No effect on other formats."""
+    if img.format not in DCT_SCALED_FORMATS:
+        return
+    stored = (height, width) if _orientation(img) in QUARTER_TURNS else (width, height)
+    img.draft(color, stored)
+
+
+def load_for_model(
+    img: Image.Image, color: Color, height: int, width: int, policy: DecodePolicy
+) -> np.ndarray:
+    """Decodes an opened, not yet loaded image under the model's decode `policy` and returns
+    uint8 `(height, width, channels)` pixels for it (`to_model_array`)."""
+    if policy == "reduced":
+        _draft(img, color, height, width)
+    img.load()
+    return to_model_array(img, color, height, width)
 
 
 def to_model_array(img: Image.Image, color: Color, height: int, width: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelfile import EMBEDDING_OUTPUT, INPUT_NAME, MODEL_FILE, SCORE_OUTPUT
+from modelfile import ANOMALY_MAP_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, MODEL_FILE, SCORE_OUTPUT
 from modelfile.metadata import METADATA_KEY, ModelMetadata
 
 if TYPE_CHECKING:
@@ -65,11 +65,20 @@ def triton_config(meta: ModelMetadata, max_batch: int = 256) -> str:
         "output [\n"
         f'  {{ name: "{SCORE_OUTPUT}" data_type: TYPE_FP32 dims: [ 1 ] '
         "reshape: { shape: [ ] } },\n"
-        f'  {{ name: "{EMBEDDING_OUTPUT}" data_type: TYPE_FP32 dims: [ {meta.rep_dim} ] }}\n'
+        f'  {{ name: "{EMBEDDING_OUTPUT}" data_type: TYPE_FP32 dims: [ {meta.rep_dim} ] }}'
+        f"{_map_output(meta)}\n"
         "]\n"
         "dynamic_batching { max_queue_delay_microseconds: 2000 }\n"
         "version_policy: { latest: { num_versions: 1 } }\n"
     )
+
+
+def _map_output(meta: ModelMetadata) -> str:
+    """A patch model's third output, `anomaly_map` [h, w] per image; nothing for the others."""
+    if meta.patch is None:
+        return ""
+    h, w = meta.patch.grid
+    return f',\n  {{ name: "{ANOMALY_MAP_OUTPUT}" data_type: TYPE_FP32 dims: [ {h}, {w} ] }}'
 
 
 def resolve_model_path(model: str | Path, models_dir: Path = Path("models")) -> Path:

@@ -96,6 +96,29 @@ class Calibration(BaseModel):
         return intervals
 
 
+class PatchInfo(BaseModel):
+    """How a patch model reads an image: `size`-px patches every `stride` px, scored on a
+    `grid` [h, w] by the squared distance of their feature to the nearest of `coreset` normal
+    patch features (chosen from `bank` training patches); the image score is `score`'s rule."""
+
+    model_config = ConfigDict(extra="allow")
+
+    size: int = Field(gt=0)
+    stride: int = Field(gt=0)
+    grid: list[int] = Field(min_length=2, max_length=2)  # [h, w] of the anomaly map
+    coreset: int = Field(ge=1)
+    bank: int = Field(ge=1)
+    dims: int = Field(ge=1)
+    score: str
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_positive(cls, grid: list[int]) -> list[int]:
+        if min(grid) < 1:
+            raise ValueError(f"grid {grid} must be two positive sizes [h, w]")
+        return grid
+
+
 class ModelMetadata(BaseModel):
     """Everything needed to interpret a model's `score` output, stored in the ONNX file."""
 
@@ -105,6 +128,7 @@ class ModelMetadata(BaseModel):
     name: str
     kind: ModelKind = "image"  # absent in models made before patch models
     decode: DecodePolicy = "full"  # absent in models made before reduced decoding
+    patch: PatchInfo | None = None  # kind "patch" only: its patches, grid and memory bank
     version: int = Field(ge=1)
     created: str
     objective: Objective
@@ -184,6 +208,8 @@ class ModelMetadata(BaseModel):
                 raise ValueError("a soft-boundary model needs the threshold 'radius' (R^2)")
         elif self.radius is not None:
             raise ValueError("a one-class model has no radius (null)")
+        if (self.kind == "patch") != (self.patch is not None):
+            raise ValueError("a patch model, and only a patch model, has the field 'patch'")
         return self
 
     @property

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelfile.metadata import InputSpec
+from modelfile.metadata import DecodePolicy, InputSpec
 from modelfile.pixels import to_input
 from service.cpus import available_cpus
 from service.decoding import best_pixels, decode_pixels, fast_png
@@ -33,21 +33,21 @@ class Decoded:
 
 
 def _decode_one(
-    upload: Upload, spec: InputSpec, max_pixels: int, try_fast: bool
+    upload: Upload, spec: InputSpec, policy: DecodePolicy, max_pixels: int, try_fast: bool
 ) -> np.ndarray | ApiError:
     decode = best_pixels if try_fast else decode_pixels
     try:
-        return decode(upload.data, upload.what, spec, max_pixels)
+        return decode(upload.data, upload.what, spec, max_pixels, policy)
     except ApiError as exc:
         return exc
 
 
 def _decode_all(
-    uploads: list[Upload], spec: InputSpec, max_pixels: int, try_fast: bool
+    uploads: list[Upload], spec: InputSpec, policy: DecodePolicy, max_pixels: int, try_fast: bool
 ) -> list[np.ndarray | ApiError]:
     """In a pool thread: uint8 `(H, W, C)` pixels of each upload, or the error that says why
     not. `try_fast`: try `fast_png` first (False when the event loop has tried it already)."""
-    return [_decode_one(u, spec, max_pixels, try_fast) for u in uploads]
+    return [_decode_one(u, spec, policy, max_pixels, try_fast) for u in uploads]
 
 
 class DecodePool:
@@ -58,8 +58,9 @@ class DecodePool:
         self._jobs = max(2, available_cpus())
         self._pool = ThreadPoolExecutor(self._jobs, thread_name_prefix="decode")
 
-    async def decode(self, uploads: list[Upload], spec: InputSpec) -> Decoded:
-        """Decodes the uploads: float32 `(n, C, H, W)` pixel/255 of those that decode, in
+    async def decode(self, uploads: list[Upload], spec: InputSpec, policy: DecodePolicy) -> Decoded:
+        """Decodes the uploads for a model whose input is `spec` and decode policy `policy`
+        (both from its metadata): float32 `(n, C, H, W)` pixel/255 of those that decode, in
         upload order, and a 400 or 413 `ApiError` for each of the others.
 
         PNGs already in a small model's size and mode decode here on the event loop
@@ -85,6 +86,7 @@ class DecodePool:
                     _decode_all,
                     [uploads[i] for i in chunk],
                     spec,
+                    policy,
                     max_pixels,
                     not inline,
                 )

@@ -6,10 +6,12 @@ Two paths give the same pixels. `fast_png` takes the common case of a scoring se
 PNG already in the model's size and colour mode with nothing to apply (no transparency, no
 EXIF orientation, no animation): libspng decodes it faster than Pillow, cheaply enough to run
 on the event loop (bench/serving/serving.md). Anything else, or anything the fast path doubts, goes
-to `decode_pixels` (Pillow and the shared `to_model_array` policy), which runs in a worker
-thread and names the problem when there is one; `service.decode_pool` sends each image to
-one or the other. PNG is lossless, so both decoders give identical samples; the tests hold
-them to it on valid and mutated files.
+to `decode_pixels` (Pillow and the shared `load_for_model` policy, under the model's decode
+policy: a model's metadata says whether its JPEGs are decoded in full or reduced), which runs
+in a worker thread and names the problem when there is one; `service.decode_pool` sends each
+image to one or the other. PNG is lossless, so both decoders give identical samples; the tests hold
+them to it on valid and mutated files. The decode policy changes nothing there: a PNG is
+decoded in full under either.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import numpy as np
 import pyspng
 from PIL import Image
 
-from modelfile.imaging import to_model_array
-from modelfile.metadata import InputSpec
+from modelfile.imaging import load_for_model
+from modelfile.metadata import DecodePolicy, InputSpec
 from modelfile.pixels import to_input
 from service.errors import ApiError
 
@@ -111,31 +113,36 @@ def too_many_pixels(what: str, width: int, height: int, max_pixels: int) -> ApiE
     )
 
 
-def best_pixels(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np.ndarray:
+def best_pixels(
+    data: bytes, what: str, spec: InputSpec, max_pixels: int, policy: DecodePolicy = "full"
+) -> np.ndarray:
     """uint8 `(H, W, C)` pixels for `spec`: libspng where `fast_png` takes the file, else
     Pillow (`decode_pixels`, which names the problem when there is one)."""
     fast = fast_png(data, spec, max_pixels)
-    return fast if fast is not None else decode_pixels(data, what, spec, max_pixels)
+    return fast if fast is not None else decode_pixels(data, what, spec, max_pixels, policy)
 
 
-def decode_image(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np.ndarray:
+def decode_image(
+    data: bytes, what: str, spec: InputSpec, max_pixels: int, policy: DecodePolicy = "full"
+) -> np.ndarray:
     """Returns float32 `(C, H, W)` pixel/255 for `spec`; `what` names the upload in errors.
     One image by `decode_pixels` alone; a request's uploads go through
     `service.decode_pool.DecodePool`, which tries `fast_png` first."""
-    return to_input([decode_pixels(data, what, spec, max_pixels)])[0]
+    return to_input([decode_pixels(data, what, spec, max_pixels, policy)])[0]
 
 
-def decode_pixels(data: bytes, what: str, spec: InputSpec, max_pixels: int) -> np.ndarray:
-    """uint8 `(H, W, C)` pixels for `spec` by Pillow and the shared policy; `what` names the
-    upload in errors."""
+def decode_pixels(
+    data: bytes, what: str, spec: InputSpec, max_pixels: int, policy: DecodePolicy = "full"
+) -> np.ndarray:
+    """uint8 `(H, W, C)` pixels for `spec` by Pillow and the shared policy, JPEGs decoded as
+    `policy` (the model's `decode`) says; `what` names the upload in errors."""
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as img:
             width, height = img.size
             if width * height > max_pixels:
                 raise too_many_pixels(what, width, height, max_pixels)
             img.seek(0)  # the first frame of an animation or the first page of a TIFF
-            img.load()
-            pixels = to_model_array(img, spec.color, spec.height, spec.width)
+            pixels = load_for_model(img, spec.color, spec.height, spec.width, policy)
     except ApiError:
         raise
     except Image.DecompressionBombError as exc:

@@ -59,7 +59,12 @@ def load_target(
     if download:
         download_missing(dataset, data_dir)
     data = load_dataset(
-        dataset, data_dir, image_size=spec.height, channels=spec.channels, seed=training_seed(meta)
+        dataset,
+        data_dir,
+        image_size=spec.height,
+        channels=spec.channels,
+        seed=training_seed(meta),
+        decode=meta.decode,
     )
     if data.x_test is None or data.y_test is None:
         raise DataError(f"dataset {dataset!r} has no test split to evaluate on")

@@ -20,7 +20,14 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from modelfile import INPUT_NAME, MODEL_FILE, OUTPUT_NAMES, SCORE_OUTPUT, TRITON_CONFIG
+from modelfile import (
+    ANOMALY_MAP_OUTPUT,
+    INPUT_NAME,
+    MODEL_FILE,
+    OUTPUT_NAMES,
+    SCORE_OUTPUT,
+    TRITON_CONFIG,
+)
 from modelfile.layout import triton_config, write_atomic
 from modelfile.metadata import METADATA_KEY, ModelMetadata
 from training.preprocess import Preprocess
@@ -28,6 +35,8 @@ from training.preprocess import Preprocess
 # ONNX Runtime must reproduce PyTorch's scores to this relative difference (max |diff| over
 # the batch divided by the largest |score|); float32 kernels differ by ~1e-6 here.
 EXPORT_RTOL = 1e-4
+# A patch model's outputs, in its forward's order; its score and map are both checked.
+PATCH_OUTPUT_NAMES = (*OUTPUT_NAMES, ANOMALY_MAP_OUTPUT)
 
 
 class ExportError(Exception):
@@ -53,7 +62,19 @@ class ScoringModel(nn.Module):
         return ((z - self.c) ** 2).sum(dim=1), z  # (N,), (N, p)
 
 
-def to_onnx_bytes(model: ScoringModel, sample: torch.Tensor) -> bytes:
+def output_names(meta: ModelMetadata) -> tuple[str, ...]:
+    """The graph's outputs, in the scoring module's order: a patch model's map comes third."""
+    return PATCH_OUTPUT_NAMES if meta.kind == "patch" else OUTPUT_NAMES
+
+
+def checked_outputs(meta: ModelMetadata) -> tuple[str, ...]:
+    """The outputs that must reproduce PyTorch: the score, and a patch model's map."""
+    return (SCORE_OUTPUT, ANOMALY_MAP_OUTPUT) if meta.kind == "patch" else (SCORE_OUTPUT,)
+
+
+def to_onnx_bytes(
+    model: nn.Module, sample: torch.Tensor, names: tuple[str, ...] = OUTPUT_NAMES
+) -> bytes:
     """Traces the scoring model with a dynamic batch axis; returns the serialised graph."""
     model = model.eval().cpu()
     batch = torch.export.Dim("N", min=1)
@@ -64,7 +85,7 @@ def to_onnx_bytes(model: ScoringModel, sample: torch.Tensor) -> bytes:
             (sample.cpu(),),
             None,
             input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(names),
             dynamic_shapes={INPUT_NAME: {0: batch}},
             dynamo=True,
             external_data=False,
@@ -97,25 +118,36 @@ def with_metadata(graph: bytes, meta: ModelMetadata) -> bytes:
     return proto.SerializeToString()
 
 
-def verify(graph: bytes, model: ScoringModel, batch: torch.Tensor) -> float:
-    """Runs the graph in ONNX Runtime on a real batch; returns the relative score difference."""
+def verify(
+    graph: bytes,
+    model: nn.Module,
+    batch: torch.Tensor,
+    names: tuple[str, ...] = OUTPUT_NAMES,
+    checked: tuple[str, ...] = (SCORE_OUTPUT,),
+) -> float:
+    """Runs the graph in ONNX Runtime on a real batch; returns the largest relative difference
+    of the `checked` outputs (max |diff| over the batch / the largest |value| of PyTorch's)."""
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     with torch.no_grad():
-        want = model.eval().cpu()(batch.cpu())[0].numpy()
-    got = session.run([SCORE_OUTPUT], {INPUT_NAME: batch.cpu().numpy()})[0]
-    if got.shape != want.shape:
-        raise ExportError(f"ONNX score shape {got.shape} differs from PyTorch's {want.shape}")
-    rel = float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), 1e-12))
-    if not rel <= EXPORT_RTOL:
-        raise ExportError(
-            f"ONNX Runtime scores differ from PyTorch by {rel:.2e} (relative), "
-            f"above the {EXPORT_RTOL:.0e} allowed; nothing was written"
-        )
-    return rel
+        wants = [t.numpy() for t in model.eval().cpu()(batch.cpu())]
+    gots = session.run(list(checked), {INPUT_NAME: batch.cpu().numpy()})
+    worst = 0.0
+    for name, got in zip(checked, gots, strict=True):
+        want = wants[names.index(name)]
+        if got.shape != want.shape:
+            raise ExportError(f"ONNX {name} shape {got.shape} differs from PyTorch's {want.shape}")
+        rel = float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), 1e-12))
+        if not rel <= EXPORT_RTOL:
+            raise ExportError(
+                f"ONNX Runtime's {name} differs from PyTorch by {rel:.2e} (relative), "
+                f"above the {EXPORT_RTOL:.0e} allowed; nothing was written"
+            )
+        worst = max(worst, rel)
+    return worst
 
 
 def export_model(
-    model: ScoringModel, meta: ModelMetadata, version_dir: Path, batch: torch.Tensor
+    model: nn.Module, meta: ModelMetadata, version_dir: Path, batch: torch.Tensor
 ) -> tuple[Path, float]:
     """Writes `version_dir/model.onnx` (and Triton's config beside the versions).
 
@@ -123,8 +155,9 @@ def export_model(
     partial model is ever visible. Returns the path and the measured relative difference.
     """
     try:
-        graph = with_metadata(to_onnx_bytes(model, batch[:2]), meta)
-        rel = verify(graph, model, batch)
+        names = output_names(meta)
+        graph = with_metadata(to_onnx_bytes(model, batch[:2], names), meta)
+        rel = verify(graph, model, batch, names, checked_outputs(meta))
         # The model's rename is the last step: once model.onnx is visible (and a reload may
         # serve it), nothing can fail and remove it again.
         write_atomic(version_dir.parent / TRITON_CONFIG, triton_config(meta).encode())

@@ -94,6 +94,7 @@ def build_metadata(
         thresholds=calibration.thresholds,
         expected_anomaly_rate=calibration.rates,
         default_threshold=DEFAULT_THRESHOLD[cfg.objective],
+        decode=run.spec.decode,
         input=InputSpec(
             channels=net_cfg.channels,  # type: ignore[arg-type]
             height=net_cfg.height,

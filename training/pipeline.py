@@ -19,6 +19,7 @@ from training.deepsvdd import TrainState, train_deepsvdd
 from training.distributed import Dist, joined
 from training.ensemble import combine
 from training.networks import Encoder, NetConfig
+from training.patch.pipeline import train_patch_and_export
 from training.pretext import pretrainer
 from training.publish import export_trained
 from training.run import Run, Trained, load_run, resolve_config
@@ -138,6 +139,8 @@ def train_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any] | None:
     """
     started = time.perf_counter()
     cfg = resolve_config(spec, cfg)
+    if cfg.model == "patch":
+        return train_patch_and_export(spec, cfg)
     with joined(cfg.device) as dist:
         # Every rank reads the data; only rank 0 tells the user about it.
         notes = Notes(status=spec.progress) if dist.is_main else Notes(status=False)

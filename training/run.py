@@ -147,6 +147,7 @@ def load_training_data(spec: RunSpec, seed: int, notes: Notes) -> ImageSet:
         channels=spec.channels,
         seed=seed,
         cache_dir=spec.cache_dir,
+        decode=spec.decode,
     )
     if data.skipped and spec.strict:
         file, why = data.skipped[0]

@@ -130,11 +130,12 @@ def score_bytes(
     """(score, None) or (None, reason) per `(name, file bytes)`, in order: the service's pixel
     path (`best_pixels`), then one ONNX Runtime run; an image the service would refuse (not
     an image, more than `max_pixels`) gets the service's reason."""
+    meta = model.metadata
     pixels: list[np.ndarray] = []
     errors: list[str | None] = []
     for name, data in named:
         try:
-            pixels.append(best_pixels(data, name, model.metadata.input, max_pixels))
+            pixels.append(best_pixels(data, name, meta.input, max_pixels, meta.decode))
             errors.append(None)
         except ApiError as exc:
             errors.append(str(exc))

@@ -173,7 +173,9 @@ async def score(
         if explain:
             _check_explain_count(state, len(uploads))
         with span(state.tracing, "decode", found):
-            decoded = await state.decoder.decode(uploads, found.metadata.input)
+            decoded = await state.decoder.decode(
+                uploads, found.metadata.input, found.metadata.decode
+            )
         if decoded.errors:
             state.metrics.images_failed_with(found, [e.code for e in decoded.errors.values()])
         if not decoded.scored:

@@ -56,7 +56,7 @@ def test_a_second_open_does_not_decode(tmp_path: Path) -> None:
     assert np.array_equal(built, expected) and np.array_equal(reopened, expected)
 
 
-def test_a_changed_file_or_size_makes_a_new_entry(tmp_path: Path) -> None:
+def test_a_changed_file_size_or_decode_policy_makes_a_new_entry(tmp_path: Path) -> None:
     paths = write_folder(tmp_path / "data")
     cached_images(tmp_path / "cache", paths, 16, 3, CountingDecoder())
     noise_image(999, (20, 20), "RGB").save(paths[3])
@@ -68,7 +68,10 @@ def test_a_changed_file_or_size_makes_a_new_entry(tmp_path: Path) -> None:
     other_size = CountingDecoder()
     cached_images(tmp_path / "cache", paths, 8, 3, lambda p: other_size(p)[:8, :8])
     assert other_size.calls == len(paths)
-    assert len(list((tmp_path / "cache").glob("images-*.npy"))) == 3
+    other_policy = CountingDecoder()
+    cached_images(tmp_path / "cache", paths, 8, 3, lambda p: other_policy(p)[:8, :8], "reduced")
+    assert other_policy.calls == len(paths)
+    assert len(list((tmp_path / "cache").glob("images-*.npy"))) == 4
     assert not list((tmp_path / "cache").glob(".*.tmp"))
 
 

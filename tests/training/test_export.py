@@ -103,6 +103,7 @@ def test_metadata_carries_the_spec_fields(tiny_model: dict[str, Any]) -> None:
     assert meta.metrics["auc"] == pytest.approx(tiny_model["auc"])
     assert meta.training["preprocessing"]["gcn"] == "l1"
     assert meta.expected_anomaly_rate["q0.95"] == pytest.approx(0.05, abs=0.03)
+    assert raw["decode"] == "reduced"  # new models: JPEGs DCT-scaled, in training and serving
 
 
 def test_crash_while_writing_leaves_nothing(
@@ -125,12 +126,12 @@ def test_mismatch_with_pytorch_refuses_to_write(
 ) -> None:
     real = export.to_onnx_bytes
 
-    def drifted(model: ScoringModel, sample: torch.Tensor) -> bytes:
+    def drifted(model: ScoringModel, sample: torch.Tensor, names: tuple[str, ...]) -> bytes:
         other = ScoringModel(model.pre, model.net, model.c + 1.0)  # a graph that scores differently
-        return real(other, sample)
+        return real(other, sample, names)
 
     monkeypatch.setattr(export, "to_onnx_bytes", drifted)
     _, version_dir = claim_version(tmp_path / "m")
-    with pytest.raises(ExportError, match="differ from PyTorch"):
+    with pytest.raises(ExportError, match="differs from PyTorch"):
         export_model(scoring_model, _meta(), version_dir, torch.rand(4, 1, 28, 28))
     assert not version_dir.exists()

@@ -1,9 +1,10 @@
 """A folder's images decoded once into a memory-mapped uint8 `.npy` (`--cache-dir`).
 
-The key is a hash of every file's path, size and mtime and of the image size and channels, so
-a changed, added or removed file or another size makes a new entry. A builder holds an
-exclusive lock on the entry, decodes to a temporary name and renames it into place: two ranks
-or two jobs asking at once decode it once; the others wait, then open it read-only.
+The key is a hash of every file's path, size and mtime and of the image size, channels and
+decode policy, so a changed, added or removed file or another size or policy makes a new
+entry. A builder holds an exclusive lock on the entry, decodes to a temporary name and renames
+it into place: two ranks or two jobs asking at once decode it once; the others wait, then open
+it read-only.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
+from modelfile.metadata import DecodePolicy
 from training.data.common import DataError
 
 CACHE_FORMAT = 1
 
 
-def cache_key(paths: Sequence[Path], size: int, channels: int) -> str:
-    """Hex digest over the files' resolved paths, sizes and mtimes, the size and channels."""
+def cache_key(paths: Sequence[Path], size: int, channels: int, policy: DecodePolicy) -> str:
+    """Hex digest over the files' resolved paths, sizes and mtimes, the size, channels and
+    decode policy."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"format": CACHE_FORMAT, "size": size, "channels": channels}).encode())
+    settings = {"format": CACHE_FORMAT, "size": size, "channels": channels, "decode": policy}
+    digest.update(json.dumps(settings).encode())
     for path in paths:
         try:
             st = path.stat()
@@ -42,15 +46,17 @@ def cached_images(
     size: int,
     channels: int,
     decode: Callable[[Path], np.ndarray],
+    policy: DecodePolicy = "full",
 ) -> np.ndarray:
     """The images of `paths` as a read-only memory map (N, size, size, channels), decoded
-    with `decode` only when no entry for exactly these files exists yet."""
+    with `decode` (which decodes under `policy`) only when no entry for exactly these files
+    exists yet."""
     cache_dir = Path(cache_dir).expanduser()
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"--cache-dir {cache_dir}: cannot create it ({exc.strerror})") from exc
-    key = cache_key(paths, size, channels)
+    key = cache_key(paths, size, channels, policy)
     final = cache_dir / f"images-{key}.npy"
     shape = (len(paths), size, size, channels)
     if not final.exists():

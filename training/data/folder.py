@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from modelfile.imaging import Color
+from modelfile.metadata import DecodePolicy
 from training.data.cache import cached_images
 from training.data.common import DataError, Splits, hold_out
 from training.data.images import GRAY_MODES, image_mode, read_image
@@ -37,12 +38,13 @@ def _read_folder_split(
     classes: list[str],
     color: Color,
     size: int,
+    policy: DecodePolicy,
     cache_dir: Path | None = None,
 ) -> tuple[ImageArray, np.ndarray, list[tuple[str, str]]]:
-    """Decodes every file; one that does not decode is left out and listed with the reason,
-    so that a user sees all the bad files of a folder at once. With `cache_dir` the images
-    come from (or go to) a memory map, and a file that does not decode stops the build: the
-    cache holds every file it is keyed by."""
+    """Decodes every file under the decode `policy`; one that does not decode is left out and
+    listed with the reason, so that a user sees all the bad files of a folder at once. With
+    `cache_dir` the images come from (or go to) a memory map, and a file that does not decode
+    stops the build: the cache holds every file it is keyed by."""
     index = {name: i for i, name in enumerate(classes)}
     paths = [(path, index[name]) for name, group in files.items() for path in group]
     channels = 1 if color == "L" else 3
@@ -53,7 +55,8 @@ def _read_folder_split(
             [path for path, _ in paths],
             size,
             channels,
-            partial(_cached_read, color, size),
+            partial(_cached_read, color, size, policy),
+            policy,
         )
         return images, labels, []
     x = np.empty((len(paths), size, size, channels), dtype=np.uint8)
@@ -61,7 +64,7 @@ def _read_folder_split(
     skipped = []
     for i, (path, _) in enumerate(paths):
         try:
-            x[i] = read_image(path, color, size)
+            x[i] = read_image(path, color, size, policy=policy)
         except DataError as e:
             keep[i] = False
             skipped.append((str(path), str(e.__cause__ or e)))
@@ -69,9 +72,9 @@ def _read_folder_split(
     return x[keep], y[keep], skipped
 
 
-def _cached_read(color: Color, size: int, path: Path) -> np.ndarray:
+def _cached_read(color: Color, size: int, policy: DecodePolicy, path: Path) -> np.ndarray:
     try:
-        return read_image(path, color, size)
+        return read_image(path, color, size, policy=policy)
     except DataError as exc:
         raise DataError(
             f"{exc}; --cache-dir caches every file of the folder: remove or fix it, "
@@ -87,9 +90,15 @@ def _mode_or_none(path: Path) -> str | None:
 
 
 def load_folder(
-    root: Path, size: int | None, color: Color | None, seed: int, cache_dir: Path | None = None
+    root: Path,
+    size: int | None,
+    color: Color | None,
+    seed: int,
+    cache_dir: Path | None = None,
+    policy: DecodePolicy = "full",
 ) -> Splits:
-    """Reads the folder; with `cache_dir`, decoded images come from (or go to) a memory map."""
+    """Reads the folder, its files decoded under the decode `policy`; with `cache_dir`, decoded
+    images come from (or go to) a memory map."""
     train_dir, test_dir = root / "train", root / "test"
     if not train_dir.is_dir():
         raise DataError(
@@ -103,10 +112,12 @@ def load_folder(
         modes = [_mode_or_none(p) for group in train.values() for p in group]
         color = "L" if all(m in GRAY_MODES for m in modes if m is not None) else "RGB"
     size = size or (28 if color == "L" else 32)
-    x_train, y_train, skipped = _read_folder_split(train, classes, color, size, cache_dir)
+    x_train, y_train, skipped = _read_folder_split(train, classes, color, size, policy, cache_dir)
     if test is None:
         x_train, y_train, x_test, y_test = hold_out(x_train, y_train, seed)
     else:
-        x_test, y_test, skipped_test = _read_folder_split(test, classes, color, size, cache_dir)
+        x_test, y_test, skipped_test = _read_folder_split(
+            test, classes, color, size, policy, cache_dir
+        )
         skipped += skipped_test
     return Splits(x_train, y_train, x_test, y_test, classes, tuple(skipped))

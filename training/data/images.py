@@ -1,4 +1,5 @@
-"""Decoding image files (GTSRB signs, folder datasets) into model pixels."""
+"""Decoding image files (GTSRB signs, folder datasets) into model pixels, under the model's
+decode policy (`modelfile.imaging.load_for_model`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modelfile.imaging import Color, to_model_array
+from modelfile.imaging import Color, load_for_model, to_model_array
+from modelfile.metadata import DecodePolicy
 from training.data.common import DataError
 
 GRAY_MODES = frozenset({"L", "1", "I;16", "I;16L", "I;16B", "I;16N", "I", "F", "LA"})
@@ -16,14 +18,20 @@ IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def read_image(
-    path: Path, color: Color, size: int, crop: Callable[[Image.Image], Image.Image] | None = None
+    path: Path,
+    color: Color,
+    size: int,
+    crop: Callable[[Image.Image], Image.Image] | None = None,
+    policy: DecodePolicy = "full",
 ) -> np.ndarray:
-    """Decodes one image file into model pixels, applying `crop` to the decoded image first."""
+    """Decodes one image file into model pixels under the decode `policy`; with `crop` (boxes
+    in the file's own pixels) the file is decoded in full and cropped first."""
     try:
         with Image.open(path) as img:
+            if crop is None:
+                return load_for_model(img, color, size, size, policy)
             img.load()
-            picture = img if crop is None else crop(img)
-            return to_model_array(picture, color, size, size)
+            return to_model_array(crop(img), color, size, size)
     except IMAGE_ERRORS as e:
         raise DataError(f"{path}: cannot read the image ({e})") from e
 

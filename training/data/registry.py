@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from modelfile.imaging import Color, to_model_array
+from modelfile.metadata import DecodePolicy
 from training.config import DATASETS
 from training.data.cifar10 import cifar10_dir, load_cifar10
 from training.data.common import DataError, ImageSet, Loader
@@ -63,12 +64,14 @@ def load_dataset(
     channels: int | None = None,
     seed: int = 0,
     cache_dir: Path | None = None,
+    decode: DecodePolicy = "full",
 ) -> ImageSet:
     """Loads a dataset, adapted to `image_size` x `image_size` and `channels` when given.
 
     It reads only what is on disk: fetching a downloadable dataset is the caller's step
     before (`training.data.download.download_missing`). `cache_dir` (folder only) keeps the
-    decoded images in a memory-mapped cache (training/data/cache.py).
+    decoded images in a memory-mapped cache (training/data/cache.py). `decode` is the decode
+    policy of a folder's files (`modelfile.imaging.load_for_model`).
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -85,8 +88,8 @@ def load_dataset(
             f"{name}: no data in {root}; pass --download to fetch it "
             "or --data-dir to point at a copy"
         )
-    if name == "folder" and cache_dir is not None:
-        splits = load_folder(root, image_size, color, seed, cache_dir=cache_dir)
+    if name == "folder":
+        splits = load_folder(root, image_size, color, seed, cache_dir=cache_dir, policy=decode)
     else:
         splits = LOADERS[name](root, image_size, color, seed)
     x_train = splits.x_train

@@ -1,0 +1,154 @@
+"""`deepsvdd train --model patch`: data, checks, training, memory bank and coreset,
+calibration on held-out image scores, and one self-contained ONNX graph."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from modelfile.layout import claim_version
+from training import preprocess
+from training.advice import Notes, calibration_warnings
+from training.calibration import TrainingFigures, calibrate
+from training.config import RunSpec, TrainConfig
+from training.data import resolve_class
+from training.data.rows import ImageArray
+from training.export import export_model
+from training.patch.bank import bank_features, greedy_coreset
+from training.patch.checks import check_bank, check_image_size, refuse_unsupported
+from training.patch.fit import standardise_from, to_batch, train_patch_encoder
+from training.patch.metadata import build_patch_metadata
+from training.patch.network import PatchNetConfig, grid_shape
+from training.patch.sampling import geometry
+from training.patch.scoring import PatchScoring, Standardise
+from training.patch.types import PatchRun, PatchTrained
+from training.run import default_name, load_training_data, split_normal
+
+SCORE_BATCH = 16  # images per forward when scoring and building the bank
+# Folder images are read at this size unless --image-size says otherwise (whole-image models
+# read them as 28 or 32 px thumbnails, too small for patches).
+FOLDER_IMAGE_SIZE = 128
+
+
+def load_patch_run(spec: RunSpec, cfg: TrainConfig, notes: Notes) -> PatchRun:
+    """Reads the data and checks, before any training, that it suits the patch model."""
+    refuse_unsupported(spec, cfg)
+    if spec.dataset == "folder" and spec.image_size is None:
+        spec = replace(spec, image_size=FOLDER_IMAGE_SIZE)
+    data = load_training_data(spec, cfg.seed, notes)
+    _, h, w, ch = data.x_train.shape
+    check_image_size(h, w, cfg.patch_size)
+    k = resolve_class(data, spec.normal_class)
+    split = split_normal(data, k, spec.holdout, cfg.seed)
+    check_bank(len(split.train), len(split.holdout), h, w, cfg)
+    return PatchRun(
+        spec=spec,
+        cfg=cfg,
+        data=data,
+        k=k,
+        name=spec.name or default_name(spec.dataset, data.class_names[k]),
+        split=split,
+        net_cfg=PatchNetConfig(ch, cfg.patch_size, leaky_slope=spec.leaky_slope),
+        geo=geometry(cfg.patch_size, min(h, w)),
+        grid=grid_shape(h, w, cfg.patch_size),
+    )
+
+
+def batches(images: ImageArray, pre: Standardise, device: str) -> list[torch.Tensor]:
+    rows = np.arange(len(images))
+    return [
+        to_batch(images, rows[s : s + SCORE_BATCH], pre, device)
+        for s in range(0, len(images), SCORE_BATCH)
+    ]
+
+
+def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
+    """Trains the encoder, then keeps a greedy k-center coreset of the normal patch features."""
+    cfg, train = run.cfg, run.split.train
+    pre = standardise_from(train)
+    fitted = train_patch_encoder(
+        run.net_cfg, train, pre, run.geo, cfg.patch_epochs, cfg.seed, cfg.device, run.spec.progress
+    )
+    started = time.perf_counter()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    bank = bank_features(
+        fitted.encoder, batches(train, pre.to(cfg.device), cfg.device), len(train), gen
+    )
+    chosen = greedy_coreset(bank, cfg.coreset, gen)
+    seconds = time.perf_counter() - started
+    notes.say(f"coreset: {len(chosen)} of {len(bank)} normal patch features in {seconds:.1f} s")
+    scoring = PatchScoring(
+        pre.cpu(), fitted.encoder.cpu(), bank[chosen].cpu(), bank.mean(dim=0).cpu()
+    )
+    return PatchTrained(scoring.eval(), fitted, len(chosen), len(bank), round(seconds, 3))
+
+
+@torch.no_grad()
+def image_scores(scoring: PatchScoring, images: ImageArray) -> np.ndarray:
+    """The exported module's image scores, in PyTorch on the CPU."""
+    out = [
+        scoring(preprocess.to_unit_tensor(np.asarray(images[s : s + SCORE_BATCH])))[0]
+        for s in range(0, len(images), SCORE_BATCH)
+    ]
+    return torch.cat(out).numpy() if out else np.empty(0, dtype=np.float32)
+
+
+def calibrate_patch(run: PatchRun, trained: PatchTrained) -> TrainingFigures:
+    """Thresholds from the held-out normal images' image scores, as for image models."""
+    split, scoring = run.split, trained.scoring
+    return calibrate(
+        holdout=image_scores(scoring, split.holdout),
+        train=image_scores(scoring, split.train),
+        test=None if split.test is None else image_scores(scoring, split.test),
+        test_labels=split.test_labels,
+        R=None,
+    )
+
+
+def train_patch_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
+    """The patch run from data to an exported model; returns the summary `train` prints."""
+    started = time.perf_counter()
+    notes = Notes(status=spec.progress)
+    run = load_patch_run(spec, cfg, notes)
+    h, w = run.grid
+    notes.say(
+        f"training a patch model on {len(run.split.train)} normal images ({h}x{w} patches of "
+        f"{cfg.patch_size} px each); thresholds from {len(run.split.holdout)} held out"
+    )
+    trained = fit_patch_model(run, notes)
+    calibration = calibrate_patch(run, trained)
+    version, version_dir = claim_version(spec.models_dir / run.name)
+    meta = build_patch_metadata(run, trained, calibration, version)
+    for warning in calibration_warnings(calibration, meta.default_threshold):
+        notes.warn(warning)
+    sample = preprocess.to_unit_tensor(np.asarray(run.split.holdout[:8]))
+    path, rel = export_model(trained.scoring, meta, version_dir, sample)
+    auc = "no test split" if calibration.auc is None else f"test AUC {calibration.auc:.3f}"
+    notes.say(f"exported {path} ({auc})")
+    return {
+        "model_path": str(path),
+        "name": meta.name,
+        "version": meta.version,
+        "kind": meta.kind,
+        "auc": calibration.auc,
+        "train_seconds": round(trained.fit.seconds, 3),
+        "coreset_seconds": trained.coreset_seconds,
+        "objective": meta.objective,
+        "radius": None,
+        "default_threshold": meta.default_threshold,
+        "thresholds": meta.thresholds,
+        "n_train": meta.dataset.n_train,
+        "export_rel_diff": rel,
+        "file_bytes": path.stat().st_size,
+        "patch": None if meta.patch is None else meta.patch.model_dump(),
+        "device": cfg.device,
+        "calibration": None if meta.calibration is None else meta.calibration.model_dump(),
+        "threads": torch.get_num_threads(),
+        "skipped": [{"file": file, "error": why} for file, why in run.data.skipped],
+        "warnings": notes.warnings,
+        "total_seconds": round(time.perf_counter() - started, 3),
+    }
