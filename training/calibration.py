@@ -5,7 +5,7 @@ ships (through `modelfile.thresholds`, as `deepsvdd calibrate` does), the test A
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -61,6 +61,19 @@ def auc_by_class(
         for c in np.unique(classes)
         if c != normal
     }
+
+
+def with_class_aucs(
+    figures: TrainingFigures,
+    test: np.ndarray | None,
+    classes: np.ndarray | None,
+    normal: int,
+    names: Sequence[str],
+) -> TrainingFigures:
+    """`figures` with each anomalous test class's AUC (unchanged without a labelled test split)."""
+    if test is None or classes is None:
+        return figures
+    return replace(figures, class_aucs=auc_by_class(test, classes, normal, names))
 
 
 def holdout_size(n_normal: int, fraction: float) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from modelfile.metadata import ModelMetadata
 from training import preprocess
 from training.advice import Notes, calibration_warnings
 from training.batches import Uint8Images
-from training.calibration import TrainingFigures, auc_by_class, calibrate
+from training.calibration import TrainingFigures, calibrate, with_class_aucs
 from training.deepsvdd import score
 from training.distributed import Dist
 from training.export import ScoringModel, export_model
@@ -27,17 +26,16 @@ def calibrate_trained(trained: Trained, run: Run) -> TrainingFigures:
     split = run.split
     holdout = score(net, c, Uint8Images(split.holdout, pre, "cpu")).numpy()
     test = None if split.test is None else score(net, c, Uint8Images(split.test, pre, "cpu"))
+    test_scores = None if test is None else test.numpy()  # (n_test,)
     figures = calibrate(
         holdout=holdout,
         train=score(net, c, Uint8Images(split.train, pre, "cpu")).numpy(),
-        test=None if test is None else test.numpy(),
+        test=test_scores,
         test_labels=split.test_labels,
         R=trained.state.R,
     )
-    if test is None or run.data.y_test is None:
-        return figures
-    by_class = auc_by_class(test.numpy(), run.data.y_test, run.k, run.data.class_names)
-    return replace(figures, class_aucs=by_class)
+    data = run.data
+    return with_class_aucs(figures, test_scores, data.y_test, run.k, data.class_names)
 
 
 def export_trained(run: Run, trained: Trained, dist: Dist, notes: Notes) -> dict[str, Any]:

@@ -143,7 +143,7 @@ def markdown(agg: dict[str, dict[str, Any]], all_pieces: list[dict[str, Any]], n
         "",
         *_map_table(agg),
         "",
-        "## Speed (one thread; /score measured on the first seed only)",
+        "## Speed (one thread; /score measured on seed 0 only)",
         "",
         *_speed_table(agg),
         "",

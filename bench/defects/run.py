@@ -37,6 +37,7 @@ METHODS: dict[str, list[str]] = {
     "image": [],  # the default model: whole-image Deep SVDD
     "patch": ["--model", "patch"],
 }
+SERVED_SEED = 0  # /score is measured on this seed's models only (a service start each)
 SUMMARY_KEYS = (
     "auc",
     "test_auc_by_class",
@@ -124,7 +125,7 @@ def measure(args: argparse.Namespace, data: Path, method: str, seed: int) -> dic
         "raw_images_per_s": raw_speed(model, to_input(np.stack(pixels)), args.speed_seconds),
         "model_bytes": model.stat().st_size,
     }
-    if seed == int(args.seeds.split(",")[0]):
+    if seed == SERVED_SEED:
         crops = [p[..., 0] for p in pixels]
         piece["served_images_per_s"] = served_speed(
             args.work / "models", model.parent.parent.name, crops, args.speed_seconds, args.work
@@ -141,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         "epochs": args.epochs,
         "counts": vars(Counts()),
     }
-    for surface in args.surfaces.split(","):
-        for seed in map(int, args.seeds.split(",")):
+    for seed in map(int, args.seeds.split(",")):
+        for surface in args.surfaces.split(","):
             data = build(args.work / "data" / f"{surface}-{seed}", surface, seed)
             for method in args.methods.split(","):
                 path = args.out / "runs" / f"{surface}-{method}-{seed}.json"

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.cli.test_cli import deepsvdd, last_json
 from training.advice import calibration_warnings
-from training.calibration import auc_by_class, calibrate
+from training.calibration import auc_by_class, calibrate, with_class_aucs
 
 
 def test_auc_by_class_against_the_normal_test_images() -> None:
@@ -20,6 +20,15 @@ def test_auc_by_class_against_the_normal_test_images() -> None:
     aucs = auc_by_class(scores, classes, normal=0, names=["good", "worse", "reversed"])
     assert aucs == {"worse": 1.0, "reversed": 0.0}
     assert auc_by_class(scores[2:], classes[2:], normal=0, names=["a", "b", "c"]) == {}
+
+
+def test_with_class_aucs_needs_a_labelled_test_split() -> None:
+    rng = np.random.default_rng(0)
+    holdout = rng.random(300)
+    cal = calibrate(holdout, holdout, None, None, R=None)
+    assert with_class_aucs(cal, None, None, 0, ["good"]) is cal
+    scores, classes = np.array([1.0, 2.0, 0.5]), np.array([0, 0, 1])
+    assert with_class_aucs(cal, scores, classes, 0, ["good", "bland"]).class_aucs == {"bland": 0.0}
 
 
 def test_a_class_below_chance_is_warned_of_by_name() -> None:
