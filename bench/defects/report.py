@@ -17,7 +17,17 @@ GOALS = {"image_auroc": 0.95, "hottest_on_defect": 0.80, "pixel_auroc": 0.95, "e
 
 
 def pieces(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    """The runs' pieces, each (surface, method) served speed added to its seed's piece."""
+    served = {
+        (d["surface"], d["method"], d["seed"]): d["served_images_per_s"]
+        for d in (json.loads(p.read_text()) for p in sorted((out / "served").glob("*.json")))
+    }
+    found = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    for piece in found:
+        speed = served.get((piece["surface"], piece["method"], piece["seed"]))
+        if speed is not None:
+            piece["served_images_per_s"] = speed
+    return found
 
 
 def failed(all_pieces: list[dict[str, Any]]) -> list[str]:

@@ -37,7 +37,7 @@ METHODS: dict[str, list[str]] = {
     "image": [],  # the default model: whole-image Deep SVDD
     "patch": ["--model", "patch"],
 }
-SERVED_SEED = 0  # /score is measured on this seed's models only (a service start each)
+SERVED_SEED = 0  # /score is measured with this seed's models only (a service start each)
 SUMMARY_KEYS = (
     "auc",
     "test_auc_by_class",
@@ -125,17 +125,31 @@ def measure(args: argparse.Namespace, data: Path, method: str, seed: int) -> dic
         "raw_images_per_s": raw_speed(model, to_input(np.stack(pixels)), args.speed_seconds),
         "model_bytes": model.stat().st_size,
     }
-    if seed == SERVED_SEED:
-        crops = [p[..., 0] for p in pixels]
-        piece["served_images_per_s"] = served_speed(
-            args.work / "models", model.parent.parent.name, crops, args.speed_seconds, args.work
-        )
     return piece
+
+
+def measure_served(args: argparse.Namespace, surface: str, method: str) -> None:
+    """/score images/s of seed SERVED_SEED's model, into served/<surface>-<method>.json (once:
+    delete the file to measure again, e.g. after the service has changed)."""
+    path = args.out / "served" / f"{surface}-{method}.json"
+    data = args.work / "data" / f"{surface}-{SERVED_SEED}"
+    model = args.work / "models" / f"{data.name}-{method}" / "1" / "model.onnx"
+    if path.exists() or not model.exists():
+        return
+    size = session(model).get_inputs()[0].shape[2]
+    crops = [read_image(p, "L", size)[..., 0] for p in sorted((data / "test" / "good").iterdir())]
+    speed = served_speed(
+        args.work / "models", model.parent.parent.name, crops, args.speed_seconds, args.work
+    )
+    meta = {"surface": surface, "method": method, "seed": SERVED_SEED, "cpu": cpu_line(1)}
+    write_json(path, {**meta, "served_images_per_s": speed})
+    print(f"{now()} wrote {path}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
+    (args.out / "served").mkdir(parents=True, exist_ok=True)
     schedule = {
         "image_size": args.image_size,
         "pretrain_epochs": args.pretrain_epochs,
@@ -153,4 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                 meta = {"surface": surface, "method": method, "seed": seed, "cpu": cpu_line(1)}
                 write_json(path, {**meta, "schedule": schedule, **piece})
                 print(f"{now()} wrote {path}", flush=True)
+    for surface in args.surfaces.split(","):
+        for method in args.methods.split(","):
+            measure_served(args, surface, method)
     report.write(args.out)
