@@ -38,7 +38,9 @@ def test_a_class_below_chance_is_warned_of_by_name() -> None:
     cal = type(cal)(**{**cal.__dict__, "auc": 0.9, "class_aucs": {"other": 0.31, "hole": 0.97}})
     [warning] = calibration_warnings(cal, "q0.95")
     assert "'other' (AUC 0.310)" in warning and "MORE normal" in warning
-    assert "'hole'" not in warning
+    assert "'hole'" not in warning and "--model patch" in warning
+    [patch_warning] = calibration_warnings(cal, "q0.95", "patch")
+    assert "'other' (AUC 0.310)" in patch_warning and "--model patch" not in patch_warning
 
 
 def _part(rng: np.random.Generator, scratched: bool) -> np.ndarray:

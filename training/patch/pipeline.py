@@ -125,7 +125,7 @@ def train_patch_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
     calibration = calibrate_patch(run, trained)
     version, version_dir = claim_version(spec.models_dir / run.name)
     meta = build_patch_metadata(run, trained, calibration, version)
-    for warning in calibration_warnings(calibration, meta.default_threshold):
+    for warning in calibration_warnings(calibration, meta.default_threshold, meta.kind):
         notes.warn(warning)
     sample = preprocess.to_unit_tensor(np.asarray(run.split.holdout[:8]))
     path, rel = export_model(trained.scoring, meta, version_dir, sample)
