@@ -74,10 +74,21 @@ def aggregate(all_pieces: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _cell(figures: dict[str, Any], name: str, digits: int = 3) -> str:
+    """'mean ± std' over the runs; the mean alone for one run."""
     stat = figures.get(name)
     if stat is None:
         return "-"
+    if stat["n"] == 1:
+        return f"{stat['mean']:.{digits}f}"
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def commands(all_pieces: list[dict[str, Any]]) -> list[str]:
+    """The training command of each method's first piece (the others differ in data and seed)."""
+    first: dict[str, str] = {}
+    for piece in all_pieces:
+        first.setdefault(piece["method"], piece["training"]["command"])
+    return [f"- {method}: `{command}`" for method, command in first.items()]
 
 
 def goals(figures: dict[str, Any]) -> dict[str, bool | None]:
@@ -100,12 +111,18 @@ def goals(figures: dict[str, Any]) -> dict[str, bool | None]:
     }
 
 
+def _label(group: str, figures: dict[str, Any]) -> str:
+    """'surface/method (n runs)': how many (surface, seed) pieces the means are over."""
+    n = figures["image_auroc/all_defects"]["n"]
+    return f"{group} ({n} run{'s' if n > 1 else ''})"
+
+
 def _image_table(agg: dict[str, dict[str, Any]]) -> list[str]:
     head = "| surface / method | " + " | ".join(IMAGE_COLUMNS) + " |"
     rows = [head, "| --- |" + " ---: |" * len(IMAGE_COLUMNS)]
     for group, figures in agg.items():
         cells = [_cell(figures, f"image_auroc/{c}") for c in IMAGE_COLUMNS]
-        rows.append(f"| {group} | " + " | ".join(cells) + " |")
+        rows.append(f"| {_label(group, figures)} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -120,7 +137,7 @@ def _map_table(agg: dict[str, dict[str, Any]]) -> list[str]:
                 _cell(figures, f"maps/{kind}/{n}")
                 for n in ("pixel_auroc", "pro_0.3", "hottest_on_defect")
             ]
-            rows.append(f"| {group} | {kind} | " + " | ".join(cells) + " |")
+            rows.append(f"| {_label(group, figures)} | {kind} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -130,7 +147,8 @@ def _speed_table(agg: dict[str, dict[str, Any]]) -> list[str]:
     rows = ["| surface / method | " + " | ".join(head) + " |"]
     rows.append("| --- |" + " ---: |" * len(names))
     for group, figures in agg.items():
-        rows.append(f"| {group} | " + " | ".join(_cell(figures, n, 1) for n in names) + " |")
+        speeds = " | ".join(_cell(figures, n, 1) for n in names)
+        rows.append(f"| {_label(group, figures)} | {speeds} |")
     return rows
 
 
@@ -142,10 +160,12 @@ def markdown(agg: dict[str, dict[str, Any]], all_pieces: list[dict[str, Any]], n
         "",
         notes.strip(),
         "",
-        f"Schedule: `{json.dumps(first['schedule'])}`; CPU: {first['cpu']}. Commands: "
-        "each piece's `training.command` in defects.json.",
+        f"Schedule: `{json.dumps(first['schedule'])}`; CPU: {first['cpu']}. Training "
+        "commands (each piece's is in defects.json):",
         "",
-        "## Image AUROC (mean ± std over seeds)",
+        *commands(all_pieces),
+        "",
+        "## Image AUROC (mean ± std over the runs: seeds, and surfaces for all/)",
         "",
         *_image_table(agg),
         "",
