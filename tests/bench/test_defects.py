@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.defects.evaluate import evaluate
 from bench.defects.metrics import (
     hottest_on_defect,
     image_auroc,
@@ -16,6 +17,8 @@ from bench.defects.metrics import (
     upsample,
 )
 from bench.defects.plant import KINDS, plant
+from bench.defects.report import aggregate, goals
+from bench.defects.score import Scored
 from bench.defects.surfaces import CROP, Counts, build, crops, read_mask
 
 FLAT = np.full((64, 64), 80, dtype=np.uint8)  # no defect clips at 0 or 255 from here
@@ -125,3 +128,47 @@ def test_hottest_cell_on_the_defect() -> None:
     grid[0, 0], grid[3, 3] = 0.0, 1.0
     assert not hottest_on_defect(grid, mask)
     assert not hottest_on_defect(np.zeros((4, 4)), mask)  # a flat map finds nothing
+
+
+def _scored(kind: str, scores: list[float], hot: tuple[int, int] | None) -> Scored:
+    """Scored images of `kind` with 4x4 maps, hot at `hot` (a flat map when None); masks at
+    the top-left 8x8 of 16x16 images for defects."""
+    maps, masks = [], []
+    for _ in scores:
+        grid = np.zeros((4, 4))
+        if hot is not None:
+            grid[hot] = 1.0
+        mask = np.zeros((16, 16), dtype=bool)
+        if kind != "good":
+            mask[:8, :8] = True
+        maps.append(grid)
+        masks.append(mask)
+    return Scored(kind, [f"{i}.png" for i in range(len(scores))], np.array(scores), maps, masks)
+
+
+def test_evaluate_and_aggregate_over_runs() -> None:
+    good = _scored("good", [0.1, 0.2, 0.3], None)
+    tested = {kind: _scored(kind, [0.5, 0.6], (0, 0)) for kind in KINDS}
+    tested["scratch"] = _scored("scratch", [0.15, 0.25], (3, 3))  # ranked among good, map off
+    result = evaluate(good, tested, with_maps=True)
+    assert result["image_auroc"]["hole"] == 1.0
+    assert result["image_auroc"]["scratch"] == pytest.approx(0.5)
+    assert result["maps"]["hole"]["hottest_on_defect"] == 1.0
+    assert result["maps"]["scratch"]["hottest_on_defect"] == 0.0
+    assert result["maps"]["all_defects"]["hottest_on_defect"] == pytest.approx(0.75)
+    piece = {
+        "surface": "moon",
+        "method": "image",
+        "seed": 0,
+        "training": {"train_seconds": 10.0},
+        "raw_images_per_s": {"scores": 100.0, "with_maps": 1.0},
+        "model_bytes": 1000,
+        **result,
+    }
+    other_seed = {**piece, "seed": 1, "training": {"train_seconds": 30.0}}
+    failed = {**piece, "seed": 2, "training": {"error": "boom"}}
+    agg = aggregate([piece, other_seed, failed])
+    assert agg["moon/image"]["train_seconds"] == {"mean": 20.0, "std": 10.0, "n": 2}
+    checks = goals(agg["all/image"])
+    assert checks["image_auroc >= 0.95 every kind"] is False
+    assert checks["/score?explain=true >= 50% of /score"] is None  # not measured
