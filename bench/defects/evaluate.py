@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.defects.metrics import hottest_on_defect, image_auroc, pixel_auroc, pro, upsample
+from bench.defects.metrics import hottest_on_defect, image_auroc, pixel_auroc, pro, to_pixels
 from bench.defects.plant import KINDS
 from bench.defects.score import Scored
 
@@ -23,14 +23,21 @@ def image_metrics(good: Scored, tested: dict[str, Scored]) -> dict[str, float]:
 
 
 def _at_image_size(scored: Scored) -> list[np.ndarray]:
-    return [upsample(m, *mask.shape) for m, mask in zip(scored.maps, scored.masks, strict=True)]
+    return [
+        to_pixels(m, scored.cells, *mask.shape)
+        for m, mask in zip(scored.maps, scored.masks, strict=True)
+    ]
 
 
 def map_metrics(good: Scored, kinds: list[Scored]) -> dict[str, float]:
     """Pixel AUROC and PRO over `kinds` and the good images, and the hottest-cell rate."""
     maps = _at_image_size(good) + [m for s in kinds for m in _at_image_size(s)]
     masks = good.masks + [m for s in kinds for m in s.masks]
-    hits = [hottest_on_defect(g, k) for s in kinds for g, k in zip(s.maps, s.masks, strict=True)]
+    hits = [
+        hottest_on_defect(g, s.cells, k)
+        for s in kinds
+        for g, k in zip(s.maps, s.masks, strict=True)
+    ]
     return {
         "pixel_auroc": pixel_auroc(maps, masks),
         "pro_0.3": pro(maps, masks),

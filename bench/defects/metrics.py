@@ -1,12 +1,14 @@
 """Detection and localisation metrics of the defects benchmark: image AUROC, pixel AUROC, PRO
 up to a false-positive rate of 0.3, and whether a map's hottest cell lies on the defect.
 
-Maps are (h, w) grids of scores over the whole image, higher = more anomalous. `upsample`
-brings a grid to the image's pixels bilinearly from the cells' centres (a map already at the
-image's size is unchanged); pixel AUROC and PRO use the upsampled maps.
+A map is an (h, w) grid of scores, one per cell, higher = more anomalous; `Cells` says where
+each cell (a patch of the image) lies. `to_pixels` gives each pixel the mean score of the cells
+that cover it (as Patch SVDD and the service's occlusion maps do); pixel AUROC and PRO use it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import label
@@ -22,24 +24,46 @@ def image_auroc(normal: np.ndarray, anomalous: np.ndarray) -> float:
     return float(roc_auc_score(truth, np.r_[normal, anomalous]))
 
 
-def _axis(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bilinear weights along one axis: output pixel centres mapped onto input cell centres."""
-    pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0, n_in - 1.0)
-    low = np.floor(pos).astype(int)
-    high = np.minimum(low + 1, n_in - 1)
-    return low, high, pos - low
+@dataclass(frozen=True)
+class Cells:
+    """The image boxes of a map's cells: top-left corners along each axis, and the box size."""
+
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+    height: int
+    width: int
+
+    @classmethod
+    def strided(cls, grid: tuple[int, int], size: int, stride: int) -> Cells:
+        """`size`-px patches every `stride` px (a patch model's grid)."""
+        rows = tuple(i * stride for i in range(grid[0]))
+        return cls(rows, tuple(j * stride for j in range(grid[1])), size, size)
+
+    @classmethod
+    def pixels(cls, height: int, width: int) -> Cells:
+        """One cell per pixel (a map already at the image's size)."""
+        return cls(tuple(range(height)), tuple(range(width)), 1, 1)
+
+    def box(self, i: int, j: int) -> tuple[slice, slice]:
+        top, left = self.rows[i], self.cols[j]
+        return slice(top, top + self.height), slice(left, left + self.width)
 
 
-def upsample(grid: np.ndarray, height: int, width: int) -> np.ndarray:
-    """float64 (height, width): the (h, w) grid interpolated bilinearly between cell centres,
-    constant beyond the outer centres."""
+def to_pixels(grid: np.ndarray, cells: Cells, height: int, width: int) -> np.ndarray:
+    """float64 (height, width): each pixel the mean of the cells over it; a pixel no cell
+    covers (an edge the stride leaves out) takes the nearest covered row's or column's value."""
     g = np.asarray(grid, dtype=np.float64)
-    if g.shape == (height, width):
-        return g
-    y0, y1, fy = _axis(height, g.shape[0])
-    x0, x1, fx = _axis(width, g.shape[1])
-    rows = g[y0] * (1 - fy)[:, None] + g[y1] * fy[:, None]
-    return rows[:, x0] * (1 - fx) + rows[:, x1] * fx
+    total = np.zeros((height, width))
+    count = np.zeros((height, width))
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            box = cells.box(i, j)
+            total[box] += g[i, j]
+            count[box] += 1.0
+    rows, cols = np.flatnonzero(count.any(axis=1)), np.flatnonzero(count.any(axis=0))
+    near_r = rows[np.abs(np.arange(height)[:, None] - rows[None]).argmin(axis=1)]
+    near_c = cols[np.abs(np.arange(width)[:, None] - cols[None]).argmin(axis=1)]
+    return (total / np.maximum(count, 1.0))[np.ix_(near_r, near_c)]
 
 
 def pixel_auroc(maps: list[np.ndarray], masks: list[np.ndarray]) -> float:
@@ -72,14 +96,11 @@ def pro(maps: list[np.ndarray], masks: list[np.ndarray], max_fpr: float = PRO_MA
     return float(np.trapezoid(overlaps, fprs) / max_fpr)
 
 
-def hottest_on_defect(grid: np.ndarray, mask: np.ndarray) -> bool:
-    """Whether the grid's hottest cell covers a pixel of the mask. Cells partition the image
-    evenly; tied maxima count as one cell at their centroid; a flat map is a miss."""
+def hottest_on_defect(grid: np.ndarray, cells: Cells, mask: np.ndarray) -> bool:
+    """Whether the box of the grid's hottest cell touches the mask. Tied maxima count as one
+    cell at their centroid; a flat map is a miss."""
     g = np.asarray(grid, dtype=np.float64)
     if g.max() == g.min():
         return False
     hot = np.argwhere(g == g.max()).mean(axis=0).round().astype(int)
-    (h, w), (height, width) = g.shape, mask.shape
-    top, bottom = hot[0] * height // h, -(-(hot[0] + 1) * height // h)
-    left, right = hot[1] * width // w, -(-(hot[1] + 1) * width // w)
-    return bool(mask[top:bottom, left:right].any())
+    return bool(mask[cells.box(int(hot[0]), int(hot[1]))].any())

@@ -10,11 +10,12 @@ from PIL import Image
 
 from bench.defects.evaluate import evaluate
 from bench.defects.metrics import (
+    Cells,
     hottest_on_defect,
     image_auroc,
     pixel_auroc,
     pro,
-    upsample,
+    to_pixels,
 )
 from bench.defects.plant import KINDS, plant
 from bench.defects.report import aggregate, goals
@@ -86,12 +87,15 @@ def test_image_auroc() -> None:
     assert image_auroc(np.array([0.3, 0.4]), np.array([0.1, 0.2])) == 0.0
 
 
-def test_upsample_interpolates_between_cell_centres() -> None:
-    grid = np.array([[0.0, 4.0], [8.0, 12.0]])
-    up = upsample(grid, 4, 4)
-    assert up[0, 0] == 0.0 and up[3, 3] == 12.0  # beyond the outer centres: constant
-    assert up[0, 1] == pytest.approx(1.0) and up[1, 0] == pytest.approx(2.0)
-    assert np.array_equal(upsample(up, 4, 4), up)  # already at the image size
+def test_to_pixels_averages_the_cells_over_each_pixel() -> None:
+    cells = Cells.strided((2, 2), size=4, stride=2)  # 4-px patches every 2 px: 6x6 covered
+    pixels = to_pixels(np.array([[0.0, 4.0], [8.0, 12.0]]), cells, 7, 7)
+    assert pixels[0, 0] == 0.0 and pixels[5, 5] == 12.0
+    assert pixels[0, 2] == pytest.approx(2.0)  # under cells (0, 0) and (0, 1)
+    assert pixels[2, 2] == pytest.approx(6.0)  # under all four
+    assert np.array_equal(pixels[6], pixels[5])  # the row no patch covers: the nearest one's
+    same = np.arange(16.0).reshape(4, 4)
+    assert np.array_equal(to_pixels(same, Cells.pixels(4, 4), 4, 4), same)
 
 
 def _two_regions() -> tuple[np.ndarray, np.ndarray]:
@@ -122,12 +126,16 @@ def test_pixel_auroc_pools_good_images() -> None:
 def test_hottest_cell_on_the_defect() -> None:
     mask = np.zeros((16, 16), dtype=bool)
     mask[1, 1] = True
+    cells = Cells.strided((4, 4), size=4, stride=4)
     grid = np.zeros((4, 4))
     grid[0, 0] = 1.0
-    assert hottest_on_defect(grid, mask)
+    assert hottest_on_defect(grid, cells, mask)
     grid[0, 0], grid[3, 3] = 0.0, 1.0
-    assert not hottest_on_defect(grid, mask)
-    assert not hottest_on_defect(np.zeros((4, 4)), mask)  # a flat map finds nothing
+    assert not hottest_on_defect(grid, cells, mask)
+    assert not hottest_on_defect(np.zeros((4, 4)), cells, mask)  # a flat map finds nothing
+    wide = Cells.strided((4, 4), size=8, stride=2)  # overlapping patches: cell (3, 3) spans 6..13
+    mask[1, 1], mask[12, 12] = False, True
+    assert hottest_on_defect(grid, wide, mask)
 
 
 def _scored(kind: str, scores: list[float], hot: tuple[int, int] | None) -> Scored:
@@ -143,7 +151,8 @@ def _scored(kind: str, scores: list[float], hot: tuple[int, int] | None) -> Scor
             mask[:8, :8] = True
         maps.append(grid)
         masks.append(mask)
-    return Scored(kind, [f"{i}.png" for i in range(len(scores))], np.array(scores), maps, masks)
+    names = [f"{i}.png" for i in range(len(scores))]
+    return Scored(kind, names, np.array(scores), maps, Cells.strided((4, 4), 4, 4), masks)
 
 
 def test_evaluate_and_aggregate_over_runs() -> None:
