@@ -241,6 +241,13 @@ def _add_offline_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     sc.add_argument("--batch-size", type=positive_int, default=64)
     sc.add_argument(
+        "--maps",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write each image's anomaly map over it, <file name>.map.png (local engine)",
+    )
+    sc.add_argument(
         "--engine", choices=("local", "ray"), default="local", help="ray: Ray Data, Parquet out"
     )
     sc.add_argument("--address", default=None, help="ray: a cluster; default: a local instance")

@@ -70,9 +70,15 @@ def _offline_settings() -> Settings:
 
 
 def _score_paths(
-    command: str, model: LoadedModel, paths: list[Path], batch: int, settings: Settings
+    command: str,
+    model: LoadedModel,
+    paths: list[Path],
+    batch: int,
+    settings: Settings,
+    maps: bool = False,
 ) -> list[FileScore]:
-    """Scores the image files under `paths`; each skipped file gets one line on stderr."""
+    """Scores the image files under `paths`, with `maps` their anomaly maps too; each skipped
+    file gets one line on stderr."""
     from service.offline.score import Progress, find_images, score_files
 
     files = find_images(paths)
@@ -81,7 +87,7 @@ def _score_paths(
     progress = Progress(sys.stderr, len(files))
     progress.note(f"deepsvdd {command}: {model.name} v{model.version} on {model.provider}")
     results = []
-    for result in score_files(model, files, settings.max_pixels, batch, progress):
+    for result in score_files(model, files, settings.max_pixels, batch, progress, maps):
         if result.error is not None:
             progress.note(f"deepsvdd {command}: skipped {result.path}: {result.error}")
         results.append(result)
@@ -94,6 +100,8 @@ def cmd_score(args: argparse.Namespace) -> None:
         return
     if args.address is not None or args.actors != 1:
         raise UsageError("--address and --actors need --engine ray")
+    if args.maps is not None and args.maps.exists() and not args.maps.is_dir():
+        raise UsageError(f"--maps {args.maps} is not a folder")
     from modelfile.metadata import resolve_threshold
     from service.offline.score import load, locate
 
@@ -104,13 +112,18 @@ def cmd_score(args: argparse.Namespace) -> None:
     if output is not None and output.suffix not in (".csv", ".jsonl"):
         raise UsageError(f"--output {output} must end in .csv or .jsonl")
     paths = [Path(p) for p in args.paths]
-    results = _score_paths(args.command, model, paths, args.batch_size, settings)
+    maps = args.maps is not None
+    if args.maps is not None:
+        args.maps.mkdir(parents=True, exist_ok=True)
+    results = _score_paths(args.command, model, paths, args.batch_size, settings, maps)
     scored = [r for r in results if r.score is not None]
     rows = [
         {"path": str(r.path), "score": r.score, "threshold": value, "is_anomaly": r.score > value}
         for r in scored
         if r.score is not None
     ]
+    if args.maps is not None:
+        _write_maps(args.maps, scored, rows)
     if output is None:
         _write_csv(sys.stdout, rows)
     else:
@@ -129,8 +142,20 @@ def cmd_score(args: argparse.Namespace) -> None:
             "anomalies": sum(bool(row["is_anomaly"]) for row in rows),
             "skipped": len(results) - len(rows),
             "output": str(output) if output is not None else None,
+            "maps": str(args.maps) if args.maps is not None else None,
         }
     )
+
+
+def _write_maps(folder: Path, scored: list[FileScore], rows: list[dict[str, object]]) -> None:
+    """Each scored image's map PNG in `folder`, named after its file; its row names it."""
+    from modelfile.layout import write_atomic
+    from service.offline.maps import map_names
+
+    for result, row, name in zip(scored, rows, map_names([r.path for r in scored]), strict=True):
+        assert result.png is not None
+        write_atomic(folder / name, result.png)
+        row["map"] = str(folder / name)
 
 
 def _score_on_ray(args: argparse.Namespace) -> None:
@@ -140,6 +165,8 @@ def _score_on_ray(args: argparse.Namespace) -> None:
     from service.offline import ray_engine
     from service.offline.score import locate
 
+    if args.maps is not None:
+        raise UsageError("--maps needs --engine local")
     if args.output is None or not args.output.rstrip("/").endswith(".parquet"):
         raise UsageError("--engine ray writes Parquet: name it with --output F.parquet")
     settings = _offline_settings()
@@ -171,7 +198,8 @@ def _score_on_ray(args: argparse.Namespace) -> None:
 
 
 def _write_csv(out: TextIO, rows: list[dict[str, object]]) -> None:
-    writer = csv.DictWriter(out, fieldnames=SCORE_COLUMNS, lineterminator="\n")
+    columns = (*SCORE_COLUMNS, "map") if rows and "map" in rows[0] else SCORE_COLUMNS
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
 

@@ -11,7 +11,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class AnomalyMap:
-    """Occlusion map at the model's input size; higher = contributes more to the score."""
+    """A patch model's own grid of patch scores, else an occlusion map at the model's input
+    size; row-major, higher = more anomalous."""
 
     width: int
     height: int

@@ -52,8 +52,9 @@ class AdmissionBudget:
         self._depth.dec(count)
 
 
-# A job's answer: float64 scores `(n,)` and, when asked for, float32 embeddings `(n, p)`.
-Scored = tuple[np.ndarray, np.ndarray | None]
+# A job's answer: float64 scores `(n,)`, and the float32 extra outputs it asked for by name
+# (`embedding` `(n, p)`, `anomaly_map` `(n, h, w)`).
+Scored = tuple[np.ndarray, dict[str, np.ndarray]]
 
 
 @dataclass(eq=False)
@@ -61,7 +62,7 @@ class _Job:
     images: np.ndarray  # (n, C, H, W) float32
     future: asyncio.Future[Scored]
     enqueued: float
-    embeddings: bool = False
+    extras: frozenset[str] = frozenset()
     # With traces on: the request's trace context and arrival (ns since the epoch).
     trace: tuple[Any, int] | None = None
 
@@ -129,11 +130,11 @@ class Batcher:
 
     async def score(self, images: np.ndarray) -> np.ndarray:
         """Scores `(n, C, H, W)` images in a shared batch; float64 `(n,)` in the same order."""
-        scores, _ = await self.infer(images, embeddings=False)
+        scores, _ = await self.infer(images)
         return scores
 
-    async def infer(self, images: np.ndarray, *, embeddings: bool) -> Scored:
-        """`score`, and with `embeddings` the images' embeddings too, from the same batch."""
+    async def infer(self, images: np.ndarray, extras: frozenset[str] = frozenset()) -> Scored:
+        """`score`, and the graph's `extras` outputs for the images, from the same run."""
         count = images.shape[0]
         if not self._budget.try_admit(count):
             raise Unavailable(
@@ -142,7 +143,7 @@ class Batcher:
                 f"{self._budget.capacity} images waiting); retry shortly",
             )
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
-        job = _Job(images, future, time.perf_counter(), embeddings)
+        job = _Job(images, future, time.perf_counter(), extras)
         if self._tracing is not None:
             context = self._tracing.capture()
             job.trace = None if context is None else (context, time.time_ns())
@@ -197,7 +198,7 @@ class Batcher:
             for job in jobs:
                 self._metrics.queue_wait.observe(started - job.enqueued)
             images = np.concatenate([job.images for job in jobs])
-            scored = self._run_chunks(images, any(job.embeddings for job in jobs))
+            scored = self._run_chunks(images, frozenset().union(*(job.extras for job in jobs)))
             if self._tracing is not None:
                 self._trace(jobs, started_ns, time.time_ns())
         except Exception:
@@ -218,22 +219,24 @@ class Batcher:
         if traced:
             self._tracing.batch_spans(traced, self.model, started_ns, ended_ns)
 
-    def _run_chunks(self, images: np.ndarray, embeddings: bool) -> Scored:
-        """ONNX Runtime runs of at most `max_batch` images; embeddings too when asked for."""
+    def _run_chunks(self, images: np.ndarray, extras: frozenset[str]) -> Scored:
+        """ONNX Runtime runs of at most `max_batch` images; the `extras` outputs too."""
         name = self.model.name
-        scores, embedded = [], []
+        scores: list[np.ndarray] = []
+        outputs: dict[str, list[np.ndarray]] = {extra: [] for extra in extras}
         for start in range(0, images.shape[0], self._max_batch):
             chunk = images[start : start + self._max_batch]
             began = time.perf_counter()
-            if embeddings:
-                chunk_scores, chunk_embedding = self.model.run_with_embedding(chunk)
-                embedded.append(chunk_embedding)
+            if extras:
+                chunk_scores, chunk_outputs = self.model.run_outputs(chunk, extras)
+                for extra, array in chunk_outputs.items():
+                    outputs[extra].append(array)
             else:
                 chunk_scores = self.model.run(chunk)
             scores.append(chunk_scores)
             self._metrics.inference_duration.labels(name).observe(time.perf_counter() - began)
             self._metrics.batch_size.labels(name).observe(chunk.shape[0])
-        return np.concatenate(scores), np.concatenate(embedded) if embeddings else None
+        return np.concatenate(scores), {k: np.concatenate(v) for k, v in outputs.items()}
 
     def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
         assert self._loop is not None
@@ -243,14 +246,13 @@ class Batcher:
     # --- Back on the event loop ---------------------------------------------------------
 
     def _answer(self, jobs: list[_Job], scored: Scored) -> None:
-        scores, embeddings = scored
+        scores, outputs = scored
         offset = 0
         for job in jobs:
             count = job.images.shape[0]
             if not job.future.done():
                 part = slice(offset, offset + count)
-                embedded = embeddings[part] if job.embeddings and embeddings is not None else None
-                job.future.set_result((scores[part], embedded))
+                job.future.set_result((scores[part], {k: outputs[k][part] for k in job.extras}))
             offset += count
         self._budget.release(offset)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelfile import EMBEDDING_OUTPUT, SCORE_OUTPUT
+from modelfile import SCORE_OUTPUT
 from service.errors import ApiError
 from service.lookup import Version, serving, threshold_used
 from service.oip import IS_ANOMALY_OUTPUT, InferRequest, parse_infer
@@ -43,16 +43,20 @@ async def infer(
         state.tracing.describe(model)
     with batcher.lease():
         body, header_length = await read()
-        parsed = parse_infer(body, header_length, model.metadata.input, state.settings.max_images)
-        used = threshold_used(model.metadata, parsed.threshold)
-        scores, embeddings = await batcher.infer(
-            parsed.images, embeddings=parsed.wants(EMBEDDING_OUTPUT)
+        graph_outputs = model.outputs()
+        parsed = parse_infer(
+            body, header_length, model.metadata.input, state.settings.max_images, graph_outputs
         )
+        used = threshold_used(model.metadata, parsed.threshold)
+        extras = frozenset(n for n in graph_outputs if n != SCORE_OUTPUT and parsed.wants(n))
+        scores, outputs = await batcher.infer(parsed.images, extras)
     if not np.isfinite(scores).all():
         raise ApiError(500, "inference_failed", f"model {model.name} gave a non-finite score")
-    outputs = {SCORE_OUTPUT: scores.astype(np.float32), IS_ANOMALY_OUTPUT: scores > used.value}
-    if embeddings is not None:
-        outputs[EMBEDDING_OUTPUT] = embeddings
+    outputs = {
+        **outputs,
+        SCORE_OUTPUT: scores.astype(np.float32),
+        IS_ANOMALY_OUTPUT: scores > used.value,
+    }
     parameters: dict[str, str | float] | None = None
     if parsed.threshold is not None or parsed.wants(IS_ANOMALY_OUTPUT):
         parameters = {"threshold": used.name, "threshold_value": used.value}

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
-from modelfile import EMBEDDING_OUTPUT, INPUT_NAME, SCORE_OUTPUT
+from modelfile import ANOMALY_MAP_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, OUTPUT_NAMES, SCORE_OUTPUT
 from modelfile.metadata import InputSpec
 from service.errors import ApiError
 from service.repository import LoadedModel
@@ -24,7 +25,6 @@ PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ("binary_tensor_data", "parameters", "model_configuration")
 # Beside the graph's outputs: the threshold decision, BOOL [N], on request (see `parse_infer`).
 IS_ANOMALY_OUTPUT = "is_anomaly"
-OUTPUTS = (SCORE_OUTPUT, EMBEDDING_OUTPUT, IS_ANOMALY_OUTPUT)
 _WIRE_TYPES = {"FP32": np.dtype("<f4"), "BOOL": np.dtype("?")}
 
 
@@ -56,6 +56,14 @@ def input_shape(spec: InputSpec) -> list[int]:
     return [-1, spec.channels, spec.height, spec.width]
 
 
+def _output_dims(model: LoadedModel) -> dict[str, list[int]]:
+    """Each graph output's shape past the batch axis (`score`: one value an image)."""
+    dims = {SCORE_OUTPUT: [], EMBEDDING_OUTPUT: [model.metadata.rep_dim]}
+    if model.map_shape is not None:
+        dims[ANOMALY_MAP_OUTPUT] = list(model.map_shape)
+    return dims
+
+
 def model_metadata(model: LoadedModel, versions: list[int]) -> dict[str, Any]:
     """`GET /v2/models/{name}`: what Triton answers for the same model directory."""
     return {
@@ -66,8 +74,8 @@ def model_metadata(model: LoadedModel, versions: list[int]) -> dict[str, Any]:
             {"name": INPUT_NAME, "datatype": "FP32", "shape": input_shape(model.metadata.input)}
         ],
         "outputs": [
-            {"name": SCORE_OUTPUT, "datatype": "FP32", "shape": [-1]},
-            {"name": EMBEDDING_OUTPUT, "datatype": "FP32", "shape": [-1, model.metadata.rep_dim]},
+            {"name": name, "datatype": "FP32", "shape": [-1, *dims]}
+            for name, dims in _output_dims(model).items()
         ],
     }
 
@@ -90,7 +98,11 @@ def model_config(model: LoadedModel, max_batch_size: int) -> dict[str, Any]:
         ],
         "output": [
             {"name": SCORE_OUTPUT, "data_type": "TYPE_FP32", "dims": [1], "reshape": {"shape": []}},
-            {"name": EMBEDDING_OUTPUT, "data_type": "TYPE_FP32", "dims": [model.metadata.rep_dim]},
+            *(
+                {"name": name, "data_type": "TYPE_FP32", "dims": dims}
+                for name, dims in _output_dims(model).items()
+                if name != SCORE_OUTPUT
+            ),
         ],
         "dynamic_batching": {},
     }
@@ -208,22 +220,25 @@ def _image_tensor(
     return array.astype(np.float32), size
 
 
-def _outputs(request: dict[str, Any], parameters: dict[str, Any]) -> tuple[RequestedOutput, ...]:
+def _outputs(
+    request: dict[str, Any], parameters: dict[str, Any], graph_outputs: Sequence[str]
+) -> tuple[RequestedOutput, ...]:
     asked = request.get("outputs")
     if asked is None or asked == []:  # no choice made: every output
         binary = parameters.get("binary_data_output") is True
-        names = [SCORE_OUTPUT, EMBEDDING_OUTPUT]
+        names = list(graph_outputs)
         if "threshold" in parameters:
             names.append(IS_ANOMALY_OUTPUT)
         return tuple(RequestedOutput(name, binary) for name in names)
     if not isinstance(asked, list):
         raise bad_request("outputs must be a list of {name, parameters}")
     chosen: dict[str, RequestedOutput] = {}
+    known = [*graph_outputs, IS_ANOMALY_OUTPUT]
     for entry in asked:
         entry = _object(entry, "each of outputs")
         name = entry.get("name")
-        if name not in OUTPUTS:
-            raise bad_request(f"output {str(name)[:64]!r} is not one of {list(OUTPUTS)}")
+        if name not in known:
+            raise bad_request(f"output {str(name)[:64]!r} is not one of {known}")
         if name in chosen:
             raise bad_request(f"output {name!r} is requested twice")
         options = _object(entry.get("parameters"), f"parameters of output {name!r}")
@@ -234,10 +249,14 @@ def _outputs(request: dict[str, Any], parameters: dict[str, Any]) -> tuple[Reque
 
 
 def parse_infer(
-    body: bytes, header_length: str | None, spec: InputSpec, max_images: int
+    body: bytes,
+    header_length: str | None,
+    spec: InputSpec,
+    max_images: int,
+    graph_outputs: Sequence[str] = OUTPUT_NAMES,
 ) -> InferRequest:
-    """Validates an infer request for a model whose input is `spec`; `ApiError` says what is
-    wrong (400, or 413 past `max_images`).
+    """Validates an infer request for a model whose input is `spec` and whose graph has
+    `graph_outputs`; `ApiError` says what is wrong (400, or 413 past `max_images`).
 
     Request `parameters` may hold `threshold`: a threshold name of the model or a number, as
     `/score` takes it. The answer's `is_anomaly` output (BOOL [N], score > threshold) is
@@ -278,7 +297,7 @@ def parse_infer(
     return InferRequest(
         id=request_id,
         images=images,
-        outputs=_outputs(request, parameters),
+        outputs=_outputs(request, parameters, graph_outputs),
         threshold=None if threshold is None else str(threshold),
     )
 

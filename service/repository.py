@@ -7,15 +7,16 @@ Request input only ever looks names up in a snapshot's dict; no path is built fr
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from modelfile import EMBEDDING_OUTPUT, INPUT_NAME, MODEL_FILE, SCORE_OUTPUT
+from modelfile import ANOMALY_MAP_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, MODEL_FILE, SCORE_OUTPUT
 from modelfile.metadata import METADATA_KEY, MetadataError, ModelMetadata, is_valid_name
+from service.model_checks import ModelLoadError, check_io, warm_up
 from service.providers import probe_providers
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,6 @@ INVALID_NAME = "(invalid)"
 DEFAULT_VERSION_FILE = "default_version"
 # Longer than any version number written as text: a bigger file is not one.
 _MAX_DEFAULT_VERSION_BYTES = 32
-
-
-class ModelLoadError(Exception):
-    """A model file that cannot be served; the message says why."""
 
 
 class RepositoryError(Exception):
@@ -63,6 +60,8 @@ class LoadedModel:
     metadata: ModelMetadata
     session: ort.InferenceSession
     providers: tuple[str, ...]
+    # The `(h, w)` grid of the graph's `anomaly_map` output; None: the graph has none.
+    map_shape: tuple[int, int] | None = None
 
     @property
     def provider(self) -> str:
@@ -80,17 +79,27 @@ class LoadedModel:
             )
         return scores
 
-    def run_with_embedding(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`run`'s scores and the float32 `(N, p)` embeddings, from one ONNX Runtime run."""
-        scores, embedding = self.session.run([SCORE_OUTPUT, EMBEDDING_OUTPUT], {INPUT_NAME: images})
+    def run_outputs(
+        self, images: np.ndarray, extras: Collection[str]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """`run`'s scores and the float32 `extras` outputs (`embedding`, `anomaly_map`) by
+        name, from one ONNX Runtime run."""
+        names = sorted(extras)
+        scores, *others = self.session.run([SCORE_OUTPUT, *names], {INPUT_NAME: images})
         scores = np.asarray(scores, dtype=np.float64)
-        embedding = np.asarray(embedding, dtype=np.float32)
-        if scores.shape != (images.shape[0],) or embedding.shape[0] != images.shape[0]:
+        arrays = {n: np.asarray(a, dtype=np.float32) for n, a in zip(names, others, strict=True)}
+        count = images.shape[0]
+        if scores.shape != (count,) or any(a.shape[0] != count for a in arrays.values()):
+            shapes = [scores.shape, *(a.shape for a in arrays.values())]
             raise RuntimeError(
-                f"model {self.name} v{self.version} returned shapes {scores.shape} and "
-                f"{embedding.shape} for {images.shape[0]} images"
+                f"model {self.name} v{self.version} returned shapes {shapes} for {count} images"
             )
-        return scores, embedding
+        return scores, arrays
+
+    def outputs(self) -> tuple[str, ...]:
+        """The graph outputs an inference may ask for: `score`, `embedding`, `anomaly_map`."""
+        extra = (ANOMALY_MAP_OUTPUT,) if self.map_shape is not None else ()
+        return (SCORE_OUTPUT, EMBEDDING_OUTPUT, *extra)
 
 
 class Repository:
@@ -247,61 +256,6 @@ def _session(path: Path, config: SessionConfig) -> ort.InferenceSession:
         raise ModelLoadError(f"ONNX Runtime cannot load it: {first_line}") from exc
 
 
-def _check_io(session: ort.InferenceSession, meta: ModelMetadata) -> None:
-    """The graph's input and outputs must be what the metadata and SPEC promise."""
-    inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
-        raise ModelLoadError(
-            f"the graph must have one input {INPUT_NAME!r}, not {[i.name for i in inputs]}"
-        )
-    image = inputs[0]
-    if image.type != "tensor(float)":
-        raise ModelLoadError(f"input {INPUT_NAME!r} is {image.type}, not tensor(float)")
-    spec = meta.input
-    expected = [spec.channels, spec.height, spec.width]
-    if len(image.shape) != 4 or list(image.shape[1:]) != expected:
-        raise ModelLoadError(
-            f"input {INPUT_NAME!r} has shape {image.shape}, metadata says [N, {expected[0]}, "
-            f"{expected[1]}, {expected[2]}]"
-        )
-    if isinstance(image.shape[0], int):
-        raise ModelLoadError(f"input {INPUT_NAME!r} has a fixed batch size {image.shape[0]}")
-    outputs = {o.name: o for o in session.get_outputs()}
-    for name, rank in ((SCORE_OUTPUT, 1), (EMBEDDING_OUTPUT, 2)):
-        if name not in outputs:
-            raise ModelLoadError(f"the graph has no output {name!r}")
-        if len(outputs[name].shape) != rank:
-            raise ModelLoadError(
-                f"output {name!r} has shape {outputs[name].shape}, not rank {rank}"
-            )
-    dim = outputs[EMBEDDING_OUTPUT].shape[1]
-    if isinstance(dim, int) and dim != meta.rep_dim:
-        raise ModelLoadError(
-            f"output {EMBEDDING_OUTPUT!r} has {dim} dimensions, the metadata centre {meta.rep_dim}"
-        )
-
-
-def _warm_up(model: LoadedModel) -> None:
-    """One inference on a blank image: it must run and give a finite score."""
-    spec = model.metadata.input
-    blank = np.zeros((1, spec.channels, spec.height, spec.width), dtype=np.float32)
-    try:
-        score, embedding = model.session.run([SCORE_OUTPUT, EMBEDDING_OUTPUT], {INPUT_NAME: blank})
-    except Exception as exc:
-        raise ModelLoadError(f"warm-up inference failed: {exc}") from exc
-    if np.shape(score) != (1,) or not np.isfinite(score).all():
-        raise ModelLoadError(f"warm-up inference gave the score {score!r}, not one finite value")
-    distance = float(np.sum((np.asarray(embedding[0]) - np.asarray(model.metadata.center)) ** 2))
-    if not np.isclose(distance, float(score[0]), rtol=1e-3, atol=1e-5):
-        log.warning(
-            "model %s v%d: score %.6g is not the squared distance %.6g to the metadata centre",
-            model.name,
-            model.version,
-            float(score[0]),
-            distance,
-        )
-
-
 def load_model(path: Path, name: str, version: int, config: SessionConfig) -> LoadedModel:
     """Loads, validates and warms up one model file; raises `ModelLoadError` saying why not."""
     session = _session(path, config)
@@ -315,16 +269,15 @@ def load_model(path: Path, name: str, version: int, config: SessionConfig) -> Lo
             f"its metadata names {meta.name!r} version {meta.version}, "
             f"but it sits at {name}/{version}"
         )
-    _check_io(session, meta)
-    model = LoadedModel(
+    has_map = check_io(session, meta)
+    return LoadedModel(
         name=name,
         version=version,
         metadata=meta,
         session=session,
         providers=tuple(session.get_providers()),
+        map_shape=warm_up(session, meta, has_map),
     )
-    _warm_up(model)
-    return model
 
 
 def load_repository(

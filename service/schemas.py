@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from modelfile.metadata import Calibration, InputSpec, ModelMetadata
+from modelfile.metadata import Calibration, InputSpec, ModelKind, ModelMetadata
 from service.repository import LoadedModel, LoadFailure
 from service.traffic import Traffic
 
@@ -25,7 +25,8 @@ class ImageScore(BaseModel):
 
 
 class AnomalyMap(BaseModel):
-    """Where the score comes from: occlusion drops at the model's input size, row-major."""
+    """Where the score comes from, row-major: a patch model's own per-patch scores on its
+    grid, else occlusion drops at the model's input size."""
 
     width: int
     height: int
@@ -89,6 +90,10 @@ class ThresholdInfo(BaseModel):
 
 class VersionInfo(BaseModel):
     version: int
+    # image: whole-image Deep SVDD, maps by occlusion; patch: the graph returns its map.
+    kind: ModelKind
+    # `[h, w]` of the graph's `anomaly_map` output; None: the graph has none.
+    anomaly_map: list[int] | None
     created: str
     objective: str
     nu: float
@@ -111,6 +116,8 @@ class VersionInfo(BaseModel):
         meta = model.metadata
         return cls(
             version=model.version,
+            kind=meta.kind,
+            anomaly_map=None if model.map_shape is None else list(model.map_shape),
             created=meta.created,
             objective=meta.objective,
             nu=meta.nu,

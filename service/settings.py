@@ -63,7 +63,8 @@ class Settings(ProviderSettings):
     max_queue: int = Field(default=1024, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
     max_images: int = Field(default=256, ge=1, le=100_000)
-    # Images per request with explain=true; each costs 1 + 169 inferences (service.explain).
+    # Images per request with explain=true on a model without a map output: each occlusion
+    # map costs 1 + 169 inferences (service.explain). A patch model's maps come with its scores.
     max_explain_images: int = Field(default=4, ge=1, le=1000)
     # Above PIL's own decompression-bomb limit, PIL refuses the image before we could.
     max_pixels: int = Field(default=40_000_000, ge=1, le=Image.MAX_IMAGE_PIXELS)

@@ -57,3 +57,16 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, fashion_subset: Path) -
     cfg = TrainConfig(epochs=6, pretrain=True, pretrain_epochs=2, seed=0, device="cpu")
     result = train_and_export(spec, cfg)
     return {**result, "models_dir": models_dir}
+
+
+@pytest.fixture(scope="session")
+def patch_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository: `patches` v1, a tiny patch model whose graph returns its anomaly
+    map (tests/support/patch_models.py), beside `digits` v1, a whole-image one."""
+    from tests.support.models import build_model
+    from tests.support.patch_models import build_patch_model
+
+    models_dir = tmp_path_factory.mktemp("patch-models")
+    build_patch_model(models_dir, "patches", 1)
+    build_model(models_dir, "digits", 1)
+    return models_dir

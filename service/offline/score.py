@@ -2,7 +2,8 @@
 session, so that a file gets the score `POST /score` gives it.
 
 `deepsvdd score` (both engines) and `deepsvdd calibrate` use it. File bytes go through
-`best_pixels`, `to_input` and `LoadedModel.run` (`score_bytes`), the calls `POST /score` makes.
+`best_pixels`, `to_input` and `LoadedModel.run` (`score_bytes`), the calls `POST /score` makes;
+with maps, through `service.offline.maps`, as `POST /score?explain=true` makes them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from modelfile.layout import open_model, resolve_model_path
 from modelfile.pixels import to_input
 from service.decoding import best_pixels
 from service.errors import ApiError
+from service.offline.maps import scored_maps
 from service.repository import (
     LoadedModel,
     ModelLoadError,
@@ -44,6 +46,7 @@ class FileScore:
     path: Path
     score: float | None
     error: str | None = None
+    png: bytes | None = None  # the anomaly map over the image, when asked for
 
 
 def find_images(paths: Iterable[Path]) -> list[Path]:
@@ -124,12 +127,10 @@ class Progress:
         self.out.flush()
 
 
-def score_bytes(
+def _decode(
     model: LoadedModel, named: Sequence[tuple[str, bytes]], max_pixels: int
-) -> list[tuple[float | None, str | None]]:
-    """(score, None) or (None, reason) per `(name, file bytes)`, in order: the service's pixel
-    path (`best_pixels`), then one ONNX Runtime run; an image the service would refuse (not
-    an image, more than `max_pixels`) gets the service's reason."""
+) -> tuple[list[np.ndarray], list[str | None]]:
+    """The service's pixels of each image that decodes, and per input its refusal or None."""
     meta = model.metadata
     pixels: list[np.ndarray] = []
     errors: list[str | None] = []
@@ -139,8 +140,33 @@ def score_bytes(
             errors.append(None)
         except ApiError as exc:
             errors.append(str(exc))
+    return pixels, errors
+
+
+def score_bytes(
+    model: LoadedModel, named: Sequence[tuple[str, bytes]], max_pixels: int
+) -> list[tuple[float | None, str | None]]:
+    """(score, None) or (None, reason) per `(name, file bytes)`, in order: the service's pixel
+    path (`best_pixels`), then one ONNX Runtime run; an image the service would refuse (not
+    an image, more than `max_pixels`) gets the service's reason."""
+    pixels, errors = _decode(model, named, max_pixels)
     scores = iter(model.run(to_input(pixels)).tolist() if pixels else [])
     return [(next(scores), None) if error is None else (None, error) for error in errors]
+
+
+def map_bytes(
+    model: LoadedModel, named: Sequence[tuple[str, bytes]], max_pixels: int, batch_size: int
+) -> list[tuple[float | None, str | None, bytes | None]]:
+    """`score_bytes`'s outcomes, each scored image with its anomaly map's PNG
+    (`service.offline.maps`), the others with None."""
+    pixels, errors = _decode(model, named, max_pixels)
+    scores, pngs = scored_maps(model, to_input(pixels), batch_size) if pixels else ([], [])
+    done = iter(zip(np.asarray(scores).tolist(), pngs, strict=True))
+    outcomes: list[tuple[float | None, str | None, bytes | None]] = []
+    for error in errors:
+        score, png = next(done) if error is None else (None, None)
+        outcomes.append((score, error, png))
+    return outcomes
 
 
 def _read(path: Path) -> bytes | str:
@@ -157,17 +183,23 @@ def score_files(
     max_pixels: int,
     batch_size: int = 64,
     progress: Progress | None = None,
+    maps: bool = False,
 ) -> Iterator[FileScore]:
     """Scores `files` in batches, in order; an unreadable file yields its error, not a score;
-    an image of more than `max_pixels` is refused, as the service refuses it."""
+    an image of more than `max_pixels` is refused, as the service refuses it. With `maps`,
+    each scored file has its anomaly map's PNG."""
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         read = [_read(path) for path in chunk]
         pairs = zip(chunk, read, strict=True)
         readable = [(str(path), data) for path, data in pairs if isinstance(data, bytes)]
-        scored = iter(score_bytes(model, readable, max_pixels))
+        if maps:
+            outcomes = map_bytes(model, readable, max_pixels, batch_size)
+        else:
+            outcomes = [(s, e, None) for s, e in score_bytes(model, readable, max_pixels)]
+        scored = iter(outcomes)
         for path, data in zip(chunk, read, strict=True):
-            score, error = next(scored) if isinstance(data, bytes) else (None, data)
-            yield FileScore(path, score, error)
+            score, error, png = next(scored) if isinstance(data, bytes) else (None, data, None)
+            yield FileScore(path, score, error, png)
         if progress is not None:
             progress.advance(len(chunk))

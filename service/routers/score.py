@@ -10,11 +10,13 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
+from modelfile import ANOMALY_MAP_OUTPUT
+from service.batching import Batcher
 from service.decode_pool import Decoded
 from service.decoding import MEDIA_TYPES
 from service.deps import State
 from service.errors import ApiError
-from service.explain import COST, explain_answers, explain_batch
+from service.explain import COST, explain_answers, explain_batch, grid_maps
 from service.lookup import serving, threshold_used
 from service.repository import LoadedModel
 from service.schemas import ScoreResponse, ThresholdUsed
@@ -123,8 +125,23 @@ def _answer(
     return Response(orjson.dumps(body), media_type="application/json")
 
 
+async def _explained(
+    batcher: Batcher, images: np.ndarray
+) -> tuple[np.ndarray, list[dict[str, object]]]:
+    """Scores and maps: from the graph's `anomaly_map` in the same run where the model has
+    one, else by occlusion (`COST` inferences an image)."""
+    if batcher.model.map_shape is not None:
+        scores, outputs = await batcher.infer(images, frozenset({ANOMALY_MAP_OUTPUT}))
+        cells, patch = outputs[ANOMALY_MAP_OUTPUT], batcher.model.metadata.patch
+        return scores, await asyncio.to_thread(grid_maps, images, cells, patch)
+    # Off the loop: the copies are many times the images (COST per image).
+    batch, grid = await asyncio.to_thread(explain_batch, images)
+    return await asyncio.to_thread(explain_answers, images, await batcher.score(batch), grid)
+
+
 def _check_explain_count(state: ServiceState, count: int) -> None:
-    """A request with maps costs `COST` inferences an image: bounded apart from plain scoring."""
+    """A request with occlusion maps costs `COST` inferences an image: bounded apart from
+    plain scoring."""
     limit = min(state.settings.max_explain_images, state.budget.capacity // COST)
     if count > limit:
         raise ApiError(
@@ -157,7 +174,10 @@ async def score(
     ] = None,
     explain: Annotated[
         bool,
-        Query(description=f"Add an occlusion anomaly map to each result ({COST} inferences each)"),
+        Query(
+            description="Add an anomaly map to each result: the graph's own for a patch model "
+            f"(the same inference), else by occlusion ({COST} inferences each)"
+        ),
     ] = False,
 ) -> Response:
     """Scores images: a higher score is further from the normal class's centre.
@@ -170,7 +190,7 @@ async def score(
         state.tracing.describe(found)
     with batcher.lease():
         uploads = await read_uploads(request, state.settings.max_images)
-        if explain:
+        if explain and found.map_shape is None:
             _check_explain_count(state, len(uploads))
         with span(state.tracing, "decode", found):
             decoded = await state.decoder.decode(
@@ -182,11 +202,7 @@ async def score(
             raise _none_scored(decoded)
         maps = None
         if explain:
-            # Off the loop: the copies are many times the images (COST per image).
-            batch, grid = await asyncio.to_thread(explain_batch, decoded.images)
-            scores, maps = await asyncio.to_thread(
-                explain_answers, decoded.images, await batcher.score(batch), grid
-            )
+            scores, maps = await _explained(batcher, decoded.images)
         else:
             scores = await batcher.score(decoded.images)
     answer = _answer(found, used, uploads, decoded, scores, maps)

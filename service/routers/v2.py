@@ -191,7 +191,8 @@ _INFER_DOC: dict[str, Any] = {
 
 @router.post("/models/{name}/infer", openapi_extra=_INFER_DOC)
 async def infer(name: str, request: Request, state: State) -> Response:
-    """Scores the `image` FP32 tensor (JSON data or binary); outputs `score`, `embedding`."""
+    """Scores the `image` FP32 tensor (JSON data or binary); outputs `score`, `embedding` and
+    a patch model's `anomaly_map`, from one inference."""
     return await _infer(request, state, name, None)
 
 

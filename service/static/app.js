@@ -66,10 +66,12 @@ function selectModel() {
     ["training data", `${data.name}, normal class ${data.class_name || data.normal_class}, ${data.n_train} images`],
     ["objective", `${info.objective} (nu ${info.nu})`],
     ["input", `${info.input.width}x${info.input.height} ${info.input.color}`],
+    ["kind", info.kind === "patch" ? "patch (per-patch scores)" : "image (whole-image score)"],
     ["runs on", (info.providers || []).join(", ")],
     ["created", info.created],
   ];
   for (const [k, v] of rows) facts.append(el("dt", {}, k), el("dd", { title: v }, v));
+  $("explain-how").textContent = mapHow(info);
 
   state.thresholds = Object.entries(info.thresholds).sort((a, b) => a[1] - b[1]);
   const body = $("thresholds").querySelector("tbody");
@@ -93,6 +95,13 @@ function selectModel() {
   loadFigures(found.name);
   state.rows = [];
   render();
+}
+
+// A patch model's graph gives its map with the score; the others' maps are by occlusion.
+function mapHow(info) {
+  if (!info.anomaly_map) return "occlusion: about 170 inferences an image";
+  const [h, w] = info.anomaly_map;
+  return `the model's own ${w}x${h} patch grid, in the same inference`;
 }
 
 async function loadFigures(name) {
@@ -132,8 +141,9 @@ async function scoreFiles(files) {
   const explain = $("explain").checked;
   const query = new URLSearchParams({ model: name, version: String(info.version) });
   if (explain) query.set("explain", "true");
-  // With maps, one request an image: each costs ~170 inferences and the server bounds them.
-  const groups = explain ? files.map((f) => [f]) : [files];
+  // With occlusion maps, one request an image: each costs ~170 inferences and the server
+  // bounds them. A patch model's maps come with its scores: all images in one request.
+  const groups = explain && !info.anomaly_map ? files.map((f) => [f]) : [files];
   status(`Scoring ${files.length} image(s)...`);
   let done = 0;
   for (const group of groups) {

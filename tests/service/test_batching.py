@@ -221,27 +221,29 @@ def test_embeddings_come_with_the_jobs_that_ask_in_a_shared_batch(
     metrics = Metrics()
     requests = [(_images(seed, count), seed % 2 == 0) for seed, count in enumerate([2, 3, 1, 4])]
 
-    async def scenario() -> list[tuple[np.ndarray, np.ndarray | None]]:
+    async def scenario() -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
         batcher = _batcher(digits, metrics, max_batch=4)
         batcher.start()
         with batcher.lease():
             results = await asyncio.gather(
-                *(batcher.infer(images, embeddings=wanted) for images, wanted in requests)
+                *(
+                    batcher.infer(images, frozenset({"embedding"} if wanted else ()))
+                    for images, wanted in requests
+                )
             )
         await batcher.close()
         return list(results)
 
     weights = model_repo.model("digits", 1).weights.astype(np.float64)
-    for (images, wanted), (scores, embedding) in zip(
-        requests, asyncio.run(scenario()), strict=True
-    ):
+    for (images, wanted), (scores, extras) in zip(requests, asyncio.run(scenario()), strict=True):
         np.testing.assert_allclose(scores, digits.run(images), rtol=1e-5)
         if wanted:
-            assert embedding is not None and embedding.shape == (len(images), 8)
+            embedding = extras["embedding"]
+            assert embedding.shape == (len(images), 8)
             np.testing.assert_allclose(
                 embedding, images.reshape(len(images), -1) @ weights, rtol=1e-4, atol=1e-5
             )
         else:
-            assert embedding is None
+            assert extras == {}
     # 10 images with max_batch 4: the shared batch ran in chunks of at most 4.
     assert _samples(metrics, "deepsvdd_batch_size_sum", model="digits") == 10
