@@ -56,7 +56,8 @@ def _paths(piece: dict[str, Any]) -> dict[str, float]:
 
 
 def aggregate(all_pieces: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """'surface/method' (and 'all/method', every surface pooled) -> figure -> mean/std/n."""
+    """'surface/method' (and 'all/method', every surface pooled, last) -> figure ->
+    mean/std/n, by method."""
     groups: dict[str, list[dict[str, float]]] = {}
     for piece in all_pieces:
         if "error" in piece["training"]:
@@ -64,12 +65,13 @@ def aggregate(all_pieces: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         flat = _paths(piece)
         groups.setdefault(f"{piece['surface']}/{piece['method']}", []).append(flat)
         groups.setdefault(f"all/{piece['method']}", []).append(flat)
+    order = sorted(groups, key=lambda g: (g.startswith("all/"), g.split("/")[1], g))
     return {
         group: {
-            name: _stat([f[name] for f in flats if name in f])
-            for name in sorted({n for f in flats for n in f})
+            name: _stat([f[name] for f in groups[group] if name in f])
+            for name in sorted({n for f in groups[group] for n in f})
         }
-        for group, flats in groups.items()
+        for group in order
     }
 
 
