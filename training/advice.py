@@ -8,6 +8,7 @@ import sys
 from training.calibration import MIN_HOLDOUT, TrainingFigures
 
 LOW_AUC = 0.6  # below this a model barely beats chance on its own test split
+CHANCE = 0.5  # a test class below this is scored as more normal than the normal class
 SHOWN_SKIPPED = 5  # unreadable files named in the warning line (all are in the JSON)
 
 
@@ -38,7 +39,9 @@ def skipped_warning(skipped: tuple[tuple[str, str], ...]) -> str:
     )
 
 
-def calibration_warnings(cal: TrainingFigures, default_threshold: str) -> list[str]:
+def calibration_warnings(
+    cal: TrainingFigures, default_threshold: str, kind: str = "image"
+) -> list[str]:
     """Warnings about a model whose test AUC is low or whose thresholds rest on few images."""
     found = []
     if cal.auc is not None and cal.auc < LOW_AUC:
@@ -47,6 +50,7 @@ def calibration_warnings(cal: TrainingFigures, default_threshold: str) -> list[s
             "anomalies from normal images. Try a longer schedule (e.g. --epochs 100 "
             "--pretrain-epochs 150), keep pretraining on (--pretrain), or add normal images"
         )
+    found += below_chance_warnings(cal.class_aucs, kind)
     held_out = cal.calibration.n
     if held_out < MIN_HOLDOUT:
         low, high = cal.calibration.rate_interval[default_threshold]
@@ -57,3 +61,23 @@ def calibration_warnings(cal: TrainingFigures, default_threshold: str) -> list[s
             f"{2 * MIN_HOLDOUT} or more, {MIN_HOLDOUT} are held out"
         )
     return found
+
+
+def below_chance_warnings(class_aucs: dict[str, float], kind: str = "image") -> list[str]:
+    """A warning naming the test classes that the model ranks backwards (AUC below chance)."""
+    below = sorted((auc, name) for name, auc in class_aucs.items() if auc < CHANCE)
+    if not below:
+        return []
+    listed = ", ".join(f"{name!r} (AUC {auc:.3f})" for auc, name in below)
+    remedy = (
+        "train longer (--patch-epochs) or on more normal images"
+        if kind == "patch"
+        else "a whole-image model ranks images blander than the normal ones (flatter, "
+        "smoother, or with a small defect) near its centre: for small defects, train "
+        "--model patch"
+    )
+    return [
+        f"below chance ({CHANCE}): test class(es) {listed} score as MORE normal than the "
+        "normal class's own test images, so the model has not learnt what sets them apart. "
+        f"Check that the test images are taken like the training images; {remedy}"
+    ]

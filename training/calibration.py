@@ -4,7 +4,8 @@ ships (through `modelfile.thresholds`, as `deepsvdd calibrate` does), the test A
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -32,6 +33,7 @@ class TrainingFigures:
     train_fraction_outside: float | None  # soft-boundary: training scores beyond R^2
     train_score_std: float
     reference: list[float]  # sorted held-out normal scores (a bounded sample): drift's baseline
+    class_aucs: dict[str, float] = field(default_factory=dict)  # test AUC per anomalous class
 
 
 def auc_or_none(labels: np.ndarray | None, scores: np.ndarray) -> float | None:
@@ -39,6 +41,39 @@ def auc_or_none(labels: np.ndarray | None, scores: np.ndarray) -> float | None:
     if labels is None or len(np.unique(labels)) < 2:
         return None
     return float(roc_auc_score(labels, scores))
+
+
+def auc_by_class(
+    scores: np.ndarray, classes: np.ndarray, normal: int, names: Sequence[str]
+) -> dict[str, float]:
+    """Test AUC of each anomalous class against the normal class's own test images ({} when
+    the test split has no normal images): the pooled AUC can hide a class ranked backwards."""
+    own = scores[classes == normal]
+    if not len(own):
+        return {}
+    return {
+        names[c]: float(
+            roc_auc_score(
+                np.r_[np.zeros(len(own)), np.ones(np.sum(classes == c))],
+                np.r_[own, scores[classes == c]],
+            )
+        )
+        for c in np.unique(classes)
+        if c != normal
+    }
+
+
+def with_class_aucs(
+    figures: TrainingFigures,
+    test: np.ndarray | None,
+    classes: np.ndarray | None,
+    normal: int,
+    names: Sequence[str],
+) -> TrainingFigures:
+    """`figures` with each anomalous test class's AUC (unchanged without a labelled test split)."""
+    if test is None or classes is None:
+        return figures
+    return replace(figures, class_aucs=auc_by_class(test, classes, normal, names))
 
 
 def holdout_size(n_normal: int, fraction: float) -> int:

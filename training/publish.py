@@ -12,7 +12,7 @@ from modelfile.metadata import ModelMetadata
 from training import preprocess
 from training.advice import Notes, calibration_warnings
 from training.batches import Uint8Images
-from training.calibration import TrainingFigures, calibrate
+from training.calibration import TrainingFigures, calibrate, with_class_aucs
 from training.deepsvdd import score
 from training.distributed import Dist
 from training.export import ScoringModel, export_model
@@ -26,13 +26,16 @@ def calibrate_trained(trained: Trained, run: Run) -> TrainingFigures:
     split = run.split
     holdout = score(net, c, Uint8Images(split.holdout, pre, "cpu")).numpy()
     test = None if split.test is None else score(net, c, Uint8Images(split.test, pre, "cpu"))
-    return calibrate(
+    test_scores = None if test is None else test.numpy()  # (n_test,)
+    figures = calibrate(
         holdout=holdout,
         train=score(net, c, Uint8Images(split.train, pre, "cpu")).numpy(),
-        test=None if test is None else test.numpy(),
+        test=test_scores,
         test_labels=split.test_labels,
         R=trained.state.R,
     )
+    data = run.data
+    return with_class_aucs(figures, test_scores, data.y_test, run.k, data.class_names)
 
 
 def export_trained(run: Run, trained: Trained, dist: Dist, notes: Notes) -> dict[str, Any]:
@@ -52,7 +55,13 @@ def export_trained(run: Run, trained: Trained, dist: Dist, notes: Notes) -> dict
     notes.say(f"exported {model_path} ({auc})")
     summary = run_summary(model_path, meta, run, trained, rel, dist)
     skipped = [{"file": file, "error": why} for file, why in run.data.skipped]
-    return {**summary, "skipped": skipped, "n_skipped": len(skipped), "warnings": notes.warnings}
+    return {
+        **summary,
+        "test_auc_by_class": calibration.class_aucs,
+        "skipped": skipped,
+        "n_skipped": len(skipped),
+        "warnings": notes.warnings,
+    }
 
 
 def run_summary(

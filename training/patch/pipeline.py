@@ -13,7 +13,7 @@ import torch
 from modelfile.layout import claim_version
 from training import preprocess
 from training.advice import Notes, calibration_warnings
-from training.calibration import TrainingFigures, calibrate
+from training.calibration import TrainingFigures, calibrate, with_class_aucs
 from training.config import RunSpec, TrainConfig
 from training.data import resolve_class
 from training.data.rows import ImageArray
@@ -100,13 +100,15 @@ def image_scores(scoring: PatchScoring, images: ImageArray) -> np.ndarray:
 def calibrate_patch(run: PatchRun, trained: PatchTrained) -> TrainingFigures:
     """Thresholds from the held-out normal images' image scores, as for image models."""
     split, scoring = run.split, trained.scoring
-    return calibrate(
+    test = None if split.test is None else image_scores(scoring, split.test)
+    figures = calibrate(
         holdout=image_scores(scoring, split.holdout),
         train=image_scores(scoring, split.train),
-        test=None if split.test is None else image_scores(scoring, split.test),
+        test=test,
         test_labels=split.test_labels,
         R=None,
     )
+    return with_class_aucs(figures, test, run.data.y_test, run.k, run.data.class_names)
 
 
 def train_patch_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
@@ -123,7 +125,7 @@ def train_patch_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
     calibration = calibrate_patch(run, trained)
     version, version_dir = claim_version(spec.models_dir / run.name)
     meta = build_patch_metadata(run, trained, calibration, version)
-    for warning in calibration_warnings(calibration, meta.default_threshold):
+    for warning in calibration_warnings(calibration, meta.default_threshold, meta.kind):
         notes.warn(warning)
     sample = preprocess.to_unit_tensor(np.asarray(run.split.holdout[:8]))
     path, rel = export_model(trained.scoring, meta, version_dir, sample)
@@ -135,6 +137,7 @@ def train_patch_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
         "version": meta.version,
         "kind": meta.kind,
         "auc": calibration.auc,
+        "test_auc_by_class": calibration.class_aucs,
         "train_seconds": round(trained.fit.seconds, 3),
         "coreset_seconds": trained.coreset_seconds,
         "objective": meta.objective,

@@ -1,0 +1,1 @@
+"""Defects benchmark: real photographs with planted defects, and detection/localisation metrics."""

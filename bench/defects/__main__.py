@@ -1,0 +1,5 @@
+"""`python -m bench.defects`: runs the benchmark (run.main)."""
+
+from bench.defects.run import main
+
+main()
