@@ -33,8 +33,11 @@ from modelfile.metadata import METADATA_KEY, ModelMetadata
 from training.preprocess import Preprocess
 
 # ONNX Runtime must reproduce PyTorch's scores to this relative difference (max |diff| over
-# the batch divided by the largest |score|); float32 kernels differ by ~1e-6 here.
-EXPORT_RTOL = 1e-4
+# the batch divided by the largest |score|). float32 kernels differ by ~1e-6 on a tiny network,
+# but the gap grows with the network: a 128-px whole-image model trained on photographs measured
+# 1.24e-4 on an AVX2 CPU. An export gone wrong (a layer in training mode, a lost constant)
+# moves scores by far more than 1e-3.
+EXPORT_RTOL = 1e-3
 # A patch model's outputs, in its forward's order; its score and map are both checked.
 PATCH_OUTPUT_NAMES = (*OUTPUT_NAMES, ANOMALY_MAP_OUTPUT)
 

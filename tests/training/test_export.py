@@ -65,7 +65,7 @@ def test_onnx_equals_pytorch_for_batch_1_and_7(scoring_model: ScoringModel, tmp_
     _, version_dir = claim_version(tmp_path / "m")
     x = torch.rand(7, 1, 28, 28)
     path, rel = export_model(scoring_model, _meta(), version_dir, x)
-    assert rel <= export.EXPORT_RTOL
+    assert rel <= 1e-4  # a tiny network: far inside export.EXPORT_RTOL
     session, _ = _session(path)
     with torch.no_grad():
         want = scoring_model(x)[0].numpy()

@@ -13,7 +13,7 @@ import torch
 from modelfile import ANOMALY_MAP_OUTPUT, EMBEDDING_OUTPUT, SCORE_OUTPUT
 from modelfile.layout import claim_version
 from modelfile.metadata import METADATA_KEY, DatasetInfo, InputSpec, ModelMetadata, PatchInfo
-from training.export import EXPORT_RTOL, export_model
+from training.export import export_model
 from training.patch.bank import greedy_coreset
 from training.patch.fit import standardise_from, train_patch_encoder
 from training.patch.network import STRIDE, PatchEncoder, PatchNetConfig, grid_shape
@@ -22,6 +22,9 @@ from training.patch.scoring import PatchScoring, Standardise
 
 SIZE, PATCH = 40, 16
 TINY = PatchNetConfig(channels=1, patch_size=PATCH, widths=(8, 16), dim=16)
+
+# What the export round trip of a tiny model must reach (the export itself allows more).
+ROUND_TRIP = 1e-4
 
 
 def textures(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
@@ -147,7 +150,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[PatchS
         model = scoring_model(k).eval()
         _, version_dir = claim_version(tmp_path_factory.mktemp("patch") / f"p{k}")
         path, rel = export_model(model, patch_meta(k, (7, 7)), version_dir, x)
-        assert rel <= EXPORT_RTOL
+        assert rel <= ROUND_TRIP
         models[k] = (model, path)
     return models
 
@@ -166,8 +169,8 @@ def test_export_matches_pytorch_score_and_map(
         score, emb, amap = session.run(names, {"image": x[:n].numpy()})
         assert amap.shape == (n, 7, 7) and emb.shape == (n, TINY.dim)
         scale = float(np.abs(want_map).max())
-        assert float(np.abs(amap - want_map[:n]).max()) <= EXPORT_RTOL * scale
-        assert float(np.abs(score - want_score[:n]).max()) <= EXPORT_RTOL * scale
+        assert float(np.abs(amap - want_map[:n]).max()) <= ROUND_TRIP * scale
+        assert float(np.abs(score - want_score[:n]).max()) <= ROUND_TRIP * scale
         np.testing.assert_allclose(emb, want_emb[:n], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(score, amap.reshape(n, -1).max(axis=1), rtol=1e-6)
     meta = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
