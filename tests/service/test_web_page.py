@@ -10,18 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import chromium
 from tests.support.images import image_bytes, noise_image
 from tests.support.models import TinyModel, build_model
 from tests.support.servers import LiveServer, make_settings, running_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--no-first-run",
-]
 pytestmark = pytest.mark.slow
 
 
@@ -41,14 +34,8 @@ def live(tiny: TinyModel) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"Debian's chromium is missing ({CHROMIUM}): make install")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def test_the_static_files_are_served_with_a_strict_policy(live: LiveServer) -> None:

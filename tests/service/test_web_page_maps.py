@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.test_web_page import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import chromium
 from tests.support.images import noise_image
 from tests.support.patch_models import HEIGHT, WIDTH
 from tests.support.servers import LiveServer, make_settings, running_server
@@ -25,14 +25,8 @@ def live(patch_repo: Path) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"Debian's chromium is missing ({CHROMIUM}): make install")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def uploads(folder: Path, size: tuple[int, int], count: int) -> list[Path]:
