@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench.serving.photos import COLORS, PACKAGE
+from bench.serving.report import goal_lines
 
 SPEEDUP = 3.0  # 1 MP JPEGs: at least this many times today's images/s (the full decode)
 VS_LIMIT = 0.8  # ... and at least this fraction of the limit
@@ -138,14 +139,7 @@ def markdown(report: dict) -> str:
         "'vs limit' divides by the limit of the same size, 'vs today' by this service with "
         "the full decode under the same load.",
         "",
-        "## Goals",
-        "",
-        "| goal | reached | |",
-        "| --- | --- | --- |",
-        *(
-            f"| {g['goal']} | {g['reached']} | {'met' if g['met'] else 'NOT met'} |"
-            for g in goals(report)
-        ),
+        *goal_lines(goals(report)),
         "",
         "## Figures",
         "",

@@ -60,6 +60,14 @@ def _per_round(result: dict) -> str:
     return " / ".join(f"{v:,.0f}" for v in result["rounds_images_per_s"])
 
 
+def goal_lines(reached: list[dict]) -> list[str]:
+    """The report's Goals section: each goal, what was reached, and whether it was met."""
+    rows = [
+        f"| {g['goal']} | {g['reached']} | {'met' if g['met'] else 'NOT met'} |" for g in reached
+    ]
+    return ["## Goals", "", "| goal | reached | |", "| --- | --- | --- |", *rows]
+
+
 def _table(report: dict) -> list[str]:
     raw = report["raw_ort"]
     lines = [
@@ -121,14 +129,7 @@ def markdown(report: dict) -> str:
         "",
         *_table(report),
         "",
-        "## Goals",
-        "",
-        "| goal | reached | |",
-        "| --- | --- | --- |",
-        *(
-            f"| {g['goal']} | {g['reached']} | {'met' if g['met'] else 'NOT met'} |"
-            for g in goals(report)
-        ),
+        *goal_lines(goals(report)),
         "",
         "Inside the service (from its /metrics over each measured load, all workers):",
         "",
