@@ -112,8 +112,13 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def with_metadata(graph: bytes, meta: ModelMetadata) -> bytes:
+    """The graph with our metadata as its only model-level entry, and none on its nodes: the
+    exporter notes each node's Python stack trace (file paths of the machine that trained it,
+    about 1 KB a node), which a shipped model has no use for."""
     proto = onnx.load_from_string(graph)
     del proto.metadata_props[:]
+    for node in proto.graph.node:
+        del node.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
     proto.producer_name = "deepsvdd-serve"
