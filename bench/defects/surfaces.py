@@ -20,8 +20,20 @@ from PIL import Image
 from bench.defects.plant import KINDS, plant
 
 REPORT_SURFACES = ("brick", "grass", "gravel")  # reported on; nobody tunes on them
-TUNING_SURFACES = ("moon", "camera")
-OTHER = {"brick": "grass", "grass": "gravel", "gravel": "brick", "moon": "camera", "camera": "moon"}
+# Tuned on, never reported as results: scikit-image's moon, camera and ihc (tissue), and a
+# stationary texture from Debian's lomiri-wallpapers (the Makefile installs it).
+TUNING_SURFACES = ("moon", "camera", "ihc", "pattern")
+OTHER = {
+    "brick": "grass",
+    "grass": "gravel",
+    "gravel": "brick",
+    "moon": "camera",
+    "camera": "moon",
+    "ihc": "moon",
+    "pattern": "ihc",
+}
+WALLPAPERS = {"pattern": Path("/usr/share/backgrounds/analogpattern_by_Peter_Nerlich.jpg")}
+SIDE = 512
 CROP = 128
 TRAIN_ROWS = (0, 256)  # the photograph's rows that train crops come from
 TEST_ROWS = (288, 512)  # rows of the test crops: 32 rows away from any training pixel
@@ -38,12 +50,26 @@ class Counts:
 
 
 def photograph(surface: str) -> np.ndarray:
-    """uint8 (512, 512) grey photograph `surface` from skimage/data."""
+    """uint8 (512, 512) grey photograph `surface`: from skimage/data, or a Debian wallpaper
+    scaled to 512 rows and cut to its middle 512 columns."""
     if surface not in OTHER:
         raise ValueError(f"unknown surface {surface!r}; known: {', '.join(OTHER)}")
+    if surface in WALLPAPERS:
+        return _wallpaper(WALLPAPERS[surface])
     resource = importlib.resources.files("skimage") / "data" / f"{surface}.png"
     with importlib.resources.as_file(resource) as path, Image.open(path) as image:
         return np.asarray(image.convert("L"))
+
+
+def _wallpaper(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: apt-get install lomiri-wallpapers-16.04")
+    with Image.open(path) as image:
+        grey = image.convert("L")
+        width = round(grey.width * SIDE / grey.height)
+        scaled = np.asarray(grey.resize((width, SIDE), Image.Resampling.LANCZOS))
+    left = (width - SIDE) // 2
+    return np.ascontiguousarray(scaled[:, left : left + SIDE])
 
 
 def crops(
