@@ -110,6 +110,9 @@ class PatchInfo(BaseModel):
     bank: int = Field(ge=1)
     dims: int = Field(ge=1)
     score: str
+    # The views whose standardised maps the model averages (e.g. "16 px", "bands", "32 px":
+    # patch features of a size, or intensity bands); absent in models that score one view.
+    views: list[str] | None = None
 
     @field_validator("grid")
     @classmethod

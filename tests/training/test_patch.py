@@ -14,11 +14,19 @@ from modelfile import ANOMALY_MAP_OUTPUT, EMBEDDING_OUTPUT, SCORE_OUTPUT
 from modelfile.layout import claim_version
 from modelfile.metadata import METADATA_KEY, DatasetInfo, InputSpec, ModelMetadata, PatchInfo
 from training.export import export_model
+from training.patch.bands import Bands
 from training.patch.bank import greedy_coreset
 from training.patch.fit import standardise_from, train_patch_encoder
 from training.patch.network import STRIDE, PatchEncoder, PatchNetConfig, grid_shape
 from training.patch.sampling import NEIGHBOURS, crop, geometry, jitter_pairs, position_pairs
-from training.patch.scoring import PatchScoring, Standardise
+from training.patch.scoring import (
+    PatchScoring,
+    PatchViews,
+    ScaleScorer,
+    Standardise,
+    to_grid,
+    whitening,
+)
 
 SIZE, PATCH = 40, 16
 TINY = PatchNetConfig(channels=1, patch_size=PATCH, widths=(8, 16), dim=16)
@@ -46,9 +54,17 @@ def encoder_with_stats(cfg: PatchNetConfig = TINY) -> PatchEncoder:
 
 
 def scoring_model(k: int, cfg: PatchNetConfig = TINY) -> PatchScoring:
+    """Random coresets of `k` vectors in each of the views, with random whitening and
+    standardisation (none of them the identity's)."""
     torch.manual_seed(1)
     pre = Standardise(torch.tensor([0.5]), torch.tensor([0.2]))
-    return PatchScoring(pre, encoder_with_stats(cfg), torch.randn(k, cfg.dim), torch.zeros(cfg.dim))
+    views = PatchViews(encoder_with_stats(cfg), Bands(cfg.channels))
+    scorers = []
+    for name, v in zip(views.names(), views(torch.randn(1, 1, 48, 48)), strict=True):
+        dim = v.shape[1]
+        mu, w = torch.randn(dim), torch.eye(dim) + 0.1 * torch.randn(dim, dim)
+        scorers.append(ScaleScorer(name, mu, w, torch.randn(k, dim), loc=0.5, spread=2.0))
+    return PatchScoring(pre, views, scorers)
 
 
 def patch_meta(k: int, grid: tuple[int, int], dims: int = TINY.dim) -> ModelMetadata:
@@ -180,7 +196,8 @@ def test_export_matches_pytorch_score_and_map(
 def test_the_coreset_size_bounds_the_file(exported: dict[int, tuple[PatchScoring, Path]]) -> None:
     sizes = {k: path.stat().st_size for k, (_, path) in exported.items()}
     weights = sum(p.numel() for p in exported[SMALL][0].encoder.parameters()) * 4
-    per_feature = (TINY.dim + 1) * 4  # a centred coreset row and its squared norm
+    # Each view keeps a whitened coreset row and its squared norm per coreset entry.
+    per_feature = sum((int(v.bank.shape[1]) + 1) * 4 for v in exported[SMALL][0].scorers)
     assert sizes[SMALL] <= weights + SMALL * per_feature + 64 * 1024
     bank_bytes = (LARGE - SMALL) * per_feature
     assert abs((sizes[LARGE] - sizes[SMALL]) - bank_bytes) <= 0.05 * bank_bytes
@@ -192,3 +209,77 @@ def test_only_patch_models_carry_patch_info() -> None:
         ModelMetadata.model_validate({**meta.model_dump(), "kind": "image"})
     with pytest.raises(ValueError, match="only a patch model"):
         ModelMetadata.model_validate({**meta.model_dump(), "patch": None})
+
+
+TWO_SCALES = PatchNetConfig(channels=1, patch_size=24, widths=(8, 16), dim=16)
+
+
+def test_the_map_averages_the_views_on_the_16_px_grid() -> None:
+    model = scoring_model(8, TWO_SCALES).eval()
+    assert model.views.names() == ["16 px", "24 px", "bands"]
+    x = torch.rand(2, 1, SIZE, SIZE)
+    with torch.no_grad():
+        score, emb, amap = model(x)
+        small, large, bands = (
+            s(v) for s, v in zip(model.scorers, model.views(model.pre(x)), strict=True)
+        )
+    assert amap.shape == bands.shape == (2, *grid_shape(SIZE, SIZE, 16)) == (2, 7, 7)
+    assert large.shape == (2, *grid_shape(SIZE, SIZE, 24)) == (2, 5, 5)
+    # A 24-px patch at (4i, 4j) has the centre of the 16-px patch one cell further on.
+    torch.testing.assert_close(amap[:, 1:6, 1:6], (small + bands)[:, 1:6, 1:6] / 3 + large / 3)
+    torch.testing.assert_close(amap[:, 0, 0], (small + bands)[:, 0, 0] / 3 + large[:, 0, 0] / 3)
+    torch.testing.assert_close(score, amap.flatten(1).amax(dim=1))
+    assert emb.shape == (2, TWO_SCALES.dim)
+
+
+def test_the_bands_are_differences_of_blurs_at_the_patch_centres() -> None:
+    bands = Bands(1)
+    x = torch.zeros(1, 1, SIZE, SIZE)
+    x[0, 0, 20, 24] = 1.0  # a bright point at the centre of the 16-px patch at (12, 16)
+    out = bands(x)
+    assert out.shape == (1, 3, *grid_shape(SIZE, SIZE, 16))
+    fine = out[0, 0]
+    assert float(fine[3, 4]) > 0.5 and float(fine.abs().sum() - fine[3, 4]) < 0.05
+    flat = bands(torch.full((1, 1, SIZE, SIZE), 0.7))
+    torch.testing.assert_close(flat, torch.zeros_like(flat), atol=1e-6, rtol=0)
+
+
+def test_to_grid_repeats_the_border_of_the_coarser_map() -> None:
+    m = torch.arange(6.0).reshape(1, 2, 3)
+    out = to_grid(m, 4, 4)  # one row each side, no column before and one after
+    assert out[0].tolist() == [[0, 1, 2, 2], [0, 1, 2, 2], [3, 4, 5, 5], [3, 4, 5, 5]]
+    assert to_grid(m, 2, 3) is m
+
+
+def test_whitened_normal_features_have_about_the_identity_covariance() -> None:
+    gen = torch.Generator().manual_seed(0)
+    mix = torch.randn(6, 6, generator=gen) * torch.tensor([10.0, 5, 1, 1, 0.5, 0.1])
+    f = torch.randn(20_000, 6, generator=gen) @ mix + 3.0
+    mu, w = whitening(f, eps=1e-6)
+    white = (f - mu) @ w
+    torch.testing.assert_close(torch.cov(white.T), torch.eye(6), atol=0.05, rtol=0.05)
+    torch.testing.assert_close(w, w.T)
+
+
+def test_a_patch_scorer_standardises_its_distances() -> None:
+    scorer = ScaleScorer(
+        16, torch.zeros(2), torch.eye(2), torch.tensor([[0.0, 0.0], [3.0, 4.0]]), 1.0, 2.0
+    )
+    f = torch.tensor([[[[0.0, 3.0]], [[1.0, 4.0]]]])  # (1, 2, 1, 2): features (0, 1) and (3, 4)
+    torch.testing.assert_close(scorer.distances(f), torch.tensor([[[1.0, 0.0]]]))
+    torch.testing.assert_close(scorer(f), torch.tensor([[[0.0, -0.5]]]))
+    with pytest.raises(ValueError, match="spread"):
+        ScaleScorer("16 px", torch.zeros(2), torch.eye(2), torch.zeros(1, 2), 0.0, 0.0)
+
+
+def test_a_two_scale_model_exports_within_the_round_trip(tmp_path: Path) -> None:
+    model = scoring_model(32, TWO_SCALES).eval()
+    x = torch.rand(3, 1, SIZE, SIZE)
+    _, version_dir = claim_version(tmp_path / "two")
+    path, rel = export_model(model, patch_meta(32, (7, 7), TWO_SCALES.dim), version_dir, x)
+    assert rel <= ROUND_TRIP
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        want = model(x)[2].numpy()
+    (amap,) = session.run([ANOMALY_MAP_OUTPUT], {"image": x.numpy()})
+    assert float(np.abs(amap - want).max()) <= ROUND_TRIP * float(np.abs(want).max())

@@ -19,8 +19,9 @@ from modelfile.metadata import METADATA_KEY, ModelMetadata
 from tests.deploy.test_triton_repository import parse
 from tests.training.test_patch import textures
 
-SIZE, PATCH = 40, 16
-GRID = (SIZE - PATCH) // 4 + 1  # 7 cells a side
+SIZE, PATCH = 40, 24  # two patch sizes: 24 px and the encoder's 16-px stage
+CELL = 16  # the map's cells are the smaller patches
+GRID = (SIZE - CELL) // 4 + 1  # 7 cells a side
 
 
 def bright_square(image: np.ndarray, top: int, left: int, side: int = 8) -> np.ndarray:
@@ -92,7 +93,8 @@ def session_of(summary: dict[str, Any]) -> tuple[ort.InferenceSession, ModelMeta
 def test_cli_trains_a_patch_model_whose_graph_returns_the_map(trained: dict[str, Any]) -> None:
     session, meta = session_of(trained)
     assert meta.kind == "patch" and meta.patch is not None
-    assert meta.patch.grid == [GRID, GRID] and meta.patch.coreset == 64 and meta.patch.size == PATCH
+    assert meta.patch.grid == [GRID, GRID] and meta.patch.coreset == 64 and meta.patch.size == CELL
+    assert meta.patch.views == [f"{CELL} px", f"{PATCH} px", "bands"]
     assert meta.radius is None and meta.rep_dim == meta.patch.dims
     x = textures(3, SIZE, seed=5).transpose(0, 3, 1, 2).astype(np.float32) / 255
     score, emb, amap = session.run(
@@ -120,8 +122,8 @@ def test_a_planted_square_lights_the_cells_where_it_lies(
     )
     i, j = np.unravel_index(np.argmax(amap[0][0]), (GRID, GRID))
     # Cell (i, j) is the patch at (4i, 4j): it must overlap the square.
-    assert 4 * i < top + 8 and 4 * i + PATCH > top, (i, j)
-    assert 4 * j < left + 8 and 4 * j + PATCH > left, (i, j)
+    assert 4 * i < top + 8 and 4 * i + CELL > top, (i, j)
+    assert 4 * j < left + 8 and 4 * j + CELL > left, (i, j)
 
 
 def test_images_smaller_than_a_patch_stop_before_training(
@@ -132,7 +134,7 @@ def test_images_smaller_than_a_patch_stop_before_training(
     args[args.index("--image-size") + 1] = "20"
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "20x20 px" in err and "16-px patches" in err and "at least 26 px" in err
+    assert "20x20 px" in err and "24-px patches" in err and "at least 39 px" in err
     assert not (tmp_path / "models").exists()
 
 
@@ -144,6 +146,6 @@ def test_too_few_images_for_the_coreset_stop_before_training(
     args[args.index("--coreset") + 1] = "1000"
     assert main(args) == 2
     err = capsys.readouterr().err
-    # 1000 features from 49 patches an image: 21 training images, and 3 are left of 6.
-    assert "at least 21 normal training images" in err and "but 3 are left" in err
+    # 1000 features from 25 patches of 24 px an image: 40 training images; 3 are left of 6.
+    assert "at least 40 normal training images" in err and "but 3 are left" in err
     assert not (tmp_path / "models").exists()

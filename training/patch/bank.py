@@ -1,7 +1,8 @@
 """The memory bank of normal patch features and its greedy k-center coreset (PatchCore's).
 
-The bank holds every grid patch of the training images, or an even random share of them per
-image when that would exceed BANK_LIMIT; the coreset keeps the `k` features that cover it best.
+The bank holds, in each view of the map (training/patch/scoring.py), every grid patch of the
+training images, or an even random share of them per image when that would exceed BANK_LIMIT;
+the coreset keeps the `k` vectors that cover it best.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import math
 
 import torch
 
-from training.patch.network import PatchEncoder
+from training.patch.scoring import PatchViews
 
 # Patch features the coreset is chosen from: k-center costs k passes over them (k x BANK_LIMIT
 # x dim multiply-adds: 2048 x 65,536 x 64 = 8.6 G for the defaults, a few seconds).
@@ -24,21 +25,23 @@ def per_image(n_images: int, cells: int, limit: int = BANK_LIMIT) -> int:
 
 @torch.no_grad()
 def bank_features(
-    encoder: PatchEncoder,
+    views: PatchViews,
     batches: list[torch.Tensor],
     n_images: int,
     gen: torch.Generator,
-) -> torch.Tensor:
-    """(M, dim) features of the training images' grid patches (preprocessed `batches`)."""
-    encoder.eval()
-    kept: list[torch.Tensor] = []
+) -> list[torch.Tensor]:
+    """Per view (`views.names()`), the (M, dim) vectors of the training images' grid patches
+    (preprocessed `batches`)."""
+    views.eval()
+    kept: list[list[torch.Tensor]] = [[] for _ in views.names()]
     for x in batches:
-        f = encoder(x).flatten(2).transpose(1, 2)  # (B, h*w, dim)
-        take = per_image(n_images, f.shape[1])
-        for row in f:
-            pick = torch.randperm(len(row), generator=gen)[:take]
-            kept.append(row[pick.to(row.device)])
-    return torch.cat(kept)
+        for scale, grid in enumerate(views(x)):
+            f = grid.flatten(2).transpose(1, 2)  # (B, h*w, dim)
+            take = per_image(n_images, f.shape[1])
+            for row in f:
+                pick = torch.randperm(len(row), generator=gen)[:take]
+                kept[scale].append(row[pick.to(row.device)])
+    return [torch.cat(rows) for rows in kept]
 
 
 @torch.no_grad()

@@ -10,20 +10,22 @@ from training.calibration import DEFAULT_THRESHOLD, TrainingFigures
 from training.config import ONE_CLASS
 from training.metadata import software_versions
 from training.patch import fit
+from training.patch.bands import SIGMAS
 from training.patch.network import STRIDE
-from training.patch.scoring import SCORE_RULE
+from training.patch.scoring import SCORE_RULE, WHITEN_EPS
 from training.patch.types import PatchRun, PatchTrained
 
 
 def patch_info(run: PatchRun, trained: PatchTrained) -> PatchInfo:
     return PatchInfo(
-        size=run.cfg.patch_size,
+        size=trained.scoring.encoder.scale_sizes()[0],  # the map's cells: its smallest patches
         stride=STRIDE,
         grid=list(run.grid),
         coreset=trained.coreset,
         bank=trained.bank_size,
         dims=run.net_cfg.dim,
         score=SCORE_RULE,
+        views=trained.scoring.views.names(),
     )
 
 
@@ -47,6 +49,12 @@ def training_record(run: PatchRun, trained: PatchTrained) -> dict[str, object]:
         "epoch_losses": [round(v, 5) for v in trained.fit.losses],
         "position_accuracy": trained.fit.position_accuracy,
         "coreset_seconds": trained.coreset_seconds,
+        "views": [
+            {"view": s.name, "loc": float(s.loc), "spread": float(s.spread)}
+            for s in trained.scoring.scorers
+        ],
+        "whiten_eps": WHITEN_EPS,
+        "band_sigmas": list(SIGMAS),
         "seconds": trained.fit.seconds,
         "score": SCORE_RULE,
     }

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 STRIDE = 4  # two 2x2 pools: one grid cell every 4 px
+STAGE_PATCH = 16  # px a feature after the second stage sees: two stages of -4 px and /2
 BN_EPS = 1e-4
 
 
@@ -72,6 +73,20 @@ class PatchEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+    def scale_sizes(self) -> list[int]:
+        """The patch sizes `scales` returns features of, smallest first."""
+        if self.cfg.patch_size == STAGE_PATCH:
+            return [STAGE_PATCH]
+        return [STAGE_PATCH, self.cfg.patch_size]
+
+    def scales(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Features of the grid of 16-px patches (the second stage's output) and of
+        `patch_size` patches (the last conv's), both every STRIDE px; one scale when the
+        patch size is 16."""
+        stages = self.features[:-1](x)
+        last = self.features[-1](stages)
+        return [last] if self.cfg.patch_size == STAGE_PATCH else [stages, last]
 
     def embed(self, patches: torch.Tensor) -> torch.Tensor:
         """(B, C, p, p) patches -> (B, dim) features."""

@@ -18,13 +18,20 @@ from training.config import RunSpec, TrainConfig
 from training.data import resolve_class
 from training.data.rows import ImageArray
 from training.export import export_model
+from training.patch.bands import Bands
 from training.patch.bank import bank_features, greedy_coreset
 from training.patch.checks import check_bank, check_image_size, refuse_unsupported
 from training.patch.fit import standardise_from, to_batch, train_patch_encoder
 from training.patch.metadata import build_patch_metadata
-from training.patch.network import PatchNetConfig, grid_shape
+from training.patch.network import STAGE_PATCH, PatchNetConfig, grid_shape
 from training.patch.sampling import geometry
-from training.patch.scoring import PatchScoring, Standardise
+from training.patch.scoring import (
+    PatchScoring,
+    PatchViews,
+    ScaleScorer,
+    Standardise,
+    whitening,
+)
 from training.patch.types import PatchRun, PatchTrained
 from training.run import default_name, load_training_data, split_normal
 
@@ -54,7 +61,7 @@ def load_patch_run(spec: RunSpec, cfg: TrainConfig, notes: Notes) -> PatchRun:
         split=split,
         net_cfg=PatchNetConfig(ch, cfg.patch_size, leaky_slope=spec.leaky_slope),
         geo=geometry(cfg.patch_size, min(h, w)),
-        grid=grid_shape(h, w, cfg.patch_size),
+        grid=grid_shape(h, w, min(STAGE_PATCH, cfg.patch_size)),
     )
 
 
@@ -67,7 +74,9 @@ def batches(images: ImageArray, pre: Standardise, device: str) -> list[torch.Ten
 
 
 def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
-    """Trains the encoder, then keeps a greedy k-center coreset of the normal patch features."""
+    """Trains the encoder; then, in each view of the map, whitens the normal patches' vectors,
+    keeps a greedy k-center coreset of them, and standardises the scores with the held-out
+    images'."""
     cfg, train = run.cfg, run.split.train
     pre = standardise_from(train)
     fitted = train_patch_encoder(
@@ -75,16 +84,51 @@ def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
     )
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(cfg.seed)
-    bank = bank_features(
-        fitted.encoder, batches(train, pre.to(cfg.device), cfg.device), len(train), gen
-    )
-    chosen = greedy_coreset(bank, cfg.coreset, gen)
+    views = PatchViews(fitted.encoder, Bands(run.net_cfg.channels)).to(cfg.device)
+    banks = bank_features(views, batches(train, pre.to(cfg.device), cfg.device), len(train), gen)
+    scorers = []
+    for name, bank in zip(views.names(), banks, strict=True):
+        mu, w = whitening(bank)
+        white = (bank - mu.to(bank.device)) @ w.to(bank.device)
+        chosen = greedy_coreset(white, cfg.coreset, gen)
+        scorers.append(ScaleScorer(name, mu, w, white[chosen].cpu()))
+    views = views.cpu()
+    spreads = held_out_spread(views, scorers, run.split.holdout, pre.cpu())
+    scorers = [
+        ScaleScorer(s.name, s.mu, s.whiten, s.bank, loc, spread)
+        for s, (loc, spread) in zip(scorers, spreads, strict=True)
+    ]
     seconds = time.perf_counter() - started
-    notes.say(f"coreset: {len(chosen)} of {len(bank)} normal patch features in {seconds:.1f} s")
-    scoring = PatchScoring(
-        pre.cpu(), fitted.encoder.cpu(), bank[chosen].cpu(), bank.mean(dim=0).cpu()
+    kept = min(cfg.coreset, *(len(b) for b in banks))
+    notes.say(
+        f"coreset: {kept} of {len(banks[-1])} normal patch vectors in each view "
+        f"({', '.join(views.names())}) in {seconds:.1f} s"
     )
-    return PatchTrained(scoring.eval(), fitted, len(chosen), len(bank), round(seconds, 3))
+    scoring = PatchScoring(pre.cpu(), views, scorers)
+    return PatchTrained(scoring.eval(), fitted, kept, len(banks[-1]), round(seconds, 3))
+
+
+@torch.no_grad()
+def held_out_spread(
+    views: PatchViews, scorers: list[ScaleScorer], holdout: ImageArray, pre: Standardise
+) -> list[tuple[float, float]]:
+    """Per view, the median and the standard deviation of the held-out normal images' patch
+    distances: what standardises that view's map."""
+    parts: list[list[torch.Tensor]] = [[] for _ in scorers]
+    for x in batches(holdout, pre, "cpu"):
+        for i, (scorer, v) in enumerate(zip(scorers, views(x), strict=True)):
+            parts[i].append(scorer.distances(v).flatten())
+    out = []
+    for name, chunks in zip(views.names(), parts, strict=True):
+        d = torch.cat(chunks).double()
+        spread = float(d.std()) if len(d) > 1 else 0.0
+        if not spread > 0:
+            raise ValueError(
+                f"the held-out images' patches all score alike in the {name} view: no spread "
+                "to standardise the map with (are the images constant?)"
+            )
+        out.append((float(d.median()), spread))
+    return out
 
 
 @torch.no_grad()
@@ -118,8 +162,9 @@ def train_patch_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
     run = load_patch_run(spec, cfg, notes)
     h, w = run.grid
     notes.say(
-        f"training a patch model on {len(run.split.train)} normal images ({h}x{w} patches of "
-        f"{cfg.patch_size} px each); thresholds from {len(run.split.holdout)} held out"
+        f"training a patch model on {len(run.split.train)} normal images (a {h}x{w} map of "
+        f"16-px patches, with {cfg.patch_size}-px ones around them); thresholds from "
+        f"{len(run.split.holdout)} held out"
     )
     trained = fit_patch_model(run, notes)
     calibration = calibrate_patch(run, trained)

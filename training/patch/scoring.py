@@ -1,16 +1,37 @@
 """The exported patch model: pixels / 255 in; the image score, the mean patch feature and the
-anomaly map out, the map being each grid patch's squared distance to its nearest coreset feature.
+anomaly map out.
+
+The map reads each image in three views (`PatchViews`): the encoder's features of 16-px
+patches (after its second stage), its features of `patch_size` patches (its last conv; left
+out when that is 16 px too), and intensity bands at the 16-px patches' centres
+(training/patch/bands.py). In each view a patch's vector is whitened with the normal patches'
+covariance, scored by its squared distance to the nearest normal vector of that view's coreset,
+and standardised with the held-out normal images' patch scores. The map is the mean of the
+views' standardised maps on the 16-px grid (the larger patches' map repeated at its border to
+cover the same cells); the image score is its largest cell.
+
+Whitening lets a change along a direction in which normal patches hardly vary (a smooth patch
+turning darker) count as much as one along their texture's large directions; standardising
+puts the views in units of normal variation before they are averaged.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from training.patch.bands import Bands
 from training.patch.network import PatchEncoder
 
-# The image score from the map: its largest cell (the most anomalous patch).
-SCORE_RULE = "max over the anomaly map of min_b ||phi(patch) - b||^2, b in the coreset"
+SCORE_RULE = (
+    "max over the anomaly map: the mean over views of (min_b ||W(phi(patch) - mu) - b||^2"
+    " - loc) / spread, b in the view's coreset"
+)
+# Regularisation of the whitening: this share of the mean feature variance is added to every
+# eigenvalue of the covariance, so that directions with no normal variance are not amplified
+# without bound.
+WHITEN_EPS = 1e-2
 
 
 class Standardise(nn.Module):
@@ -30,36 +51,125 @@ class Standardise(nn.Module):
         return (x - self.mean) / self.std
 
 
-class PatchScoring(nn.Module):
-    """image -> (score [N], embedding [N, dim], anomaly_map [N, h, w]).
+def whitening(features: torch.Tensor, eps: float = WHITEN_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean (dim,) and the symmetric whitening matrix (dim, dim), (cov + eps I)^(-1/2), of
+    normal patch features (M, dim), computed in float64."""
+    f = features.detach().double()
+    mu = f.mean(dim=0)
+    cov = torch.cov(f.T).reshape(f.shape[1], f.shape[1])
+    ridge = eps * float(cov.diagonal().mean().clamp_min(1e-12))
+    values, vectors = torch.linalg.eigh(cov + ridge * torch.eye(len(cov), dtype=cov.dtype))
+    w = vectors @ torch.diag(values.rsqrt()) @ vectors.T
+    return mu.float(), w.float()
+
+
+class ScaleScorer(nn.Module):
+    """One view (a patch size, or the bands): (N, dim, h, w) features -> (N, h, w)
+    standardised nearest-neighbour scores.
 
     The nearest coreset feature b is found with ||b||^2 - 2ab (one matrix product; ||a||^2 is
     the same for every b), then its distance is computed as ||a - b||^2, free of the float32
-    cancellation of ||a||^2 - 2ab + ||b||^2; both on features centred on `c`, the mean normal
-    patch feature."""
+    cancellation of ||a||^2 - 2ab + ||b||^2."""
 
-    c: torch.Tensor
+    mu: torch.Tensor
+    whiten: torch.Tensor
     bank: torch.Tensor
     bank_sq: torch.Tensor
+    loc: torch.Tensor
+    spread: torch.Tensor
 
     def __init__(
-        self, pre: Standardise, encoder: PatchEncoder, coreset: torch.Tensor, c: torch.Tensor
+        self,
+        name: str,
+        mu: torch.Tensor,
+        whiten: torch.Tensor,
+        coreset: torch.Tensor,
+        loc: float = 0.0,
+        spread: float = 1.0,
     ) -> None:
         super().__init__()
-        self.pre = pre
-        self.encoder = encoder
-        bank = (coreset - c).detach().float()
-        self.register_buffer("c", c.detach().float().clone())
-        self.register_buffer("bank", bank.contiguous())  # (K, dim)
+        if spread <= 0:
+            raise ValueError(f"the spread of normal patch scores must be > 0, got {spread}")
+        self.name = name
+        bank = coreset.detach().float()
+        self.register_buffer("mu", mu.detach().float().clone())
+        self.register_buffer("whiten", whiten.detach().float().clone())
+        self.register_buffer("bank", bank.contiguous())  # (K, dim), whitened
         self.register_buffer("bank_sq", (bank**2).sum(dim=1))  # (K,)
+        self.register_buffer("loc", torch.tensor(float(loc)))
+        self.register_buffer("spread", torch.tensor(float(spread)))
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        f = self.encoder(self.pre(image))  # (N, dim, h, w)
+    def project(self, f: torch.Tensor) -> torch.Tensor:
+        """(N, dim, h, w) -> (N, h*w, dim) whitened features."""
+        return (f.flatten(2).transpose(1, 2) - self.mu) @ self.whiten
+
+    def distances(self, f: torch.Tensor) -> torch.Tensor:
+        """(N, dim, h, w) -> (N, h, w) squared distances to the nearest coreset feature."""
         n, _, h, w = f.shape
-        a = f.flatten(2).transpose(1, 2)  # (N, h*w, dim)
-        embedding = a.mean(dim=1)  # (N, dim)
-        a = a - self.c
+        a = self.project(f)
         d = self.bank_sq - 2 * (a @ self.bank.t())  # (N, h*w, K): ||a - b||^2 - ||a||^2
         nearest = self.bank[d.argmin(dim=2)]  # (N, h*w, dim)
-        patch_scores = ((a - nearest) ** 2).sum(dim=2).reshape(n, h, w)
-        return patch_scores.flatten(1).amax(dim=1), embedding, patch_scores
+        return ((a - nearest) ** 2).sum(dim=2).reshape(n, h, w)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return (self.distances(f) - self.loc) / self.spread
+
+
+def to_grid(m: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(N, h0, w0) map of larger patches -> (N, h, w) of the finer grid whose cells share
+    their centres, its border cells repeated outwards."""
+    dh, dw = h - m.shape[1], w - m.shape[2]
+    if dh == dw == 0:
+        return m
+    padded = F.pad(m[:, None], (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode="replicate")
+    return padded[:, 0]
+
+
+class PatchViews(nn.Module):
+    """What the map reads of an image, each on a grid of patches every STRIDE px: the
+    encoder's 16-px features, its `patch_size` features (left out when that is 16 px too),
+    and the intensity bands at the 16-px patches' centres. The encoder's largest patches come
+    second to last."""
+
+    def __init__(self, encoder: PatchEncoder, bands: Bands) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.bands = bands
+
+    def names(self) -> list[str]:
+        return [*(f"{s} px" for s in self.encoder.scale_sizes()), "bands"]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [*self.encoder.scales(x), self.bands(x)]
+
+
+class PatchScoring(nn.Module):
+    """image -> (score [N], embedding [N, dim], anomaly_map [N, h, w]); the embedding is the
+    mean feature of the largest patches, the map is on the 16-px patches' grid."""
+
+    def __init__(self, pre: Standardise, views: PatchViews, scorers: list[ScaleScorer]) -> None:
+        super().__init__()
+        if [s.name for s in scorers] != views.names():
+            raise ValueError(
+                f"scorers for {[s.name for s in scorers]}, but the views are {views.names()}"
+            )
+        self.pre = pre
+        self.views = views
+        self.scorers = nn.ModuleList(scorers)
+
+    @property
+    def encoder(self) -> PatchEncoder:
+        return self.views.encoder
+
+    @property
+    def c(self) -> torch.Tensor:
+        """The mean normal feature of the largest patches (the metadata's centre)."""
+        return self.scorers[-2].mu  # type: ignore[return-value]
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        views = self.views(self.pre(image))
+        h, w = views[0].shape[2:]
+        maps = [to_grid(scorer(v), h, w) for scorer, v in zip(self.scorers, views, strict=True)]
+        anomaly_map = torch.stack(maps).mean(dim=0)
+        embedding = views[-2].flatten(2).mean(dim=2)
+        return anomaly_map.flatten(1).amax(dim=1), embedding, anomaly_map

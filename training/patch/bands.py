@@ -1,0 +1,59 @@
+"""Intensity bands: what the random encoder's features miss about a soft stain.
+
+A stain shifts the local brightness over a region of 10-20 px without changing the texture
+in it. The encoder's features, dominated by the texture, hardly move; differences of Gaussian
+blurs of the image itself do. Three bands per channel (the image minus its 1.5-px blur, the
+1.5-px minus the 4-px blur, the 4-px minus the 12-px blur: fine detail, small blobs, larger
+blobs), read at the centres of the 16-px patches of the map's grid, make a third view that is
+scored like the others: whitened, nearest normal band vector, standardised.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from training.patch.network import STAGE_PATCH, STRIDE
+
+SIGMAS = (1.5, 4.0, 12.0)  # px: the Gaussian blurs whose differences are the bands
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """A normalised 1-D Gaussian over +-3 sigma."""
+    r = math.ceil(3 * sigma)
+    x = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-(x**2) / (2 * sigma * sigma))
+    return (k / k.sum()).float()
+
+
+class Bands(nn.Module):
+    """(N, C, H, W) preprocessed image -> (N, 3C, h, w): the bands at the centres of the
+    16-px patches every STRIDE px (the grid of `grid_shape(H, W, 16)`)."""
+
+    def __init__(self, channels: int, sigmas: tuple[float, ...] = SIGMAS) -> None:
+        super().__init__()
+        self.channels = channels
+        self.sigmas = sigmas
+        for i, s in enumerate(sigmas):
+            k = gaussian_kernel(s)
+            self.register_buffer(f"row{i}", k.reshape(1, 1, 1, -1).repeat(channels, 1, 1, 1))
+            self.register_buffer(f"col{i}", k.reshape(1, 1, -1, 1).repeat(channels, 1, 1, 1))
+
+    def blur(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Separable blur by the `i`-th sigma, edges repeated outwards (any image size)."""
+        row, col = getattr(self, f"row{i}"), getattr(self, f"col{i}")
+        r = (row.shape[3] - 1) // 2
+        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), row, groups=self.channels)
+        return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), col, groups=self.channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blurs = [x] + [self.blur(x, i) for i in range(len(self.sigmas))]
+        bands = torch.cat([a - b for a, b in itertools.pairwise(blurs)], dim=1)
+        centre = STAGE_PATCH // 2
+        h = (x.shape[2] - STAGE_PATCH) // STRIDE + 1
+        w = (x.shape[3] - STAGE_PATCH) // STRIDE + 1
+        return bands[:, :, centre::STRIDE, centre::STRIDE][:, :, :h, :w]
