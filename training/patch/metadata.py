@@ -49,10 +49,7 @@ def training_record(run: PatchRun, trained: PatchTrained) -> dict[str, object]:
         "epoch_losses": [round(v, 5) for v in trained.fit.losses],
         "position_accuracy": trained.fit.position_accuracy,
         "coreset_seconds": trained.coreset_seconds,
-        "views": [
-            {"view": s.name, "loc": float(s.loc), "spread": float(s.spread)}
-            for s in trained.scoring.scorers
-        ],
+        "views": trained.scoring.view_records(),
         "whiten_eps": WHITEN_EPS,
         "band_sigmas": list(SIGMAS),
         "seconds": trained.fit.seconds,

@@ -161,10 +161,20 @@ class PatchScoring(nn.Module):
     def encoder(self) -> PatchEncoder:
         return self.views.encoder
 
+    def scale_scorers(self) -> list[ScaleScorer]:
+        return [s for s in self.scorers if isinstance(s, ScaleScorer)]
+
     @property
     def c(self) -> torch.Tensor:
         """The mean normal feature of the largest patches (the metadata's centre)."""
-        return self.scorers[-2].mu  # type: ignore[return-value]
+        return self.scale_scorers()[-2].mu
+
+    def view_records(self) -> list[dict[str, object]]:
+        """Each view's name and standardisation, for the training record."""
+        return [
+            {"view": s.name, "loc": float(s.loc), "spread": float(s.spread)}
+            for s in self.scale_scorers()
+        ]
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         views = self.views(self.pre(image))
