@@ -205,7 +205,7 @@ class ServiceState:
                 continue
             batcher = Batcher(
                 model,
-                max_batch=self.settings.max_batch,
+                max_batch=model.images_per_run(self.settings.max_batch),
                 max_delay_s=self.settings.max_delay_ms / 1000.0,
                 budget=self.budget,
                 metrics=self.metrics,
