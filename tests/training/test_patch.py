@@ -18,6 +18,7 @@ from training.patch.bands import Bands
 from training.patch.bank import greedy_coreset
 from training.patch.fit import standardise_from, train_patch_encoder
 from training.patch.network import STRIDE, PatchEncoder, PatchNetConfig, grid_shape
+from training.patch.pipeline import SCORE_BATCH, scoring_batch
 from training.patch.sampling import NEIGHBOURS, crop, geometry, jitter_pairs, position_pairs
 from training.patch.scoring import (
     PatchScoring,
@@ -283,3 +284,9 @@ def test_a_two_scale_model_exports_within_the_round_trip(tmp_path: Path) -> None
         want = model(x)[2].numpy()
     (amap,) = session.run([ANOMALY_MAP_OUTPUT], {"image": x.numpy()})
     assert float(np.abs(amap - want).max()) <= ROUND_TRIP * float(np.abs(want).max())
+
+
+def test_scoring_batches_shrink_for_large_images() -> None:
+    assert scoring_batch(np.zeros((3, 128, 128, 1), np.uint8), 2048) == SCORE_BATCH
+    assert scoring_batch(np.zeros((3, 512, 512, 3), np.uint8), 2048) == 2
+    assert scoring_batch(np.zeros((3, 512, 512, 1), np.uint8), 10**6) == 1

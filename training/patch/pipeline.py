@@ -3,6 +3,7 @@ calibration on held-out image scores, and one self-contained ONNX graph."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from typing import Any
@@ -36,6 +37,9 @@ from training.patch.types import PatchRun, PatchTrained
 from training.run import default_name, load_training_data, split_normal
 
 SCORE_BATCH = 16  # images per forward when scoring and building the bank
+# Scoring builds an (images x patches x coreset) float32 distance matrix per view: batches
+# shrink to keep it within this (16 images of 128 px, 2 of 512 px with the default coreset).
+DISTANCE_BYTES = 256 * 2**20
 # Folder images are read at this size unless --image-size says otherwise (whole-image models
 # read them as 28 or 32 px thumbnails, too small for patches).
 FOLDER_IMAGE_SIZE = 128
@@ -65,12 +69,18 @@ def load_patch_run(spec: RunSpec, cfg: TrainConfig, notes: Notes) -> PatchRun:
     )
 
 
-def batches(images: ImageArray, pre: Standardise, device: str) -> list[torch.Tensor]:
+def batches(
+    images: ImageArray, pre: Standardise, device: str, size: int = SCORE_BATCH
+) -> list[torch.Tensor]:
     rows = np.arange(len(images))
-    return [
-        to_batch(images, rows[s : s + SCORE_BATCH], pre, device)
-        for s in range(0, len(images), SCORE_BATCH)
-    ]
+    return [to_batch(images, rows[s : s + size], pre, device) for s in range(0, len(images), size)]
+
+
+def scoring_batch(images: ImageArray, coreset: int) -> int:
+    """Images per scoring forward: SCORE_BATCH, or fewer for large images (DISTANCE_BYTES)."""
+    _, h, w, _ = np.asarray(images[:1]).shape
+    cells = math.prod(grid_shape(h, w, STAGE_PATCH))
+    return max(1, min(SCORE_BATCH, DISTANCE_BYTES // (cells * coreset * 4)))
 
 
 def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
@@ -88,10 +98,10 @@ def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
     banks = bank_features(views, batches(train, pre.to(cfg.device), cfg.device), len(train), gen)
     scorers = []
     for name, bank in zip(views.names(), banks, strict=True):
-        mu, w = whitening(bank)
-        white = (bank - mu.to(bank.device)) @ w.to(bank.device)
+        mu, w = whitening(bank)  # on the bank's device (CUDA or CPU)
+        white = (bank - mu) @ w
         chosen = greedy_coreset(white, cfg.coreset, gen)
-        scorers.append(ScaleScorer(name, mu, w, white[chosen].cpu()))
+        scorers.append(ScaleScorer(name, mu.cpu(), w.cpu(), white[chosen].cpu()))
     views = views.cpu()
     spreads = held_out_spread(views, scorers, run.split.holdout, pre.cpu())
     scorers = [
@@ -115,7 +125,8 @@ def held_out_spread(
     """Per view, the median and the standard deviation of the held-out normal images' patch
     distances: what standardises that view's map."""
     parts: list[list[torch.Tensor]] = [[] for _ in scorers]
-    for x in batches(holdout, pre, "cpu"):
+    size = scoring_batch(holdout, max(len(s.bank) for s in scorers))
+    for x in batches(holdout, pre, "cpu", size):
         for i, (scorer, v) in enumerate(zip(scorers, views(x), strict=True)):
             parts[i].append(scorer.distances(v).flatten())
     out = []
@@ -134,11 +145,14 @@ def held_out_spread(
 @torch.no_grad()
 def image_scores(scoring: PatchScoring, images: ImageArray) -> np.ndarray:
     """The exported module's image scores, in PyTorch on the CPU."""
+    if len(images) == 0:
+        return np.empty(0, dtype=np.float32)
+    size = scoring_batch(images, max(len(s.bank) for s in scoring.scale_scorers()))
     out = [
-        scoring(preprocess.to_unit_tensor(np.asarray(images[s : s + SCORE_BATCH])))[0]
-        for s in range(0, len(images), SCORE_BATCH)
+        scoring(preprocess.to_unit_tensor(np.asarray(images[s : s + size])))[0]
+        for s in range(0, len(images), size)
     ]
-    return torch.cat(out).numpy() if out else np.empty(0, dtype=np.float32)
+    return torch.cat(out).numpy()
 
 
 def calibrate_patch(run: PatchRun, trained: PatchTrained) -> TrainingFigures:
@@ -172,7 +186,9 @@ def train_patch_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
     meta = build_patch_metadata(run, trained, calibration, version)
     for warning in calibration_warnings(calibration, meta.default_threshold, meta.kind):
         notes.warn(warning)
-    sample = preprocess.to_unit_tensor(np.asarray(run.split.holdout[:8]))
+    # The export check runs the graph in PyTorch and ONNX Runtime: a few images, fewer large.
+    checked = min(8, scoring_batch(run.split.holdout, cfg.coreset))
+    sample = preprocess.to_unit_tensor(np.asarray(run.split.holdout[:checked]))
     path, rel = export_model(trained.scoring, meta, version_dir, sample)
     auc = "no test split" if calibration.auc is None else f"test AUC {calibration.auc:.3f}"
     notes.say(f"exported {path} ({auc})")

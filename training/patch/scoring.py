@@ -67,7 +67,8 @@ def whitening(features: torch.Tensor, eps: float = WHITEN_EPS) -> tuple[torch.Te
     mu = f.mean(dim=0)
     cov = torch.cov(f.T).reshape(f.shape[1], f.shape[1])
     ridge = eps * float(cov.diagonal().mean().clamp_min(1e-12))
-    values, vectors = torch.linalg.eigh(cov + ridge * torch.eye(len(cov), dtype=cov.dtype))
+    eye = torch.eye(len(cov), dtype=cov.dtype, device=cov.device)
+    values, vectors = torch.linalg.eigh(cov + ridge * eye)
     w = vectors @ torch.diag(values.rsqrt()) @ vectors.T
     return mu.float(), w.float()
 
