@@ -103,11 +103,7 @@ def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
         chosen = greedy_coreset(white, cfg.coreset, gen)
         scorers.append(ScaleScorer(name, mu.cpu(), w.cpu(), white[chosen].cpu()))
     views = views.cpu()
-    spreads = held_out_spread(views, scorers, run.split.holdout, pre.cpu())
-    scorers = [
-        ScaleScorer(s.name, s.mu, s.whiten, s.bank, loc, spread)
-        for s, (loc, spread) in zip(scorers, spreads, strict=True)
-    ]
+    standardise_on_holdout(views, scorers, run.split.holdout, pre.cpu())
     seconds = time.perf_counter() - started
     kept = min(cfg.coreset, *(len(b) for b in banks))
     notes.say(
@@ -119,27 +115,19 @@ def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
 
 
 @torch.no_grad()
-def held_out_spread(
+def standardise_on_holdout(
     views: PatchViews, scorers: list[ScaleScorer], holdout: ImageArray, pre: Standardise
-) -> list[tuple[float, float]]:
-    """Per view, the median and the standard deviation of the held-out normal images' patch
-    distances: what standardises that view's map."""
+) -> None:
+    """Standardises each view's scores with the median and the standard deviation of the
+    held-out normal images' patch distances in it."""
     parts: list[list[torch.Tensor]] = [[] for _ in scorers]
     size = scoring_batch(holdout, max(len(s.bank) for s in scorers))
     for x in batches(holdout, pre, "cpu", size):
         for i, (scorer, v) in enumerate(zip(scorers, views(x), strict=True)):
             parts[i].append(scorer.distances(v).flatten())
-    out = []
-    for name, chunks in zip(views.names(), parts, strict=True):
+    for scorer, chunks in zip(scorers, parts, strict=True):
         d = torch.cat(chunks).double()
-        spread = float(d.std()) if len(d) > 1 else 0.0
-        if not spread > 0:
-            raise ValueError(
-                f"the held-out images' patches all score alike in the {name} view: no spread "
-                "to standardise the map with (are the images constant?)"
-            )
-        out.append((float(d.median()), spread))
-    return out
+        scorer.standardise(float(d.median()), float(d.std()) if len(d) > 1 else 0.0)
 
 
 @torch.no_grad()

@@ -98,16 +98,26 @@ class ScaleScorer(nn.Module):
         spread: float = 1.0,
     ) -> None:
         super().__init__()
-        if spread <= 0:
-            raise ValueError(f"the spread of normal patch scores must be > 0, got {spread}")
         self.name = name
         bank = coreset.detach().float()
         self.register_buffer("mu", mu.detach().float().clone())
         self.register_buffer("whiten", whiten.detach().float().clone())
         self.register_buffer("bank", bank.contiguous())  # (K, dim), whitened
         self.register_buffer("bank_sq", (bank**2).sum(dim=1))  # (K,)
-        self.register_buffer("loc", torch.tensor(float(loc)))
-        self.register_buffer("spread", torch.tensor(float(spread)))
+        self.register_buffer("loc", torch.tensor(0.0))
+        self.register_buffer("spread", torch.tensor(1.0))
+        self.standardise(loc, spread)
+
+    def standardise(self, loc: float, spread: float) -> None:
+        """Scores become (distance - loc) / spread: normal patches' median and deviation."""
+        if not spread > 0:
+            raise ValueError(
+                f"the normal patches' distances in the {self.name} view do not spread "
+                f"(deviation {spread}): nothing to standardise the map with (are the images "
+                "constant?)"
+            )
+        self.loc.fill_(float(loc))
+        self.spread.fill_(float(spread))
 
     def project(self, f: torch.Tensor) -> torch.Tensor:
         """(N, dim, h, w) -> (N, h*w, dim) whitened features."""
