@@ -41,6 +41,17 @@ class RepositoryError(Exception):
 PATCH_RUN_BYTES = 64 * 2**20
 
 
+def images_per_run(meta: ModelMetadata, max_batch: int) -> int:
+    """How many images one ONNX Runtime run may take: `max_batch`, or fewer for a patch
+    model, whose graph holds an (images x patches x coreset) distance matrix per view. It
+    runs fastest when that matrix stays near the CPU's caches: at most PATCH_RUN_BYTES of
+    it (9 images of 128 px with the default coreset, one of 512 px)."""
+    if meta.patch is None:
+        return max_batch
+    per_image = meta.patch.grid[0] * meta.patch.grid[1] * meta.patch.coreset * 4
+    return max(1, min(max_batch, PATCH_RUN_BYTES // per_image))
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     """How every ONNX Runtime session is built."""
@@ -71,15 +82,7 @@ class LoadedModel:
     map_shape: tuple[int, int] | None = None
 
     def images_per_run(self, max_batch: int) -> int:
-        """How many images one ONNX Runtime run may take: `max_batch`, or fewer for a patch
-        model, whose graph holds an (images x patches x coreset) distance matrix per view. It
-        runs fastest when that matrix stays near the CPU's caches: at most PATCH_RUN_BYTES of
-        it (9 images of 128 px with the default coreset, one of 512 px)."""
-        patch = self.metadata.patch
-        if patch is None:
-            return max_batch
-        per_image = patch.grid[0] * patch.grid[1] * patch.coreset * 4
-        return max(1, min(max_batch, PATCH_RUN_BYTES // per_image))
+        return images_per_run(self.metadata, max_batch)
 
     @property
     def provider(self) -> str:

@@ -52,11 +52,15 @@ def has_map(sess: ort.InferenceSession) -> bool:
     return ANOMALY_MAP_OUTPUT in {o.name for o in sess.get_outputs()}
 
 
-def run_scores(sess: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:
-    """`score` of float32 (N, C, H, W), in chunks."""
+def metadata(sess: ort.InferenceSession) -> ModelMetadata:
+    return ModelMetadata.from_json(sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
+
+
+def run_scores(sess: ort.InferenceSession, batch: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+    """`score` of float32 (N, C, H, W), in runs of `chunk` images."""
     parts = [
-        sess.run([SCORE_OUTPUT], {INPUT_NAME: batch[s : s + CHUNK]})[0]
-        for s in range(0, len(batch), CHUNK)
+        sess.run([SCORE_OUTPUT], {INPUT_NAME: batch[s : s + chunk]})[0]
+        for s in range(0, len(batch), chunk)
     ]
     return np.concatenate(parts)
 
@@ -90,7 +94,7 @@ def map_cells(sess: ort.InferenceSession, size: int) -> Cells:
     """Where the map's cells lie: the patch model's strided patches (from its metadata), or
     the occlusion patches of a `size`-px image."""
     if has_map(sess):
-        meta = ModelMetadata.from_json(sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
+        meta = metadata(sess)
         if meta.patch is None:
             raise ValueError("a model with an anomaly_map output has no patch metadata")
         patch = meta.patch

@@ -12,8 +12,17 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.defects.score import CHUNK, graph_maps, has_map, occlusion_maps, run_scores, session
+from bench.defects.score import (
+    CHUNK,
+    graph_maps,
+    has_map,
+    metadata,
+    occlusion_maps,
+    run_scores,
+    session,
+)
 from bench.harness.servers import served
+from service.repository import images_per_run
 
 PER_REQUEST = 4  # images a request: DEEPSVDD_MAX_EXPLAIN_IMAGES's default
 
@@ -29,13 +38,15 @@ def timed(step: Callable[[], object], seconds: float, images_per_step: int) -> f
 
 
 def raw_speed(model: Path, batch: np.ndarray, seconds: float) -> dict[str, float]:
-    """Scores only (batches of CHUNK), and scores with maps (PER_REQUEST images a call: the
+    """Scores only (up to CHUNK images, in the runs the service would make: fewer images a
+    run for a large patch model), and scores with maps (PER_REQUEST images a call: the
     graph's own map, or occlusion's 1 + 169 inferences an image)."""
     sess = session(model)
     plain, few = batch[:CHUNK], batch[:PER_REQUEST]
+    run = images_per_run(metadata(sess), CHUNK)
     mapper = graph_maps if has_map(sess) else occlusion_maps
     return {
-        "scores": timed(lambda: run_scores(sess, plain), seconds, len(plain)),
+        "scores": timed(lambda: run_scores(sess, plain, run), seconds, len(plain)),
         "with_maps": timed(lambda: mapper(sess, few), seconds, len(few)),
     }
 
