@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.patch.network import STAGE_PATCH, STRIDE
+from training.patch.network import STAGE_PATCH, STRIDE, grid_shape
 
 SIGMAS = (1.5, 4.0, 12.0)  # px: the Gaussian blurs whose differences are the bands
 
@@ -54,6 +54,5 @@ class Bands(nn.Module):
         blurs = [x] + [self.blur(x, i) for i in range(len(self.sigmas))]
         bands = torch.cat([a - b for a, b in itertools.pairwise(blurs)], dim=1)
         centre = STAGE_PATCH // 2
-        h = (x.shape[2] - STAGE_PATCH) // STRIDE + 1
-        w = (x.shape[3] - STAGE_PATCH) // STRIDE + 1
+        h, w = grid_shape(x.shape[2], x.shape[3], STAGE_PATCH)
         return bands[:, :, centre::STRIDE, centre::STRIDE][:, :, :h, :w]

@@ -65,7 +65,7 @@ def load_patch_run(spec: RunSpec, cfg: TrainConfig, notes: Notes) -> PatchRun:
         split=split,
         net_cfg=PatchNetConfig(ch, cfg.patch_size, leaky_slope=spec.leaky_slope),
         geo=geometry(cfg.patch_size, min(h, w)),
-        grid=grid_shape(h, w, min(STAGE_PATCH, cfg.patch_size)),
+        grid=grid_shape(h, w, STAGE_PATCH),  # the map's: 16-px patches (--patch-size >= 16)
     )
 
 
