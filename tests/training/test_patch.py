@@ -14,7 +14,7 @@ from modelfile import ANOMALY_MAP_OUTPUT, EMBEDDING_OUTPUT, SCORE_OUTPUT
 from modelfile.layout import claim_version
 from modelfile.metadata import METADATA_KEY, DatasetInfo, InputSpec, ModelMetadata, PatchInfo
 from training.export import export_model
-from training.patch.bands import Bands
+from training.patch.bands import Bands, texture
 from training.patch.bank import greedy_coreset
 from training.patch.fit import standardise_from, train_patch_encoder
 from training.patch.network import STRIDE, PatchEncoder, PatchNetConfig, grid_shape
@@ -28,6 +28,7 @@ from training.patch.scoring import (
     to_grid,
     whitening,
 )
+from training.patch.texture import TEXTURE_MARGIN, TextureScorer, fit_texture
 
 SIZE, PATCH = 40, 16
 TINY = PatchNetConfig(channels=1, patch_size=PATCH, widths=(8, 16), dim=16)
@@ -65,7 +66,9 @@ def scoring_model(k: int, cfg: PatchNetConfig = TINY) -> PatchScoring:
         dim = v.shape[1]
         mu, w = torch.randn(dim), torch.eye(dim) + 0.1 * torch.randn(dim, dim)
         scorers.append(ScaleScorer(name, mu, w, torch.randn(k, dim), loc=0.5, spread=2.0))
-    return PatchScoring(pre, views, scorers)
+    bands = 3 * cfg.channels
+    term = TextureScorer(torch.zeros(bands), torch.eye(bands), torch.randn(8, bands), scale=0.1)
+    return PatchScoring(pre, views, scorers, term)
 
 
 def patch_meta(k: int, grid: tuple[int, int], dims: int = TINY.dim) -> ModelMetadata:
@@ -198,7 +201,7 @@ def test_the_coreset_size_bounds_the_file(exported: dict[int, tuple[PatchScoring
     sizes = {k: path.stat().st_size for k, (_, path) in exported.items()}
     weights = sum(p.numel() for p in exported[SMALL][0].encoder.parameters()) * 4
     # Each view keeps a whitened coreset row and its squared norm per coreset entry.
-    per_feature = sum((int(v.bank.shape[1]) + 1) * 4 for v in exported[SMALL][0].scorers)
+    per_feature = sum((int(v.bank.shape[1]) + 1) * 4 for v in exported[SMALL][0].scale_scorers())
     assert sizes[SMALL] <= weights + SMALL * per_feature + 64 * 1024
     bank_bytes = (LARGE - SMALL) * per_feature
     assert abs((sizes[LARGE] - sizes[SMALL]) - bank_bytes) <= 0.05 * bank_bytes
@@ -264,7 +267,7 @@ def test_whitened_normal_features_have_about_the_identity_covariance() -> None:
 
 def test_a_patch_scorer_standardises_its_distances() -> None:
     scorer = ScaleScorer(
-        16, torch.zeros(2), torch.eye(2), torch.tensor([[0.0, 0.0], [3.0, 4.0]]), 1.0, 2.0
+        "16 px", torch.zeros(2), torch.eye(2), torch.tensor([[0.0, 0.0], [3.0, 4.0]]), 1.0, 2.0
     )
     f = torch.tensor([[[[0.0, 3.0]], [[1.0, 4.0]]]])  # (1, 2, 1, 2): features (0, 1) and (3, 4)
     torch.testing.assert_close(scorer.distances(f), torch.tensor([[[1.0, 0.0]]]))
@@ -290,3 +293,29 @@ def test_scoring_batches_shrink_for_large_images() -> None:
     assert scoring_batch(np.zeros((3, 128, 128, 1), np.uint8), 2048) == SCORE_BATCH
     assert scoring_batch(np.zeros((3, 512, 512, 3), np.uint8), 2048) == 2
     assert scoring_batch(np.zeros((3, 512, 512, 1), np.uint8), 10**6) == 1
+
+
+def test_the_texture_term_flags_other_surfaces_and_spares_normal_images() -> None:
+    bands = Bands(1)
+    pre = standardise_from(textures(30))
+
+    def descriptors(images: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        return texture(bands.full(pre(x)))
+
+    term = fit_texture(
+        descriptors(textures(30, seed=0)),
+        descriptors(textures(10, seed=1)),
+        torch.Generator().manual_seed(0),
+    )
+    assert term.record()["images"] == 30 and term.record()["margin"] == TEXTURE_MARGIN
+    assert (term(descriptors(textures(10, seed=2))) == 0).all()
+    rng = np.random.default_rng(3)
+    ramp = np.broadcast_to(np.linspace(60, 200, SIZE), (SIZE, SIZE))
+    others = {
+        "blank": np.full((2, SIZE, SIZE, 1), 128, dtype=np.uint8),
+        "smooth": np.stack([ramp, ramp.T])[..., None].astype(np.uint8),
+        "noise": rng.integers(0, 256, (2, SIZE, SIZE, 1), dtype=np.uint8),
+    }
+    for name, images in others.items():
+        assert (term(descriptors(images)) > 0).all(), name

@@ -126,6 +126,17 @@ def test_a_planted_square_lights_the_cells_where_it_lies(
     assert 4 * j < left + 8 and 4 * j + CELL > left, (i, j)
 
 
+@pytest.mark.parametrize("level", [0, 128, 255])
+def test_a_blank_frame_scores_above_every_threshold(trained: dict[str, Any], level: int) -> None:
+    # A uniform frame (a dead camera, a capped lens) must never pass as normal; on photographs
+    # with flat regions only the texture term flags it (test_patch.py tests the term itself).
+    session, meta = session_of(trained)
+    blank = np.full((1, 1, SIZE, SIZE), level / 255, dtype=np.float32)
+    score, amap = session.run([SCORE_OUTPUT, ANOMALY_MAP_OUTPUT], {"image": blank})
+    assert score[0] > max(meta.thresholds.values()), (score, meta.thresholds)
+    assert float(amap.min()) > max(meta.thresholds.values())  # every cell: the whole image
+
+
 def test_images_smaller_than_a_patch_stop_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

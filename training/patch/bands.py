@@ -20,6 +20,9 @@ from torch.nn import functional as F
 from training.patch.network import STAGE_PATCH, STRIDE, grid_shape
 
 SIGMAS = (1.5, 4.0, 12.0)  # px: the Gaussian blurs whose differences are the bands
+# Band deviations are floored here (the preprocessed image has unit deviation), so that a
+# constant image has a finite texture descriptor, far from any textured one.
+TEXTURE_FLOOR = 1e-3
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -28,6 +31,12 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     x = torch.arange(-r, r + 1, dtype=torch.float64)
     k = torch.exp(-(x**2) / (2 * sigma * sigma))
     return (k / k.sum()).float()
+
+
+def texture(bands: torch.Tensor) -> torch.Tensor:
+    """(N, B, H, W) full-resolution bands -> (N, B): the log deviation of each over the image,
+    what training/patch/texture.py scores."""
+    return torch.log(bands.flatten(2).std(dim=2) + TEXTURE_FLOOR)
 
 
 class Bands(nn.Module):
@@ -50,9 +59,17 @@ class Bands(nn.Module):
         x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), row, groups=self.channels)
         return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), col, groups=self.channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def full(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, 3C, H, W): the bands at every pixel."""
         blurs = [x] + [self.blur(x, i) for i in range(len(self.sigmas))]
-        bands = torch.cat([a - b for a, b in itertools.pairwise(blurs)], dim=1)
+        return torch.cat([a - b for a, b in itertools.pairwise(blurs)], dim=1)
+
+    @staticmethod
+    def at_centres(bands: torch.Tensor) -> torch.Tensor:
+        """(N, 3C, H, W) bands -> (N, 3C, h, w) at the 16-px patches' centres."""
         centre = STAGE_PATCH // 2
-        h, w = grid_shape(x.shape[2], x.shape[3], STAGE_PATCH)
+        h, w = grid_shape(bands.shape[2], bands.shape[3], STAGE_PATCH)
         return bands[:, :, centre::STRIDE, centre::STRIDE][:, :, :h, :w]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.at_centres(self.full(x))

@@ -50,6 +50,7 @@ def training_record(run: PatchRun, trained: PatchTrained) -> dict[str, object]:
         "position_accuracy": trained.fit.position_accuracy,
         "coreset_seconds": trained.coreset_seconds,
         "views": trained.scoring.view_records(),
+        "texture": trained.scoring.texture.record(),
         "whiten_eps": WHITEN_EPS,
         "band_sigmas": list(SIGMAS),
         "seconds": trained.fit.seconds,

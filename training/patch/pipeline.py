@@ -19,7 +19,7 @@ from training.config import RunSpec, TrainConfig
 from training.data import resolve_class
 from training.data.rows import ImageArray
 from training.export import export_model
-from training.patch.bands import Bands
+from training.patch.bands import Bands, texture
 from training.patch.bank import bank_features, greedy_coreset
 from training.patch.checks import check_bank, check_image_size, refuse_unsupported
 from training.patch.fit import standardise_from, to_batch, train_patch_encoder
@@ -33,6 +33,7 @@ from training.patch.scoring import (
     Standardise,
     whitening,
 )
+from training.patch.texture import fit_texture
 from training.patch.types import PatchRun, PatchTrained
 from training.run import default_name, load_training_data, split_normal
 
@@ -103,31 +104,42 @@ def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
         chosen = greedy_coreset(white, cfg.coreset, gen)
         scorers.append(ScaleScorer(name, mu.cpu(), w.cpu(), white[chosen].cpu()))
     views = views.cpu()
-    standardise_on_holdout(views, scorers, run.split.holdout, pre.cpu())
+    held = standardise_on_holdout(views, scorers, run.split.holdout, pre.cpu())
+    term = fit_texture(texture_descriptors(views.bands, train, pre.cpu()), held, gen)
     seconds = time.perf_counter() - started
     kept = min(cfg.coreset, *(len(b) for b in banks))
     notes.say(
         f"coreset: {kept} of {len(banks[-1])} normal patch vectors in each view "
         f"({', '.join(views.names())}) in {seconds:.1f} s"
     )
-    scoring = PatchScoring(pre.cpu(), views, scorers)
+    scoring = PatchScoring(pre.cpu(), views, scorers, term)
     return PatchTrained(scoring.eval(), fitted, kept, len(banks[-1]), round(seconds, 3))
 
 
 @torch.no_grad()
 def standardise_on_holdout(
     views: PatchViews, scorers: list[ScaleScorer], holdout: ImageArray, pre: Standardise
-) -> None:
+) -> torch.Tensor:
     """Standardises each view's scores with the median and the standard deviation of the
-    held-out normal images' patch distances in it."""
+    held-out normal images' patch distances in it; returns their texture descriptors."""
     parts: list[list[torch.Tensor]] = [[] for _ in scorers]
+    descriptors = []
     size = scoring_batch(holdout, max(len(s.bank) for s in scorers))
     for x in batches(holdout, pre, "cpu", size):
-        for i, (scorer, v) in enumerate(zip(scorers, views(x), strict=True)):
+        grids, descriptor = views.read(x)
+        descriptors.append(descriptor)
+        for i, (scorer, v) in enumerate(zip(scorers, grids, strict=True)):
             parts[i].append(scorer.distances(v).flatten())
     for scorer, chunks in zip(scorers, parts, strict=True):
         d = torch.cat(chunks).double()
         scorer.standardise(float(d.median()), float(d.std()) if len(d) > 1 else 0.0)
+    return torch.cat(descriptors)
+
+
+@torch.no_grad()
+def texture_descriptors(bands: Bands, images: ImageArray, pre: Standardise) -> torch.Tensor:
+    """The texture descriptors (N, 3C) of `images`: their bands alone, no encoder."""
+    return torch.cat([texture(bands.full(x)) for x in batches(images, pre, "cpu")])
 
 
 @torch.no_grad()

@@ -8,7 +8,9 @@ out when that is 16 px too), and intensity bands at the 16-px patches' centres
 covariance, scored by its squared distance to the nearest normal vector of that view's coreset,
 and standardised with the held-out normal images' patch scores. The map is the mean of the
 views' standardised maps on the 16-px grid (the larger patches' map repeated at its border to
-cover the same cells); the image score is its largest cell.
+cover the same cells), plus the texture term (training/patch/texture.py), which is 0 unless
+the image's band spectrum as a whole is far from every normal image's; the image score is the
+map's largest cell.
 
 Whitening lets a change along a direction in which normal patches hardly vary (a smooth patch
 turning darker) count as much as one along their texture's large directions; standardising
@@ -20,22 +22,29 @@ ones, whitened, lifted holes from 0.94 to 0.98 and the pixel AUROC from 0.79 to 
 over the six runs); the bands took pattern's soft stains from 0.60-0.62 to 0.94-0.95 and its
 other surface from 0.70-0.89 to 1.00, at some cost to its scratches (0.99 to 0.91-0.97).
 Stains on ihc and moon and faint lines everywhere stayed near chance (0.41-0.66). Oriented
-line filters as a fourth view, the bands appended to the 16-px features instead of a view of
-their own, and an image-level descriptor did not help and were left out.
+line filters as a fourth view and the bands appended to the 16-px features instead of a view
+of their own did not help and were left out. An image-level descriptor taken as a score of
+its own, standardised like the views, fired on normal crops from another part of the same
+photograph; the texture term is one with a wide margin.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.patch.bands import Bands
+from training.patch.bands import Bands, texture
 from training.patch.network import PatchEncoder
+
+if TYPE_CHECKING:
+    from training.patch.texture import TextureScorer
 
 SCORE_RULE = (
     "max over the anomaly map: the mean over views of (min_b ||W(phi(patch) - mu) - b||^2"
-    " - loc) / spread, b in the view's coreset"
+    " - loc) / spread, b in the view's coreset, plus max(0, texture distance / scale - margin)"
 )
 # Regularisation of the whitening: this share of the mean feature variance is added to every
 # eigenvalue of the covariance, so that directions with no normal variance are not amplified
@@ -159,15 +168,27 @@ class PatchViews(nn.Module):
     def names(self) -> list[str]:
         return [*(f"{s} px" for s in self.encoder.scale_sizes()), "bands"]
 
+    def read(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The views, and the image's texture descriptor (N, 3C) from the same bands."""
+        bands = self.bands.full(x)
+        return [*self.encoder.scales(x), self.bands.at_centres(bands)], texture(bands)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [*self.encoder.scales(x), self.bands(x)]
+        return self.read(x)[0]
 
 
 class PatchScoring(nn.Module):
     """image -> (score [N], embedding [N, dim], anomaly_map [N, h, w]); the embedding is the
-    mean feature of the largest patches, the map is on the 16-px patches' grid."""
+    mean feature of the largest patches, the map is on the 16-px patches' grid: the views'
+    mean, plus the texture term (training/patch/texture.py) in every cell."""
 
-    def __init__(self, pre: Standardise, views: PatchViews, scorers: list[ScaleScorer]) -> None:
+    def __init__(
+        self,
+        pre: Standardise,
+        views: PatchViews,
+        scorers: list[ScaleScorer],
+        texture: TextureScorer,
+    ) -> None:
         super().__init__()
         if [s.name for s in scorers] != views.names():
             raise ValueError(
@@ -176,6 +197,7 @@ class PatchScoring(nn.Module):
         self.pre = pre
         self.views = views
         self.scorers = nn.ModuleList(scorers)
+        self.texture = texture
 
     @property
     def encoder(self) -> PatchEncoder:
@@ -197,9 +219,9 @@ class PatchScoring(nn.Module):
         ]
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        views = self.views(self.pre(image))
+        views, descriptor = self.views.read(self.pre(image))
         h, w = views[0].shape[2:]
         maps = [to_grid(scorer(v), h, w) for scorer, v in zip(self.scorers, views, strict=True)]
-        anomaly_map = torch.stack(maps).mean(dim=0)
+        anomaly_map = torch.stack(maps).mean(dim=0) + self.texture(descriptor)[:, None, None]
         embedding = views[-2].flatten(2).mean(dim=2)
         return anomaly_map.flatten(1).amax(dim=1), embedding, anomaly_map
