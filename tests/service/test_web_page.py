@@ -180,7 +180,7 @@ MODELS_DELAY_S = 0.8
 
 
 def test_the_page_does_not_shift_when_the_models_arrive(live: LiveServer, browser: object) -> None:
-    from playwright.sync_api import Browser, Route
+    from playwright.sync_api import Browser, Response, Route
 
     assert isinstance(browser, Browser)
     # A phone's viewport, as Lighthouse's mobile run; /models arrives late, after first paint.
@@ -194,7 +194,11 @@ def test_the_page_does_not_shift_when_the_models_arrive(live: LiveServer, browse
 
     page.route("**/models", late)
     statuses: dict[str, int] = {}
-    page.on("response", lambda r: statuses.setdefault(r.url.removeprefix(live.url), r.status))
+
+    def seen(response: Response) -> None:
+        statuses.setdefault(response.url.removeprefix(live.url), response.status)
+
+    page.on("response", seen)
     page.goto(live.url + "/")
     page.wait_for_selector("#model option", state="attached")
     page.wait_for_function("[...document.images].every((i) => i.complete)")
