@@ -21,6 +21,7 @@ from training.patch.network import STRIDE, PatchEncoder, PatchNetConfig, grid_sh
 from training.patch.pipeline import SCORE_BATCH, scoring_batch
 from training.patch.sampling import NEIGHBOURS, crop, geometry, jitter_pairs, position_pairs
 from training.patch.scoring import (
+    TOP_CELLS,
     PatchScoring,
     PatchViews,
     ScaleScorer,
@@ -192,7 +193,8 @@ def test_export_matches_pytorch_score_and_map(
         assert float(np.abs(amap - want_map[:n]).max()) <= ROUND_TRIP * scale
         assert float(np.abs(score - want_score[:n]).max()) <= ROUND_TRIP * scale
         np.testing.assert_allclose(emb, want_emb[:n], rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(score, amap.reshape(n, -1).max(axis=1), rtol=1e-6)
+        top = -np.sort(-amap.reshape(n, -1), axis=1)[:, :TOP_CELLS]
+        np.testing.assert_allclose(score, top.mean(axis=1), rtol=1e-5)
     meta = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
     assert meta.kind == "patch" and meta.patch is not None and meta.patch.coreset == k
 
@@ -223,16 +225,15 @@ def test_the_map_averages_the_views_on_the_16_px_grid() -> None:
     assert model.views.names() == ["16 px", "24 px", "bands"]
     x = torch.rand(2, 1, SIZE, SIZE)
     with torch.no_grad():
-        score, emb, amap = model(x)
-        small, large, bands = (
-            s(v) for s, v in zip(model.scorers, model.views(model.pre(x)), strict=True)
-        )
+        _, emb, amap = model(x)
+        views, descriptor = model.views.read(model.pre(x))
+        small, large, bands = (s(v) for s, v in zip(model.scorers, views, strict=True))
+        amap = amap - model.texture(descriptor)[:, None, None]  # the same in every cell
     assert amap.shape == bands.shape == (2, *grid_shape(SIZE, SIZE, 16)) == (2, 7, 7)
     assert large.shape == (2, *grid_shape(SIZE, SIZE, 24)) == (2, 5, 5)
     # A 24-px patch at (4i, 4j) has the centre of the 16-px patch one cell further on.
     torch.testing.assert_close(amap[:, 1:6, 1:6], (small + bands)[:, 1:6, 1:6] / 3 + large / 3)
     torch.testing.assert_close(amap[:, 0, 0], (small + bands)[:, 0, 0] / 3 + large[:, 0, 0] / 3)
-    torch.testing.assert_close(score, amap.flatten(1).amax(dim=1))
     assert emb.shape == (2, TWO_SCALES.dim)
 
 
@@ -319,3 +320,18 @@ def test_the_texture_term_flags_other_surfaces_and_spares_normal_images() -> Non
     }
     for name, images in others.items():
         assert (term(descriptors(images)) > 0).all(), name
+
+
+def test_the_image_score_is_the_mean_of_the_largest_cells() -> None:
+    model = scoring_model(8).eval()
+    x = torch.rand(3, 1, SIZE, SIZE)
+    with torch.no_grad():
+        score, _, amap = model(x)
+    cells = amap.flatten(1).sort(dim=1, descending=True).values
+    torch.testing.assert_close(score, cells[:, :TOP_CELLS].mean(dim=1))
+    assert (score < cells[:, 0]).all()  # not the largest cell alone
+    model.top_cells = 1
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[0], cells[:, 0])
+    with pytest.raises(ValueError, match="at least one cell"):
+        PatchScoring(model.pre, model.views, list(model.scale_scorers()), model.texture, 0)

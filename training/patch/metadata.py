@@ -51,6 +51,7 @@ def training_record(run: PatchRun, trained: PatchTrained) -> dict[str, object]:
         "coreset_seconds": trained.coreset_seconds,
         "views": trained.scoring.view_records(),
         "texture": trained.scoring.texture.record(),
+        "top_cells": trained.scoring.top_cells,
         "whiten_eps": WHITEN_EPS,
         "band_sigmas": list(SIGMAS),
         "seconds": trained.fit.seconds,

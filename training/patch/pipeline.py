@@ -27,6 +27,7 @@ from training.patch.metadata import build_patch_metadata
 from training.patch.network import STAGE_PATCH, PatchNetConfig, grid_shape
 from training.patch.sampling import geometry
 from training.patch.scoring import (
+    TOP_CELLS,
     PatchScoring,
     PatchViews,
     ScaleScorer,
@@ -112,7 +113,8 @@ def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
         f"coreset: {kept} of {len(banks[-1])} normal patch vectors in each view "
         f"({', '.join(views.names())}) in {seconds:.1f} s"
     )
-    scoring = PatchScoring(pre.cpu(), views, scorers, term)
+    top = min(TOP_CELLS, run.grid[0] * run.grid[1])
+    scoring = PatchScoring(pre.cpu(), views, scorers, term, top_cells=top)
     return PatchTrained(scoring.eval(), fitted, kept, len(banks[-1]), round(seconds, 3))
 
 

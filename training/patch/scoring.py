@@ -10,7 +10,7 @@ and standardised with the held-out normal images' patch scores. The map is the m
 views' standardised maps on the 16-px grid (the larger patches' map repeated at its border to
 cover the same cells), plus the texture term (training/patch/texture.py), which is 0 unless
 the image's band spectrum as a whole is far from every normal image's; the image score is the
-map's largest cell.
+mean of the map's TOP_CELLS largest cells.
 
 Whitening lets a change along a direction in which normal patches hardly vary (a smooth patch
 turning darker) count as much as one along their texture's large directions; standardising
@@ -42,9 +42,17 @@ from training.patch.network import PatchEncoder
 if TYPE_CHECKING:
     from training.patch.texture import TextureScorer
 
+# The image score is the mean of the map's TOP_CELLS largest cells (all of them, on a smaller
+# map): 16 cells are a 16 x 16 px block of patch positions. Chosen on the tuning surfaces
+# (seeds 0 and 1, the same six runs as the views), against the largest cell alone: the mean
+# of the largest 4 cells took scratches from 0.94 to 0.95, 16 to 0.96 with faint lines 0.54 to
+# 0.57 and stains 0.66 to 0.67, holes unchanged (0.98); 32 and 64 cells cost the moon's small
+# holes 0.03 and 0.07.
+TOP_CELLS = 16
 SCORE_RULE = (
-    "max over the anomaly map: the mean over views of (min_b ||W(phi(patch) - mu) - b||^2"
-    " - loc) / spread, b in the view's coreset, plus max(0, texture distance / scale - margin)"
+    f"mean of the {TOP_CELLS} largest cells of the anomaly map: the mean over views of"
+    " (min_b ||W(phi(patch) - mu) - b||^2 - loc) / spread, b in the view's coreset, plus"
+    " max(0, texture distance / scale - margin)"
 )
 # Regularisation of the whitening: this share of the mean feature variance is added to every
 # eigenvalue of the covariance, so that directions with no normal variance are not amplified
@@ -188,6 +196,7 @@ class PatchScoring(nn.Module):
         views: PatchViews,
         scorers: list[ScaleScorer],
         texture: TextureScorer,
+        top_cells: int = TOP_CELLS,
     ) -> None:
         super().__init__()
         if [s.name for s in scorers] != views.names():
@@ -198,6 +207,9 @@ class PatchScoring(nn.Module):
         self.views = views
         self.scorers = nn.ModuleList(scorers)
         self.texture = texture
+        if top_cells < 1:
+            raise ValueError(f"the image score needs at least one cell, not {top_cells}")
+        self.top_cells = top_cells  # at most the map's cells: the pipeline caps it
 
     @property
     def encoder(self) -> PatchEncoder:
@@ -224,4 +236,5 @@ class PatchScoring(nn.Module):
         maps = [to_grid(scorer(v), h, w) for scorer, v in zip(self.scorers, views, strict=True)]
         anomaly_map = torch.stack(maps).mean(dim=0) + self.texture(descriptor)[:, None, None]
         embedding = views[-2].flatten(2).mean(dim=2)
-        return anomaly_map.flatten(1).amax(dim=1), embedding, anomaly_map
+        score = anomaly_map.flatten(1).topk(self.top_cells, dim=1).values.mean(dim=1)
+        return score, embedding, anomaly_map
