@@ -137,26 +137,22 @@ def test_a_blank_frame_scores_above_every_threshold(trained: dict[str, Any], lev
     assert float(amap.min()) > max(meta.thresholds.values())  # every cell: the whole image
 
 
-def test_images_smaller_than_a_patch_stop_before_training(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        # Images smaller than a patch and its neighbour.
+        ("--image-size", "20", ["20x20 px", "24-px patches", "at least 39 px"]),
+        # 1000 features from 25 patches of 24 px an image: 40 training images; 3 are left of 6.
+        ("--coreset", "1000", ["at least 40 normal training images", "but 3 are left"]),
+    ],
+)
+def test_bad_input_stops_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, says: list[str]
 ) -> None:
     data = write_folder(tmp_path / "data", 6)
     args = train_args(data, tmp_path / "models")
-    args[args.index("--image-size") + 1] = "20"
+    args[args.index(option) + 1] = value
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "20x20 px" in err and "24-px patches" in err and "at least 39 px" in err
-    assert not (tmp_path / "models").exists()
-
-
-def test_too_few_images_for_the_coreset_stop_before_training(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data = write_folder(tmp_path / "data", 6)
-    args = train_args(data, tmp_path / "models")
-    args[args.index("--coreset") + 1] = "1000"
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    # 1000 features from 25 patches of 24 px an image: 40 training images; 3 are left of 6.
-    assert "at least 40 normal training images" in err and "but 3 are left" in err
+    assert all(part in err for part in says), err
     assert not (tmp_path / "models").exists()
