@@ -6,6 +6,11 @@ blurs of the image itself do. Three bands per channel (the image minus its 1.5-p
 1.5-px minus the 4-px blur, the 4-px minus the 12-px blur: fine detail, small blobs, larger
 blobs), read at the centres of the 16-px patches of the map's grid, make a third view that is
 scored like the others: whitened, nearest normal band vector, standardised.
+
+On the tuning surfaces (six runs, image score over the 16 largest cells) neither leaving the
+fine band out (scratches 0.96 to 0.93, faint lines 0.57 to 0.55, stains 0.67 to 0.68) nor a
+fourth band, the 12-px minus the 24-px blur (holes 0.98 to 0.96, the rest within 0.02),
+did better than these three.
 """
 
 from __future__ import annotations
