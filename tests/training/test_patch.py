@@ -26,10 +26,11 @@ from training.patch.scoring import (
     PatchViews,
     ScaleScorer,
     Standardise,
+    TextureScorer,
     to_grid,
     whitening,
 )
-from training.patch.texture import TEXTURE_MARGIN, TextureScorer, fit_texture
+from training.patch.texture import TEXTURE_MARGIN, fit_texture
 
 SIZE, PATCH = 40, 16
 TINY = PatchNetConfig(channels=1, patch_size=PATCH, widths=(8, 16), dim=16)
@@ -68,7 +69,9 @@ def scoring_model(k: int, cfg: PatchNetConfig = TINY) -> PatchScoring:
         mu, w = torch.randn(dim), torch.eye(dim) + 0.1 * torch.randn(dim, dim)
         scorers.append(ScaleScorer(name, mu, w, torch.randn(k, dim), loc=0.5, spread=2.0))
     bands = 3 * cfg.channels
-    term = TextureScorer(torch.zeros(bands), torch.eye(bands), torch.randn(8, bands), scale=0.1)
+    term = TextureScorer(
+        torch.zeros(bands), torch.eye(bands), torch.randn(8, bands), scale=0.1, margin=20.0
+    )
     return PatchScoring(pre, views, scorers, term)
 
 

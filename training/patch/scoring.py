@@ -30,17 +30,12 @@ photograph; the texture term is one with a wide margin.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from training.patch.bands import Bands, texture
 from training.patch.network import PatchEncoder
-
-if TYPE_CHECKING:
-    from training.patch.texture import TextureScorer
 
 # The image score is the mean of the map's TOP_CELLS largest cells (all of them, on a smaller
 # map): 16 cells are a 16 x 16 px block of patch positions. Chosen on the tuning surfaces
@@ -151,6 +146,44 @@ class ScaleScorer(nn.Module):
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return (self.distances(f) - self.loc) / self.spread
+
+
+class TextureScorer(nn.Module):
+    """The texture term (training/patch/texture.py fits it): (N, B) image descriptors -> (N,)
+    their distance beyond the margin, 0 for most normal images."""
+
+    mu: torch.Tensor
+    whiten: torch.Tensor
+    bank: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(
+        self,
+        mu: torch.Tensor,
+        whiten: torch.Tensor,
+        bank: torch.Tensor,
+        scale: float,
+        margin: float,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mu", mu.detach().float().clone())
+        self.register_buffer("whiten", whiten.detach().float().clone())
+        self.register_buffer("bank", bank.detach().float().clone())  # (M, B), whitened
+        if not scale > 0:
+            raise ValueError(f"the texture term's scale must be positive, not {scale}")
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.margin = float(margin)
+
+    def distances(self, d: torch.Tensor) -> torch.Tensor:
+        """(N, B) descriptors -> (N,) whitened distances to the nearest training descriptor."""
+        a = (d - self.mu) @ self.whiten
+        return ((a[:, None, :] - self.bank[None]) ** 2).sum(dim=2).min(dim=1).values.sqrt()
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        return (self.distances(d) / self.scale - self.margin).clamp_min(0.0)
+
+    def record(self) -> dict[str, float | int]:
+        return {"margin": self.margin, "scale": float(self.scale), "images": len(self.bank)}
 
 
 def to_grid(m: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -27,50 +27,15 @@ more between parts of one photograph.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from training.patch.bank import greedy_coreset
-from training.patch.scoring import whitening
+from training.patch.scoring import TextureScorer, whitening
 
 TEXTURE_MARGIN = 20.0  # held-out 95th-percentile distances within which the term is 0
 TEXTURE_EPS = 1e-3  # whitening ridge, as a share of the descriptors' mean variance
 TEXTURE_BANK = 4096  # training descriptors kept (a greedy k-center coreset beyond)
-MIN_SCALE = 1e-3  # whitened units: held-out images that copy training ones still leave a scale
-
-
-class TextureScorer(nn.Module):
-    """(N, B) descriptors -> (N,) excess distance beyond the margin, 0 for most normal images."""
-
-    mu: torch.Tensor
-    whiten: torch.Tensor
-    bank: torch.Tensor
-    scale: torch.Tensor
-
-    def __init__(
-        self,
-        mu: torch.Tensor,
-        whiten: torch.Tensor,
-        bank: torch.Tensor,
-        scale: float,
-        margin: float = TEXTURE_MARGIN,
-    ) -> None:
-        super().__init__()
-        self.register_buffer("mu", mu.detach().float().clone())
-        self.register_buffer("whiten", whiten.detach().float().clone())
-        self.register_buffer("bank", bank.detach().float().clone())  # (M, B), whitened
-        self.register_buffer("scale", torch.tensor(max(float(scale), MIN_SCALE)))
-        self.margin = float(margin)
-
-    def distances(self, d: torch.Tensor) -> torch.Tensor:
-        """(N, B) descriptors -> (N,) whitened distances to the nearest training descriptor."""
-        a = (d - self.mu) @ self.whiten
-        return ((a[:, None, :] - self.bank[None]) ** 2).sum(dim=2).min(dim=1).values.sqrt()
-
-    def forward(self, d: torch.Tensor) -> torch.Tensor:
-        return (self.distances(d) / self.scale - self.margin).clamp_min(0.0)
-
-    def record(self) -> dict[str, float | int]:
-        return {"margin": self.margin, "scale": float(self.scale), "images": len(self.bank)}
+# Whitened units: held-out images that copy training ones still leave a scale.
+MIN_SCALE = 1e-3
 
 
 def fit_texture(train: torch.Tensor, holdout: torch.Tensor, gen: torch.Generator) -> TextureScorer:
@@ -78,7 +43,7 @@ def fit_texture(train: torch.Tensor, holdout: torch.Tensor, gen: torch.Generator
     mu, w = whitening(train, eps=TEXTURE_EPS)
     white = (train.float() - mu) @ w
     bank = white[greedy_coreset(white, TEXTURE_BANK, gen)]
-    scorer = TextureScorer(mu, w, bank, scale=1.0)
+    scorer = TextureScorer(mu, w, bank, scale=1.0, margin=TEXTURE_MARGIN)
     held = scorer.distances(holdout.float())
     scale = float(torch.quantile(held.double(), 0.95)) if len(held) else 0.0
     scorer.scale.fill_(max(scale, MIN_SCALE))
