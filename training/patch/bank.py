@@ -29,19 +29,22 @@ def bank_features(
     batches: list[torch.Tensor],
     n_images: int,
     gen: torch.Generator,
-) -> list[torch.Tensor]:
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Per view (`views.names()`), the (M, dim) vectors of the training images' grid patches
-    (preprocessed `batches`)."""
+    (preprocessed `batches`); and the images' texture descriptors (N, 3C), on the CPU."""
     views.eval()
     kept: list[list[torch.Tensor]] = [[] for _ in views.names()]
+    descriptors = []
     for x in batches:
-        for scale, grid in enumerate(views(x)):
+        grids, descriptor = views.read(x)
+        descriptors.append(descriptor.cpu())
+        for scale, grid in enumerate(grids):
             f = grid.flatten(2).transpose(1, 2)  # (B, h*w, dim)
             take = per_image(n_images, f.shape[1])
             for row in f:
                 pick = torch.randperm(len(row), generator=gen)[:take]
                 kept[scale].append(row[pick.to(row.device)])
-    return [torch.cat(rows) for rows in kept]
+    return [torch.cat(rows) for rows in kept], torch.cat(descriptors)
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from training.config import RunSpec, TrainConfig
 from training.data import resolve_class
 from training.data.rows import ImageArray
 from training.export import export_model
-from training.patch.bands import Bands, texture
+from training.patch.bands import Bands
 from training.patch.bank import bank_features, greedy_coreset
 from training.patch.checks import check_bank, check_image_size, refuse_unsupported
 from training.patch.fit import standardise_from, to_batch, train_patch_encoder
@@ -97,7 +97,8 @@ def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(cfg.seed)
     views = PatchViews(fitted.encoder, Bands(run.net_cfg.channels)).to(cfg.device)
-    banks = bank_features(views, batches(train, pre.to(cfg.device), cfg.device), len(train), gen)
+    batched = batches(train, pre.to(cfg.device), cfg.device)
+    banks, descriptors = bank_features(views, batched, len(train), gen)
     scorers = []
     for name, bank in zip(views.names(), banks, strict=True):
         mu, w = whitening(bank)  # on the bank's device (CUDA or CPU)
@@ -106,7 +107,7 @@ def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
         scorers.append(ScaleScorer(name, mu.cpu(), w.cpu(), white[chosen].cpu()))
     views = views.cpu()
     held = standardise_on_holdout(views, scorers, run.split.holdout, pre.cpu())
-    term = fit_texture(texture_descriptors(views.bands, train, pre.cpu()), held, gen)
+    term = fit_texture(descriptors, held, gen)
     seconds = time.perf_counter() - started
     kept = min(cfg.coreset, *(len(b) for b in banks))
     notes.say(
@@ -136,12 +137,6 @@ def standardise_on_holdout(
         d = torch.cat(chunks).double()
         scorer.standardise(float(d.median()), float(d.std()) if len(d) > 1 else 0.0)
     return torch.cat(descriptors)
-
-
-@torch.no_grad()
-def texture_descriptors(bands: Bands, images: ImageArray, pre: Standardise) -> torch.Tensor:
-    """The texture descriptors (N, 3C) of `images`: their bands alone, no encoder."""
-    return torch.cat([texture(bands.full(x)) for x in batches(images, pre, "cpu")])
 
 
 @torch.no_grad()
