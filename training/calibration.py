@@ -34,6 +34,10 @@ class TrainingFigures:
     train_score_std: float
     reference: list[float]  # sorted held-out normal scores (a bounded sample): drift's baseline
     class_aucs: dict[str, float] = field(default_factory=dict)  # test AUC per anomalous class
+    # The test split's own normal images: how many, and the share of them above each
+    # threshold (the false-alarm rate the thresholds meet on images that were not held out).
+    test_normal_n: int = 0
+    test_normal_rates: dict[str, float] = field(default_factory=dict)
 
 
 def auc_or_none(labels: np.ndarray | None, scores: np.ndarray) -> float | None:
@@ -70,10 +74,17 @@ def with_class_aucs(
     normal: int,
     names: Sequence[str],
 ) -> TrainingFigures:
-    """`figures` with each anomalous test class's AUC (unchanged without a labelled test split)."""
+    """`figures` with each anomalous test class's AUC and the thresholds' false-alarm rates on
+    the test split's normal images (unchanged without a labelled test split)."""
     if test is None or classes is None:
         return figures
-    return replace(figures, class_aucs=auc_by_class(test, classes, normal, names))
+    own = test[classes == normal]
+    return replace(
+        figures,
+        class_aucs=auc_by_class(test, classes, normal, names),
+        test_normal_n=len(own),
+        test_normal_rates=expected_rates(own, figures.thresholds) if len(own) else {},
+    )
 
 
 def holdout_size(n_normal: int, fraction: float) -> int:

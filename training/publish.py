@@ -58,6 +58,7 @@ def export_trained(run: Run, trained: Trained, dist: Dist, notes: Notes) -> dict
     return {
         **summary,
         "test_auc_by_class": calibration.class_aucs,
+        "test_normal_rates": calibration.test_normal_rates,
         "skipped": skipped,
         "n_skipped": len(skipped),
         "warnings": notes.warnings,

@@ -92,3 +92,6 @@ def test_training_says_so_at_the_end(scratched_folder: Path, tmp_path: Path) -> 
     [warning] = [w for w in result["warnings"] if "below chance" in w]
     assert f"'scratched' (AUC {auc:.3f})" in warning
     assert f"deepsvdd train: warning: {warning}" in proc.stderr
+    # test/good is drawn like train/good: its false-alarm rates are reported, not warned of
+    assert set(result["test_normal_rates"]) == set(result["thresholds"])
+    assert not [w for w in result["warnings"] if "differ from the training images" in w]

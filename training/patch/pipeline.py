@@ -196,6 +196,7 @@ def train_patch_and_export(spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
         "kind": meta.kind,
         "auc": calibration.auc,
         "test_auc_by_class": calibration.class_aucs,
+        "test_normal_rates": calibration.test_normal_rates,
         "train_seconds": round(trained.fit.seconds, 3),
         "coreset_seconds": trained.coreset_seconds,
         "objective": meta.objective,
