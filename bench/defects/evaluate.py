@@ -1,5 +1,6 @@
-"""The metrics of one scored dataset: image AUROC per test class against test/good, and the
-maps' pixel AUROC, PRO and hottest-cell rate, per defect kind and over all kinds."""
+"""The metrics of one scored dataset: image AUROC per test class against test/good, the share
+of each test class the model's own threshold flags, and the maps' pixel AUROC, PRO and
+hottest-cell rate, per defect kind and over all kinds."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 from bench.defects.metrics import hottest_on_defect, image_auroc, pixel_auroc, pro, to_pixels
 from bench.defects.plant import KINDS
 from bench.defects.score import Scored
+from modelfile.metadata import ModelMetadata
+from modelfile.thresholds import share_above
 
 OTHER = "other"
 
@@ -20,6 +23,21 @@ def image_metrics(good: Scored, tested: dict[str, Scored]) -> dict[str, float]:
     defects = np.concatenate([tested[k].scores for k in KINDS if k in tested])
     out["all_defects"] = image_auroc(good.scores, defects)
     return out
+
+
+def at_threshold(good: Scored, tested: dict[str, Scored], meta: ModelMetadata) -> dict[str, Any]:
+    """The model's default threshold (a quantile of its held-out normal crops' scores) and the
+    share of each test class's images above it: on `good`, the false-alarm rate that the
+    thresholds meet on normal crops from rows never trained on."""
+    name = meta.default_threshold
+    return {"name": name, **flagged_above(good, tested, meta.thresholds[name])}
+
+
+def flagged_above(good: Scored, tested: dict[str, Scored], value: float) -> dict[str, Any]:
+    """`value` and the share of the good images and of each test class's above it."""
+    flagged = {"good": share_above(good.scores, value)}
+    flagged |= {kind: share_above(s.scores, value) for kind, s in tested.items()}
+    return {"value": value, "flagged": flagged}
 
 
 def _at_image_size(scored: Scored) -> list[np.ndarray]:

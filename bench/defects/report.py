@@ -48,6 +48,8 @@ def _paths(piece: dict[str, Any]) -> dict[str, float]:
     flat = {f"image_auroc/{k}": v for k, v in piece["image_auroc"].items()}
     for kind, figures in piece.get("maps", {}).items():
         flat.update({f"maps/{kind}/{name}": v for name, v in figures.items()})
+    flagged = piece.get("at_threshold", {}).get("flagged", {})
+    flat.update({f"flagged/{k}": v for k, v in flagged.items()})
     flat.update({f"raw/{k}": v for k, v in piece["raw_images_per_s"].items()})
     flat.update({f"served/{k}": v for k, v in piece.get("served_images_per_s", {}).items()})
     flat["train_seconds"] = piece["training"]["train_seconds"]
@@ -128,6 +130,18 @@ def _image_table(agg: dict[str, dict[str, Any]]) -> list[str]:
     return rows
 
 
+def threshold_table(agg: dict[str, dict[str, Any]]) -> list[str]:
+    columns = ("good", *IMAGE_COLUMNS[:-1])
+    rows = ["| surface / method | good (false alarms) | " + " | ".join(columns[1:]) + " |"]
+    rows.append("| --- |" + " ---: |" * len(columns))
+    for group, figures in agg.items():
+        if f"flagged/{columns[0]}" not in figures:
+            continue
+        cells = [_cell(figures, f"flagged/{c}", 2) for c in columns]
+        rows.append(f"| {_label(group, figures)} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def _map_table(agg: dict[str, dict[str, Any]]) -> list[str]:
     rows = [
         "| surface / method | defects | pixel AUROC | PRO (FPR ≤ 0.3) | hottest cell on defect |"
@@ -170,6 +184,14 @@ def markdown(agg: dict[str, dict[str, Any]], all_pieces: list[dict[str, Any]], n
         "## Image AUROC (mean ± std over the runs: seeds, and surfaces for all/)",
         "",
         *_image_table(agg),
+        "",
+        "## At the model's own threshold: the share of each test class flagged",
+        "",
+        "Each model's default threshold (q0.95: 5% of its held-out normal crops lie above it). "
+        "On `good` it is the false-alarm rate on normal crops from rows never trained on; "
+        "pieces measured before this table was added have no row.",
+        "",
+        *threshold_table(agg),
         "",
         "## Maps (pixel AUROC and PRO pool the good test images with the defective ones)",
         "",

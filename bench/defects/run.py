@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from bench.defects import report
-from bench.defects.evaluate import evaluate
+from bench.defects.evaluate import at_threshold, evaluate
 from bench.defects.plant import KINDS
-from bench.defects.score import score_kind, session
+from bench.defects.score import metadata, score_kind, session
 from bench.defects.speed import raw_speed, served_speed
 from bench.defects.surfaces import REPORT_SURFACES, Counts, build
 from bench.harness.machine import cpu_line
@@ -125,6 +125,7 @@ def measure(args: argparse.Namespace, data: Path, method: str, seed: int) -> dic
     piece: dict[str, Any] = {
         "training": summary,
         **evaluate(good, tested, with_maps=True),
+        "at_threshold": at_threshold(good, tested, metadata(sess)),
         "raw_images_per_s": raw_speed(model, to_input(np.stack(pixels)), args.speed_seconds),
         "model_bytes": model.stat().st_size,
     }

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.defects.evaluate import evaluate
+from bench.defects.evaluate import evaluate, flagged_above
 from bench.defects.metrics import (
     Cells,
     hottest_on_defect,
@@ -18,7 +18,7 @@ from bench.defects.metrics import (
     to_pixels,
 )
 from bench.defects.plant import KINDS, plant
-from bench.defects.report import aggregate, goals
+from bench.defects.report import threshold_table, aggregate, goals
 from bench.defects.score import Scored
 from bench.defects.surfaces import CROP, Counts, build, crops, read_mask
 
@@ -165,6 +165,9 @@ def test_evaluate_and_aggregate_over_runs() -> None:
     assert result["maps"]["hole"]["hottest_on_defect"] == 1.0
     assert result["maps"]["scratch"]["hottest_on_defect"] == 0.0
     assert result["maps"]["all_defects"]["hottest_on_defect"] == pytest.approx(0.75)
+    flagged = flagged_above(good, tested, 0.22)
+    assert flagged["flagged"]["good"] == pytest.approx(1 / 3)  # 0.3 of 0.1, 0.2, 0.3
+    assert flagged["flagged"]["scratch"] == pytest.approx(0.5) and flagged["flagged"]["hole"] == 1.0
     piece = {
         "surface": "moon",
         "method": "image",
@@ -173,11 +176,15 @@ def test_evaluate_and_aggregate_over_runs() -> None:
         "raw_images_per_s": {"scores": 100.0, "with_maps": 1.0},
         "model_bytes": 1000,
         **result,
+        "at_threshold": {"name": "q0.95", **flagged},
     }
     other_seed = {**piece, "seed": 1, "training": {"train_seconds": 30.0}}
     failed = {**piece, "seed": 2, "training": {"error": "boom"}}
     agg = aggregate([piece, other_seed, failed])
     assert agg["moon/image"]["train_seconds"] == {"mean": 20.0, "std": 10.0, "n": 2}
+    assert agg["moon/image"]["flagged/good"]["mean"] == pytest.approx(1 / 3)
+    [row] = [r for r in threshold_table(agg) if r.startswith("| moon/image")]
+    assert row.startswith("| moon/image (2 runs) | 0.33 ± 0.00 |")
     checks = goals(agg["all/image"])
     assert checks["image_auroc >= 0.95 every kind"] is False
     assert checks["/score?explain=true >= 50% of /score"] is None  # not measured
