@@ -96,6 +96,13 @@ class Calibration(BaseModel):
         return intervals
 
 
+def images_per_distance_run(cells: int, coreset: int, budget: int, most: int) -> int:
+    """Images per run of a patch model's graph, which builds a float32 (images x `cells` x
+    `coreset`) distance matrix per view: `most`, or as few (at least one) as keep that matrix
+    within `budget` bytes."""
+    return max(1, min(most, budget // (cells * coreset * 4)))
+
+
 class PatchInfo(BaseModel):
     """How a patch model reads an image: `size`-px patches every `stride` px, scored on a
     `grid` [h, w] by the squared distance of their feature to the nearest of `coreset` normal

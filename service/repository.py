@@ -15,7 +15,13 @@ import numpy as np
 import onnxruntime as ort
 
 from modelfile import ANOMALY_MAP_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, MODEL_FILE, SCORE_OUTPUT
-from modelfile.metadata import METADATA_KEY, MetadataError, ModelMetadata, is_valid_name
+from modelfile.metadata import (
+    METADATA_KEY,
+    MetadataError,
+    ModelMetadata,
+    images_per_distance_run,
+    is_valid_name,
+)
 from service.model_checks import ModelLoadError, check_io, warm_up
 from service.providers import probe_providers
 
@@ -48,8 +54,8 @@ def images_per_run(meta: ModelMetadata, max_batch: int) -> int:
     it (9 images of 128 px with the default coreset, one of 512 px)."""
     if meta.patch is None:
         return max_batch
-    per_image = meta.patch.grid[0] * meta.patch.grid[1] * meta.patch.coreset * 4
-    return max(1, min(max_batch, PATCH_RUN_BYTES // per_image))
+    cells = meta.patch.grid[0] * meta.patch.grid[1]
+    return images_per_distance_run(cells, meta.patch.coreset, PATCH_RUN_BYTES, max_batch)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from modelfile.layout import claim_version
+from modelfile.metadata import images_per_distance_run
 from training import preprocess
 from training.advice import Notes, calibration_warnings
 from training.calibration import TrainingFigures, calibrate, with_class_aucs
@@ -82,7 +83,7 @@ def scoring_batch(images: ImageArray, coreset: int) -> int:
     """Images per scoring forward: SCORE_BATCH, or fewer for large images (DISTANCE_BYTES)."""
     _, h, w, _ = np.asarray(images[:1]).shape
     cells = math.prod(grid_shape(h, w, STAGE_PATCH))
-    return max(1, min(SCORE_BATCH, DISTANCE_BYTES // (cells * coreset * 4)))
+    return images_per_distance_run(cells, coreset, DISTANCE_BYTES, SCORE_BATCH)
 
 
 def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
