@@ -25,6 +25,7 @@ from cli.common import (
     positive_int,
     rate,
 )
+from modelfile.metadata import DECODE_POLICIES
 from training.config import (
     DATASETS,
     DEVICES,
@@ -198,6 +199,15 @@ def _add_train_command(sub: argparse._SubParsersAction[_Parser]) -> None:
     t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     _setting(
         t, RunSpec, "cache_dir", type=Path, help="folder: memory-mapped cache of decoded images"
+    )
+    _setting(
+        t,
+        RunSpec,
+        "decode",
+        choices=DECODE_POLICIES,
+        help="folder JPEGs: reduced (DCT-scaled by libjpeg to at least twice the model's "
+        "input, the default) or full (every pixel); the model records it and serving decodes "
+        "its images the same way",
     )
     t.set_defaults(func=training.cmd_train)
 

@@ -38,6 +38,7 @@ def run_spec(args: argparse.Namespace, anomaly_classes: tuple[str, ...]) -> RunS
         labelled_fraction=args.labelled_fraction,
         strict=args.strict,
         cache_dir=args.cache_dir,
+        decode=args.decode,
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from cli.main import CLI_DEFAULTS, build_parser
 from cli.training_commands import run_spec, train_config
+from modelfile.metadata import DECODE_POLICIES
 from training.config import (
     DATASETS,
     DEVICES,
@@ -34,6 +35,7 @@ CHOICES = {
     "precision": PRECISIONS,
     "arch": NETS,
     "dataset": DATASETS,
+    "decode": DECODE_POLICIES,
 }
 MINIMAL = ["train", "--dataset", "mnist", "--normal-class", "1"]
 
@@ -91,6 +93,7 @@ def test_arguments_reach_the_config() -> None:
     assert (cfg.pretrain, cfg.epochs) == (False, 3)
     assert cfg.members == ("dcae:identity", "none:rotations")
     assert run_spec(build_parser().parse_args([*MINIMAL, "--net", "cifar10"]), ()).arch == "cifar10"
+    assert run_spec(build_parser().parse_args([*MINIMAL, "--decode", "full"]), ()).decode == "full"
 
 
 def test_unknown_settings_are_refused_by_name() -> None:
