@@ -93,7 +93,8 @@ def shifted_normals_warnings(cal: TrainingFigures, default_threshold: str) -> li
         f"{default_threshold}, where {expected:.0%} of the held-out normal images do: they "
         "differ from the training images (another part of the scene, lighting, focus or "
         "distance), and images like them will raise false alarms at these thresholds. Train "
-        "on normal images taken like the ones the model will score"
+        "on normal images taken like the ones the model will score, or set its thresholds on "
+        "some: deepsvdd calibrate MODEL --normal DIR"
     ]
 
 
