@@ -10,7 +10,7 @@ import argparse
 import json
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def classifier_for(data: ImageSet, schedule: Schedule, out: Path) -> tuple[torch.nn.Module, float]:
     """The attacked classifier, trained on every class of the training split (kept in out/)."""
     assert data.x_test is not None and data.y_test is not None
-    x = preprocess.to_unit_tensor(data.x_train)
+    x = preprocess.to_unit_tensor(np.asarray(data.x_train))
     _, c, h, _ = x.shape
     path = out / f"{schedule.dataset}-classifier.pt"
     if path.exists():
@@ -141,7 +141,7 @@ def classifier_for(data: ImageSet, schedule: Schedule, out: Path) -> tuple[torch
             x, y, len(data.class_names), epochs=schedule.classifier_epochs, seed=0
         )
         torch.save(model.state_dict(), path)
-    x_test = preprocess.to_unit_tensor(data.x_test)
+    x_test = preprocess.to_unit_tensor(np.asarray(data.x_test))
     accuracy = float((predict(model, x_test) == torch.from_numpy(data.y_test)).float().mean())
     return model, accuracy
 
@@ -158,8 +158,8 @@ def adversarial_sets(
     """
     if path.exists():
         with np.load(path, allow_pickle=False) as f:
-            sets = {key: f[key] for key in f.files}
-        return sets, json.loads(str(sets.pop("summary")))
+            kept = {key: f[key] for key in f.files}
+        return kept, json.loads(str(kept.pop("summary")))
     assert data.x_test is not None and data.y_test is not None
     rng = np.random.default_rng(0)
     members = rng.permutation(np.flatnonzero(data.y_test == k))
@@ -197,7 +197,7 @@ def adversarial_sets(
             "median_l2_kept": float(np.median(l2[keep])) if len(keep) else None,
             "seconds": time.perf_counter() - t0,
         }
-    np.savez_compressed(path, **sets, summary=np.array(json.dumps(summary)))
+    np.savez_compressed(path, allow_pickle=False, **sets, summary=np.array(json.dumps(summary)))
     return sets, summary
 
 
@@ -250,7 +250,7 @@ def deep_scores(
         scores[key] = score(state.net, state.c, x_test).numpy()
         seconds[key] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cfg_gan = AnoGANConfig(**{**schedule.anogan.to_dict(), "seed": seed})
+    cfg_gan = replace(schedule.anogan, seed=seed)
     scores["anogan"] = anomaly_score(train_anogan(x, cfg_gan), x_test)
     seconds["anogan"] = time.perf_counter() - t0
     return scores, seconds

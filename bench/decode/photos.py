@@ -5,7 +5,7 @@ lomiri-wallpapers-16.04) and cut into JPEG crops for the detection folder."""
 from __future__ import annotations
 
 import io
-from importlib.resources import files
+from importlib.resources import as_file, files
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ CROP = 256  # pixels on a side: a 32-pixel model's JPEGs decode at 1/8 when redu
 
 
 def package_photo(name: str) -> Image.Image:
-    with Image.open(files("skimage") / "data" / name) as img:
+    with as_file(files("skimage") / "data" / name) as path, Image.open(path) as img:
         img.load()
         return img.copy()
 

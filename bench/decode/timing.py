@@ -23,7 +23,7 @@ from service.decoding import decode_pixels
 MAX_PIXELS = 40_000_000
 # (JPEG's mode, the model's colour): grey photographs, colour ones for a grey model (the
 # issue's case), colour ones for a colour model.
-JPEG_CASES = (("L", "L"), ("RGB", "L"), ("RGB", "RGB"))
+JPEG_CASES: tuple[tuple[str, Color], ...] = (("L", "L"), ("RGB", "L"), ("RGB", "RGB"))
 # What is compared: the decode policy and the DCT-scaling margin (`imaging.DRAFT_MARGIN`, 2 in
 # the product); "reduced_1x" decodes straight to the model's input size, the margin rejected.
 ARMS: dict[str, tuple[DecodePolicy, int]] = {

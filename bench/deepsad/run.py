@@ -57,8 +57,10 @@ def run(
     )
     cfg = TrainConfig(epochs=args.epochs, pretrain=False, seed=args.seed, device="cpu")
     summary = train_and_export(spec, cfg)
+    if summary is None:  # only a distributed run's other ranks return none
+        raise RuntimeError("training returned no summary")
     session, _ = open_model(Path(summary["model_path"]))
-    scores = ort_scores(session, data.x_test)
+    scores = ort_scores(session, np.asarray(data.x_test))
     labels = (data.y_test != normal).astype(np.int64)
     pair = np.isin(data.y_test, [normal, anomaly])
     others = data.y_test != anomaly

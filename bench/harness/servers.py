@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,15 +110,17 @@ def served(
     argv: list[str] | None = None,
     port: int | None = None,
     cwd: Path = ROOT,
+    environ: Mapping[str, str] | None = None,
     **env: str,
 ) -> Iterator[ServerProcess]:
     """Starts the service as a process (`argv`, default `python -m service`, on `port`,
-    default a free one, in `cwd`) with an admin token and `env` added to `service_env`;
-    waits until ready; stops it with SIGTERM."""
+    default a free one, in `cwd`) with an admin token and `environ` and `env` added to
+    `service_env`; waits until ready; stops it with SIGTERM."""
     port = free_port() if port is None else port
     log = log_dir / f"service-{port}.log"
     command = argv if argv is not None else [sys.executable, "-m", "service"]
-    environment = service_env(models_dir, port, DEEPSVDD_ADMIN_TOKEN=ADMIN_TOKEN, **env)
+    added = {**(environ or {}), **env}
+    environment = service_env(models_dir, port, DEEPSVDD_ADMIN_TOKEN=ADMIN_TOKEN, **added)
     process = start_process(command, environment, log, cwd=cwd)
     server = ServerProcess(process, f"http://127.0.0.1:{port}", port, log)
     try:

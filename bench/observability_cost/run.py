@@ -64,7 +64,8 @@ def service(config: str, endpoint: str, threads: int) -> Iterator[str]:
     """The service serving one shipped model with `config`; its URL."""
     with one_model() as models:
         env = environment(config, endpoint)
-        with served(models, models.parent, DEEPSVDD_INTRA_OP_THREADS=str(threads), **env) as server:
+        env["DEEPSVDD_INTRA_OP_THREADS"] = str(threads)
+        with served(models, models.parent, environ=env) as server:
             yield server.url
 
 

@@ -133,7 +133,7 @@ def measure(
 ) -> dict:
     target = f"{url}/score"
     run_wrk(target, bodies, connections, args.wrk_threads, args.warmup_seconds)
-    stop, depths = threading.Event(), []
+    stop, depths = threading.Event(), list[float]()
     sampler = threading.Thread(target=sample_in_flight, args=(list(pids), stop, depths))
     sampler.start()
     cpu_before = sum(cpu_seconds(pid) for pid in pids.values())

@@ -300,7 +300,7 @@ def main(argv: list[str]) -> None:
         rss = rss_runs(args.folders, args.rss_epochs, scratch, args.data_only, args.cache_only)
     loads.append(os.getloadavg())
     command = shlex.join([".venv/bin/python", "-m", "bench.train_scale", *argv])
-    result = {
+    result: dict[str, Any] = {
         "date": dt.datetime.now().isoformat(timespec="minutes"),
         "nproc": os.cpu_count(),
         "load_before_after": loads,

@@ -18,7 +18,7 @@ from bench.defects.metrics import (
     to_pixels,
 )
 from bench.defects.plant import KINDS, plant
-from bench.defects.report import threshold_table, aggregate, goals
+from bench.defects.report import aggregate, goals, threshold_table
 from bench.defects.score import Scored
 from bench.defects.surfaces import CROP, Counts, build, crops, read_mask
 

@@ -40,7 +40,7 @@ def server(
         "DEEPSVDD_MAX_BATCH": "8",
         "DEEPSVDD_MAX_DELAY_MS": "2",
     }
-    with served(shared_repo.path, tmp_path_factory.mktemp("logs"), **env) as live:
+    with served(shared_repo.path, tmp_path_factory.mktemp("logs"), environ=env) as live:
         yield live
 
 
