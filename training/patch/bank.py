@@ -7,7 +7,8 @@ the coreset keeps the `k` vectors that cover it best.
 The bank holds the training images as they are. Adding their flips (4 copies) or their
 rescalings (by 0.85 and 1.18) did no better on the tuning surfaces (six runs): image AUROCs
 moved by at most 0.021 (stains 0.667 to 0.646 with the rescalings), and the false alarms of
-normal test crops at q0.95 from 30% to 26% and 23%.
+normal test crops at q0.95 from 30% to 26% and 23%. Nor did a coreset four times the
+default (8,192): every image AUROC within 0.004, false alarms 28%.
 """
 
 from __future__ import annotations
