@@ -84,7 +84,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # The command line trains on the GPU when PyTorch sees one; the library's default stays the CPU.
-CLI_DEFAULTS: dict[str, object] = {"device": "auto"}
+CLI_DEFAULTS: dict[str, Any] = {"device": "auto"}
 
 
 def _setting(p: argparse.ArgumentParser, owner: type, field: str, *flags: str, **kw: Any) -> None:

@@ -56,6 +56,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, fashion_subset: Path) -
     )
     cfg = TrainConfig(epochs=6, pretrain=True, pretrain_epochs=2, seed=0, device="cpu")
     result = train_and_export(spec, cfg)
+    assert result is not None  # one process: it exports
     return {**result, "models_dir": models_dir}
 
 

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ def test_every_kind_of_image_scores_as_its_pixels(
     path = tmp_path / "on-disk.png"
     pictures[0].save(path)
     pixels = [np.asarray(p) for p in pictures]
-    images = [path, image_bytes(pictures[1]), pictures[2], pixels[3], pixels[3] / 255.0]
+    images: list[Any] = [path, image_bytes(pictures[1]), pictures[2], pixels[3], pixels[3] / 255.0]
     with Client(live.url) as c:
         result = c.score(images, model="tiny", threshold="q0.9")
     assert isinstance(result, ScoreResult) and (result.model, result.version) == ("tiny", 1)

@@ -20,7 +20,7 @@ from modelfile.metadata import METADATA_KEY, ModelMetadata
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "models").glob(f"*/{TRITON_CONFIG}"))
-ONNX_TO_TRITON = {TensorProto.FLOAT: "TYPE_FP32"}
+ONNX_TO_TRITON: dict[int, str] = {TensorProto.FLOAT: "TYPE_FP32"}
 
 
 def triton_protos() -> ModuleType:

@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -79,7 +80,7 @@ def pixels(files: dict[str, bytes], policy: DecodePolicy) -> np.ndarray:
     )
 
 
-def post(live: LiveServer, model: str, files: dict[str, bytes]) -> list[dict[str, object]]:
+def post(live: LiveServer, model: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
     parts = [("files", (name, data, "application/octet-stream")) for name, data in files.items()]
     with live.client() as client:
         answer = client.post("/score", params={"model": model}, files=parts)
@@ -100,9 +101,8 @@ def test_a_model_without_the_field_is_served_as_before(
     scores = [r["score"] for r in post(live, "old", files)]
     np.testing.assert_allclose(scores, today, rtol=RTOL)
     offline = load(old.path, OfflineSettings(), threads=1)
-    np.testing.assert_allclose(
-        [s for s, _ in score_bytes(offline, list(files.items()), 10**6)], today, rtol=RTOL
-    )
+    offline_scores = [s for s, _ in score_bytes(offline, list(files.items()), 10**6)]
+    np.testing.assert_allclose(np.array(offline_scores, dtype=float), today, rtol=RTOL)
 
 
 def test_a_reduced_model_gets_reduced_jpegs_from_the_service_and_offline(
@@ -118,7 +118,7 @@ def test_a_reduced_model_gets_reduced_jpegs_from_the_service_and_offline(
     np.testing.assert_allclose([r["score"] for r in post(live, "new", files)], reduced, rtol=RTOL)
     offline = load(new.path, OfflineSettings(), threads=1)
     scored = score_bytes(offline, list(files.items()), 10**6)
-    np.testing.assert_allclose([s for s, _ in scored], reduced, rtol=RTOL)
+    np.testing.assert_allclose(np.array([s for s, _ in scored], dtype=float), reduced, rtol=RTOL)
 
 
 @pytest.mark.parametrize("name", ["truncated.jpg", "corrupt.jpg", "progressive.jpg"])
@@ -127,7 +127,7 @@ def test_broken_and_progressive_jpegs_keep_todays_outcome_when_reduced(
 ) -> None:
     data = broken_jpegs()[name]
     decodes = name == "progressive.jpg"
-    outcomes = {}
+    outcomes: dict[str, np.ndarray | str] = {}
     for policy in ("full", "reduced"):
         try:
             outcomes[policy] = decode_pixels(data, "x", RGB, 10**6, policy)

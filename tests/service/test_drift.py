@@ -122,7 +122,7 @@ def test_a_monitor_watches_only_versions_with_a_reference_while_enabled() -> Non
     assert not DriftMonitor(DriftSettings(seconds=0)).watch("a", "1", reference)
 
 
-def gauges(text: str, name: str) -> dict[tuple[str, ...], float]:
+def gauges(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     return {
         tuple(sorted(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)

@@ -19,7 +19,7 @@ from tests.support.models import build_model
 from tests.support.servers import LiveServer, make_settings, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
-CLASSES = ("t-shirt-top", "trouser", "pullover", "dress", "coat")
+CLASSES: tuple[str, ...] = ("t-shirt-top", "trouser", "pullover", "dress", "coat")
 CLASSES += ("sandal", "shirt", "sneaker", "bag", "ankle-boot")
 SQUARE = 6
 

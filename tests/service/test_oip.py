@@ -270,7 +270,7 @@ def post(
 
 def test_nested_json_data_id_and_gzip(client: httpx.Client) -> None:
     batch = tensor(pngs(range(30, 32), (28, 28), "L"), SPECS["digits"][0])
-    flat_request = {
+    flat_request: dict[str, Any] = {
         "id": "req-7",
         "inputs": [
             {

@@ -18,7 +18,7 @@ def loaded(patch: dict[str, Any] | None) -> LoadedModel:
         meta = {**meta, "kind": "image", "patch": None}
     else:
         meta = {**meta, "patch": {**PATCH_RECORD, **patch}}
-    return LoadedModel("p", 1, ModelMetadata.model_validate(meta), session=None, providers=())  # type: ignore[arg-type]
+    return LoadedModel("p", 1, ModelMetadata.model_validate(meta), session=None, providers=())
 
 
 @pytest.mark.parametrize(

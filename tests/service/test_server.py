@@ -46,7 +46,7 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any, d
 def test_the_access_log_is_off_unless_asked(
     tmp_path: Path,
     uvicorn_calls: list[tuple[Any, dict[str, Any]]],
-    asked: dict[str, bool],
+    asked: dict[str, Any],
     passed: bool,
 ) -> None:
     server.serve(Settings(models_dir=tmp_path, workers=1, **asked))

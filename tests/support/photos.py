@@ -4,7 +4,7 @@ in the modes and EXIF orientations that cameras and editors write."""
 from __future__ import annotations
 
 import io
-from importlib.resources import files
+from importlib.resources import as_file, files
 
 import numpy as np
 from PIL import Image
@@ -17,7 +17,7 @@ ORIENTATIONS = range(1, 9)
 
 def photograph(name: str, size: tuple[int, int] = (160, 112)) -> Image.Image:
     """The package photograph `name`, RGB, scaled down to cover `size` and centre-cropped."""
-    with Image.open(files("skimage") / "data" / name) as img:
+    with as_file(files("skimage") / "data" / name) as path, Image.open(path) as img:
         rgb = img.convert("RGB")
     scale = max(size[0] / rgb.width, size[1] / rgb.height)
     scaled = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)))

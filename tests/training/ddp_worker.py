@@ -49,7 +49,7 @@ def run(out: Path, argv: list[str]) -> int:
         )
         return trained
 
-    deepsvdd.init_center_c = failing_init  # type: ignore[assignment]
+    deepsvdd.init_center_c = failing_init
     pipeline.train_split = recording_split  # type: ignore[assignment]
     return main(argv)
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from modelfile.layout import claim_version
-from modelfile.metadata import METADATA_KEY, ModelMetadata
+from modelfile.metadata import METADATA_KEY, DatasetInfo, InputSpec, ModelMetadata
 from training import export
 from training.export import ExportError, ScoringModel, export_model
 from training.networks import Encoder, make_config
@@ -36,8 +36,8 @@ def _meta(name: str = "m", version: int = 1) -> ModelMetadata:
         radius=None,
         thresholds={"q0.95": 1.0},
         default_threshold="q0.95",
-        input={"channels": 1, "height": 28, "width": 28, "color": "L"},
-        dataset={"name": "npz", "normal_class": 0, "n_train": 10},
+        input=InputSpec(channels=1, height=28, width=28, color="L"),
+        dataset=DatasetInfo(name="npz", normal_class=0, n_train=10),
     )
 
 

@@ -23,7 +23,7 @@ MODULES = {module_name(path): path for path in sorted((ROOT / PACKAGE).rglob("*.
 
 def imported(path: Path, modules: set[str]) -> set[str]:
     """The modules of `modules` that the file at `path` imports, anywhere in it."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

@@ -35,7 +35,7 @@ from training.transforms import (
 
 NET = make_config("mnist", 1, 28, 28)
 # (name, TrainConfig overrides): the variants bench/beyond measures.
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "rotation-pretrain": {"pretrain_task": "rotation"},
     "transform-centres": {"pretrain": False, "transforms": "rotations"},
     "rotation+centres": {"pretrain_task": "rotation", "transforms": "rotations"},
