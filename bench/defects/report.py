@@ -16,24 +16,38 @@ IMAGE_COLUMNS = ("other", *KINDS, "all_defects")
 GOALS = {"image_auroc": 0.95, "hottest_on_defect": 0.80, "pixel_auroc": 0.95, "explain_ratio": 0.5}
 
 
+def _split(piece: dict[str, Any]) -> str:
+    return str(piece.get("split", "rows"))  # pieces from before the splits were all `rows`
+
+
+def _key(piece: dict[str, Any]) -> tuple[str, str, str, int]:
+    return (piece["surface"], _split(piece), piece["method"], piece["seed"])
+
+
 def pieces(out: Path) -> list[dict[str, Any]]:
-    """The runs' pieces, each (surface, method) served speed added to its seed's piece."""
+    """The runs' pieces, each (surface, split, method) served speed added to its seed's piece."""
     served = {
-        (d["surface"], d["method"], d["seed"]): d["served_images_per_s"]
+        _key(d): d["served_images_per_s"]
         for d in (json.loads(p.read_text()) for p in sorted((out / "served").glob("*.json")))
     }
     found = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
     for piece in found:
-        speed = served.get((piece["surface"], piece["method"], piece["seed"]))
+        speed = served.get(_key(piece))
         if speed is not None:
             piece["served_images_per_s"] = speed
     return found
 
 
+def _where(surface: str, piece: dict[str, Any]) -> str:
+    """`surface` (or `all`) with the piece's split named unless it is `rows`."""
+    split = _split(piece)
+    return surface if split == "rows" else f"{surface} ({split})"
+
+
 def failed(all_pieces: list[dict[str, Any]]) -> list[str]:
     """'surface/method seed N: error' for each piece whose training failed."""
     return [
-        f"{p['surface']}/{p['method']} seed {p['seed']}: {p['training']['error']}"
+        f"{_where(p['surface'], p)}/{p['method']} seed {p['seed']}: {p['training']['error']}"
         for p in all_pieces
         if "error" in p["training"]
     ]
@@ -59,15 +73,16 @@ def _paths(piece: dict[str, Any]) -> dict[str, float]:
 
 def aggregate(all_pieces: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """'surface/method' (and 'all/method', every surface pooled, last) -> figure ->
-    mean/std/n, by method."""
+    mean/std/n, by method; a split other than `rows` is named after the surface, as in
+    'brick (blocks)/patch', and pooled apart."""
     groups: dict[str, list[dict[str, float]]] = {}
     for piece in all_pieces:
         if "error" in piece["training"]:
             continue
         flat = _paths(piece)
-        groups.setdefault(f"{piece['surface']}/{piece['method']}", []).append(flat)
-        groups.setdefault(f"all/{piece['method']}", []).append(flat)
-    order = sorted(groups, key=lambda g: (g.startswith("all/"), g.split("/")[1], g))
+        groups.setdefault(f"{_where(piece['surface'], piece)}/{piece['method']}", []).append(flat)
+        groups.setdefault(f"{_where('all', piece)}/{piece['method']}", []).append(flat)
+    order = sorted(groups, key=lambda g: (g.startswith("all"), g.split("/")[1], g))
     return {
         group: {
             name: _stat([f[name] for f in groups[group] if name in f])
@@ -170,7 +185,7 @@ def _speed_table(agg: dict[str, dict[str, Any]]) -> list[str]:
 
 def markdown(agg: dict[str, dict[str, Any]], all_pieces: list[dict[str, Any]], notes: str) -> str:
     first = all_pieces[0]
-    met = {g: goals(f) for g, f in agg.items() if g.startswith("all/")}
+    met = {g: goals(f) for g, f in agg.items() if g.startswith("all")}
     lines = [
         "# Defects in real photographs: detection and localisation",
         "",

@@ -1,10 +1,20 @@
 """Folder datasets made of crops of real photographs (scikit-image's wheel ships them), with
 defects planted into test crops: the layout `deepsvdd train --dataset folder` reads.
 
-<root>/train/good: crops of the photograph's top rows; <root>/test/good and test/<kind>: crops
-of its bottom rows (never trained on), defects planted; test/other: crops of another
-surface; <root>/masks/<kind>/<same name>.png: each defect's mask; <root>/plant.json: what
-was planted where.
+<root>/train/good: crops of the photograph's training regions; <root>/test/good and
+test/<kind>: crops of its test regions (never trained on), defects planted; test/other: crops
+of another surface's test regions; <root>/masks/<kind>/<same name>.png: each defect's mask;
+<root>/plant.json: what was planted where.
+
+Two splits of a photograph into training and test regions (SPLITS):
+- `rows`: training crops from the top half, test crops from the bottom rows. The photographs
+  are taken at a slant, so the test rows are nearer the camera than any training crop: the
+  normal test crops are shifted away from the training ones (larger bricks and stones, softer
+  focus), and a model is judged on that shift as much as on the defects.
+- `blocks`: the photograph cut in four 256-px quarters, training crops from the top-left and
+  bottom-right ones, test crops from the other two, so both splits hold near and far rows and
+  left and right columns alike, as a camera fixed over a line sees its parts. A 32-px gutter
+  keeps every test pixel 32 px from any training pixel, as in `rows`.
 """
 
 from __future__ import annotations
@@ -35,8 +45,16 @@ OTHER = {
 WALLPAPERS = {"pattern": Path("/usr/share/backgrounds/analogpattern_by_Peter_Nerlich.jpg")}
 SIDE = 512
 CROP = 128
-TRAIN_ROWS = (0, 256)  # the photograph's rows that train crops come from
-TEST_ROWS = (288, 512)  # rows of the test crops: 32 rows away from any training pixel
+# A region of the photograph: (top, bottom, left, right), bottom and right exclusive.
+Region = tuple[int, int, int, int]
+# Split name -> (training regions, test regions); test pixels lie 32 px from any training pixel.
+SPLITS: dict[str, tuple[tuple[Region, ...], tuple[Region, ...]]] = {
+    "rows": (((0, 256, 0, 512),), ((288, 512, 0, 512),)),
+    "blocks": (
+        ((0, 240, 0, 240), (272, 512, 272, 512)),
+        ((0, 240, 272, 512), (272, 512, 0, 240)),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -73,21 +91,38 @@ def _wallpaper(path: Path) -> np.ndarray:
 
 
 def crops(
-    photo: np.ndarray, rows: tuple[int, int], count: int, rng: np.random.Generator
+    photo: np.ndarray, regions: tuple[Region, ...], count: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """`count` CROP x CROP crops whose pixels lie within `rows`: a regular grid of top-left
-    corners over the region, each moved by a small random offset (up to 8 px)."""
-    top_max, left_max = rows[1] - CROP, photo.shape[1] - CROP
-    if top_max < rows[0] or left_max < 0:
-        raise ValueError(f"rows {rows} of a {photo.shape} photograph cannot hold a {CROP}-px crop")
+    """`count` CROP x CROP crops whose pixels lie within one of `regions`, shared out among
+    them as evenly as can be and shuffled together (one region: its crops as they come)."""
+    if len(regions) == 1:
+        return _region_crops(photo, regions[0], count, rng)
+    shares = [count // len(regions) + (i < count % len(regions)) for i in range(len(regions))]
+    out = np.concatenate(
+        [_region_crops(photo, r, n, rng) for r, n in zip(regions, shares, strict=True) if n]
+    )
+    return out[rng.permutation(len(out))]
+
+
+def _region_crops(
+    photo: np.ndarray, region: Region, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`count` crops within `region`: a regular grid of top-left corners over it, each moved by
+    a small random offset (up to 8 px)."""
+    top, bottom, left, right = region
+    top_max, left_max = bottom - CROP, right - CROP
+    if top_max < top or left_max < left or bottom > photo.shape[0] or right > photo.shape[1]:
+        raise ValueError(
+            f"region {region} of a {photo.shape} photograph cannot hold a {CROP}-px crop"
+        )
     side = int(np.ceil(np.sqrt(count)))
-    tops = np.linspace(rows[0], top_max, side)
-    lefts = np.linspace(0, left_max, side)
-    corners = np.array([(t, left) for t in tops for left in lefts])[rng.permutation(side * side)]
+    tops = np.linspace(top, top_max, side)
+    lefts = np.linspace(left, left_max, side)
+    corners = np.array([(t, c) for t in tops for c in lefts])[rng.permutation(side * side)]
     corners = corners[:count] + rng.uniform(-8.0, 8.0, size=(count, 2))
-    corners[:, 0] = np.clip(corners[:, 0], rows[0], top_max)
-    corners[:, 1] = np.clip(corners[:, 1], 0, left_max)
-    out = [photo[t : t + CROP, left : left + CROP] for t, left in corners.round().astype(int)]
+    corners[:, 0] = np.clip(corners[:, 0], top, top_max)
+    corners[:, 1] = np.clip(corners[:, 1], left, left_max)
+    out = [photo[t : t + CROP, c : c + CROP] for t, c in corners.round().astype(int)]
     return np.stack(out)
 
 
@@ -96,24 +131,35 @@ def _save(path: Path, pixels: np.ndarray) -> None:
     Image.fromarray(pixels, mode="L").save(path)
 
 
-def build(root: Path, surface: str, seed: int, counts: Counts | None = None) -> Path:
-    """Writes the dataset of `surface` and `seed` under `root` (skipped when its plant.json
-    is there: a finished build) and returns `root`."""
+def build(
+    root: Path, surface: str, seed: int, counts: Counts | None = None, split: str = "rows"
+) -> Path:
+    """Writes the dataset of `surface`, `seed` and `split` (a key of SPLITS) under `root`
+    (skipped when its plant.json is there: a finished build) and returns `root`."""
     counts = counts or Counts()
     if (root / "plant.json").exists():
         return root
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    train_regions, test_regions = SPLITS[split]
     rng = np.random.default_rng([seed, sorted(OTHER).index(surface)])
     photo = photograph(surface)
-    for i, crop in enumerate(crops(photo, TRAIN_ROWS, counts.train, rng)):
+    for i, crop in enumerate(crops(photo, train_regions, counts.train, rng)):
         _save(root / "train" / "good" / f"{i:04d}.png", crop)
-    test = crops(photo, TEST_ROWS, counts.good + counts.per_kind * len(KINDS), rng)
+    test = crops(photo, test_regions, counts.good + counts.per_kind * len(KINDS), rng)
     for i, crop in enumerate(test[: counts.good]):
         _save(root / "test" / "good" / f"{i:04d}.png", crop)
     planted = _plant_all(root, test[counts.good :], counts.per_kind, rng)
-    others = crops(photograph(OTHER[surface]), TEST_ROWS, counts.other, rng)
+    others = crops(photograph(OTHER[surface]), test_regions, counts.other, rng)
     for i, crop in enumerate(others):
         _save(root / "test" / "other" / f"{i:04d}.png", crop)
-    manifest = {"surface": surface, "other": OTHER[surface], "seed": seed, "planted": planted}
+    manifest = {
+        "surface": surface,
+        "other": OTHER[surface],
+        "seed": seed,
+        "split": split,
+        "planted": planted,
+    }
     (root / "plant.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return root
 

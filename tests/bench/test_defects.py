@@ -20,7 +20,7 @@ from bench.defects.metrics import (
 from bench.defects.plant import KINDS, plant
 from bench.defects.report import aggregate, goals, threshold_table
 from bench.defects.score import Scored
-from bench.defects.surfaces import CROP, Counts, build, crops, read_mask
+from bench.defects.surfaces import CROP, SPLITS, Counts, build, crops, read_mask
 
 FLAT = np.full((64, 64), 80, dtype=np.uint8)  # no defect clips at 0 or 255 from here
 
@@ -60,9 +60,41 @@ def test_unknown_kind_is_named() -> None:
 
 def test_crops_stay_within_their_rows() -> None:
     rows_photo = np.repeat((np.arange(512)[:, None] // 2).astype(np.uint8), 512, axis=1)
-    out = crops(rows_photo, (288, 512), 30, np.random.default_rng(0))
+    out = crops(rows_photo, ((288, 512, 0, 512),), 30, np.random.default_rng(0))
     assert out.shape == (30, CROP, CROP)
     assert out[:, 0, 0].min() >= 288 // 2 and out[:, -1, 0].max() <= 511 // 2
+
+
+def _quarter_of_each_pixel() -> np.ndarray:
+    """A photograph whose pixels say which 256-px quarter holds them: 0 1 / 2 3."""
+    rows, cols = np.indices((512, 512))
+    return (2 * (rows >= 256) + (cols >= 256)).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("side", "quarters"), [(0, {0, 3}), (1, {1, 2})])
+def test_blocks_split_crops_come_from_both_of_its_quarters(side, quarters) -> None:
+    regions = SPLITS["blocks"][side]
+    out = crops(_quarter_of_each_pixel(), regions, 31, np.random.default_rng(0))
+    assert out.shape == (31, CROP, CROP)
+    each = [set(np.unique(crop).tolist()) for crop in out]
+    assert all(len(q) == 1 for q in each)  # no crop straddles two quarters
+    found = [q.pop() for q in each]
+    assert set(found) == quarters and abs(found.count(min(quarters)) - 15.5) == 0.5
+
+
+@pytest.mark.parametrize("split", sorted(SPLITS))
+def test_test_regions_keep_32_px_from_every_training_region(split) -> None:
+    train, test = SPLITS[split]
+    for a in train:
+        for b in test:
+            gap_rows = max(b[0] - a[1], a[0] - b[1])
+            gap_cols = max(b[2] - a[3], a[2] - b[3])
+            assert max(gap_rows, gap_cols) >= 32, (a, b)
+
+
+def test_unknown_split_is_named(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown split 'diagonal'"):
+        build(tmp_path / "moon", "moon", 0, Counts(train=4, good=3, per_kind=2), "diagonal")
 
 
 def test_build_writes_the_folder_layout_with_masks(tmp_path) -> None:
@@ -71,7 +103,7 @@ def test_build_writes_the_folder_layout_with_masks(tmp_path) -> None:
     assert len(list((root / "test" / "good").iterdir())) == 3
     assert len(list((root / "test" / "other").iterdir())) == 2
     manifest = json.loads((root / "plant.json").read_text())
-    assert manifest["other"] == "camera"
+    assert manifest["other"] == "camera" and manifest["split"] == "rows"
     for kind in KINDS:
         names = sorted(p.name for p in (root / "test" / kind).iterdir())
         assert names == sorted(manifest["planted"][kind]) and len(names) == 2
@@ -180,8 +212,12 @@ def test_evaluate_and_aggregate_over_runs() -> None:
     }
     other_seed = {**piece, "seed": 1, "training": {"train_seconds": 30.0}}
     failed = {**piece, "seed": 2, "training": {"error": "boom"}}
-    agg = aggregate([piece, other_seed, failed])
+    blocks = {**piece, "split": "blocks", "training": {"train_seconds": 50.0}}
+    agg = aggregate([piece, other_seed, failed, blocks])
     assert agg["moon/image"]["train_seconds"] == {"mean": 20.0, "std": 10.0, "n": 2}
+    assert agg["all/image"]["train_seconds"]["n"] == 2  # the other split is pooled apart
+    assert agg["moon (blocks)/image"]["train_seconds"] == {"mean": 50.0, "std": 0.0, "n": 1}
+    assert agg["all (blocks)/image"]["train_seconds"]["n"] == 1
     assert agg["moon/image"]["flagged/good"]["mean"] == pytest.approx(1 / 3)
     [row] = [r for r in threshold_table(agg) if r.startswith("| moon/image")]
     assert row.startswith("| moon/image (2 runs) | 0.33 ± 0.00 |")
