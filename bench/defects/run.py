@@ -1,8 +1,9 @@
 """`python -m bench.defects`: trains each method on each report surface and seed with the
 `deepsvdd train` CLI, scores the held-out test crops and their maps, and measures speed.
 
-Resumable in pieces: each (surface, method, seed) writes runs/<surface>-<method>-<seed>.json,
-and a piece already written is skipped, so a killed run continues where it stopped. The
+Resumable in pieces: each (surface, method, seed) writes runs/<surface>-<method>-<seed>.json
+(runs/<surface>-<split>-<method>-<seed>.json for a split other than `rows`), and a piece
+already written is skipped, so a killed run continues where it stopped. The
 report (defects.md, defects.json) is rebuilt from all pieces at the end of every run.
 """
 
@@ -24,7 +25,7 @@ from bench.defects.evaluate import at_threshold, evaluate
 from bench.defects.plant import KINDS
 from bench.defects.score import metadata, score_kind, session
 from bench.defects.speed import raw_speed, served_speed
-from bench.defects.surfaces import REPORT_SURFACES, Counts, build
+from bench.defects.surfaces import REPORT_SURFACES, SPLITS, Counts, build
 from bench.harness.machine import cpu_line
 from bench.harness.progress import now
 from bench.harness.results import write_json
@@ -58,6 +59,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--surfaces", default=",".join(REPORT_SURFACES))
     p.add_argument("--methods", default="image", help=f"of {', '.join(METHODS)}")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument(
+        "--split",
+        choices=sorted(SPLITS),
+        default="rows",
+        help="training and test regions of each photograph (bench/defects/surfaces.py)",
+    )
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--pretrain-epochs", type=int, default=30)
     p.add_argument("--epochs", type=int, default=20)
@@ -132,11 +139,23 @@ def measure(args: argparse.Namespace, data: Path, method: str, seed: int) -> dic
     return piece
 
 
+def where(args: argparse.Namespace, surface: str) -> str:
+    """`surface`, with the split named unless it is `rows` (data folders, model and piece
+    names)."""
+    return surface if args.split == "rows" else f"{surface}-{args.split}"
+
+
+def data_dir(args: argparse.Namespace, surface: str, seed: int) -> Path:
+    """The work folder of one surface, seed and split's dataset."""
+    name = f"{surface}-{seed}" if args.split == "rows" else f"{surface}-{seed}-{args.split}"
+    return args.work / "data" / name
+
+
 def measure_served(args: argparse.Namespace, surface: str, method: str) -> None:
     """/score images/s of seed SERVED_SEED's model, into served/<surface>-<method>.json (once:
     delete the file to measure again, e.g. after the service has changed)."""
-    path = args.out / "served" / f"{surface}-{method}.json"
-    data = args.work / "data" / f"{surface}-{SERVED_SEED}"
+    path = args.out / "served" / f"{where(args, surface)}-{method}.json"
+    data = data_dir(args, surface, SERVED_SEED)
     model = args.work / "models" / f"{data.name}-{method}" / "1" / "model.onnx"
     if path.exists() or not model.exists():
         return
@@ -145,8 +164,8 @@ def measure_served(args: argparse.Namespace, surface: str, method: str) -> None:
     speed = served_speed(
         args.work / "models", model.parent.parent.name, crops, args.speed_seconds, args.work
     )
-    meta = {"surface": surface, "method": method, "seed": SERVED_SEED, "cpu": cpu_line(1)}
-    write_json(path, {**meta, "served_images_per_s": speed})
+    meta = {"surface": surface, "split": args.split, "method": method, "seed": SERVED_SEED}
+    write_json(path, {**meta, "cpu": cpu_line(1), "served_images_per_s": speed})
     print(f"{now()} wrote {path}", flush=True)
 
 
@@ -162,13 +181,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     for seed in map(int, args.seeds.split(",")):
         for surface in args.surfaces.split(","):
-            data = build(args.work / "data" / f"{surface}-{seed}", surface, seed)
+            data = build(data_dir(args, surface, seed), surface, seed, split=args.split)
             for method in args.methods.split(","):
-                path = args.out / "runs" / f"{surface}-{method}-{seed}.json"
+                path = args.out / "runs" / f"{where(args, surface)}-{method}-{seed}.json"
                 if path.exists():
                     continue
                 piece = measure(args, data, method, seed)
-                meta = {"surface": surface, "method": method, "seed": seed, "cpu": cpu_line(1)}
+                meta = {"surface": surface, "split": args.split, "method": method, "seed": seed}
+                meta["cpu"] = cpu_line(1)
                 write_json(path, {**meta, "schedule": schedule, **piece})
                 print(f"{now()} wrote {path}", flush=True)
     for surface in args.surfaces.split(","):
