@@ -106,7 +106,10 @@ def commands(all_pieces: list[dict[str, Any]]) -> list[str]:
     """The training command of each method's first piece (the others differ in data and seed)."""
     first: dict[str, str] = {}
     for piece in all_pieces:
-        first.setdefault(piece["method"], piece["training"]["command"])
+        method = (
+            piece["method"] if _split(piece) == "rows" else f"{piece['method']} ({_split(piece)})"
+        )
+        first.setdefault(method, piece["training"]["command"])
     return [f"- {method}: `{command}`" for method, command in first.items()]
 
 
