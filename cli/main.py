@@ -32,6 +32,7 @@ from training.config import (
     MODELS,
     NETS,
     OBJECTIVES,
+    PATCH_OBJECTIVES,
     PRECISIONS,
     PRETRAIN_TASKS,
     TRANSFORMS,
@@ -111,6 +112,14 @@ def _add_train_command(sub: argparse._SubParsersAction[_Parser]) -> None:
         "patch_epochs",
         type=nonneg_int,
         help="patch: passes over the images (0: the random encoder, BatchNorm fitted)",
+    )
+    _setting(
+        t,
+        TrainConfig,
+        "patch_objective",
+        choices=PATCH_OBJECTIVES,
+        help="patch: what those passes train the encoder for: synthetic anomalies made from "
+        "the normal images, or Patch SVDD's relative position",
     )
     _setting(t, TrainConfig, "coreset", type=positive_int, help="patch: normal patch features kept")
     _setting(t, TrainConfig, "objective", choices=OBJECTIVES)

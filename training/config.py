@@ -41,6 +41,7 @@ NETS = tuple(ARCHITECTURES)
 
 # image: the paper's whole-image Deep SVDD; patch: a patch-level model with an anomaly map.
 MODELS = ("image", "patch")
+PATCH_OBJECTIVES = ("synthetic", "position")  # how a patch encoder trains (training/patch/fit.py)
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "gtsrb", "folder", "npz")
 DEVICES = ("auto", "cpu", "cuda")
@@ -95,6 +96,10 @@ class TrainConfig:
     # Passes over the training images, several patch pairs per image; 0: the randomly
     # initialised encoder (BatchNorm fitted), which measured better on surfaces (docs/training.md)
     patch_epochs: int = 0
+    # What the patch encoder's epochs train it for (training/patch/fit.py): "synthetic", finding
+    # synthetic local anomalies made from the normal images; or "position", Patch SVDD's
+    # relative-position pretext plus SVDD'
+    patch_objective: str = "synthetic"
     coreset: int = 2048  # normal patch features kept in the graph for the nearest-neighbour score
 
     def __post_init__(self) -> None:
@@ -106,6 +111,11 @@ class TrainConfig:
             )
         if self.patch_epochs < 0:
             raise ValueError(f"patch epochs must be >= 0, got {self.patch_epochs}")
+        if self.patch_objective not in PATCH_OBJECTIVES:
+            raise ValueError(
+                f"unknown patch objective {self.patch_objective!r}; "
+                f"choose one of {PATCH_OBJECTIVES}"
+            )
         if self.coreset < 1:
             raise ValueError(f"coreset must be >= 1, got {self.coreset}")
         if not 0.0 < self.nu <= 1.0:

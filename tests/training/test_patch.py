@@ -107,11 +107,14 @@ def test_whole_image_grid_equals_the_features_of_each_crop(channels: int) -> Non
             torch.testing.assert_close(enc.embed(patch), grid[:, :, i, j], atol=1e-5, rtol=1e-5)
 
 
-def test_the_trained_network_is_not_constant() -> None:
+@pytest.mark.parametrize("objective", ["synthetic", "position"])
+def test_the_trained_network_is_not_constant(objective: str) -> None:
     images = textures(24)
     pre = standardise_from(images)
-    fit = train_patch_encoder(TINY, images, pre, geometry(PATCH, SIZE), 2, 0, "cpu", False)
-    assert all(np.isfinite(fit.losses))
+    geo = geometry(PATCH, SIZE)
+    fit = train_patch_encoder(TINY, images, pre, geo, 2, 0, "cpu", False, objective)
+    assert all(np.isfinite(fit.losses)) and len(fit.losses) == 2
+    assert (fit.position_accuracy is not None) == (objective == "position")
     x = pre(torch.from_numpy(images[:4]).permute(0, 3, 1, 2).float() / 255)
     with torch.no_grad():
         f = fit.encoder(x).flatten(2)  # (4, dim, cells)

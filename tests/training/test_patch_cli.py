@@ -96,6 +96,8 @@ def test_cli_trains_a_patch_model_whose_graph_returns_the_map(trained: dict[str,
     assert meta.patch.grid == [GRID, GRID] and meta.patch.coreset == 64 and meta.patch.size == CELL
     assert meta.patch.views == [f"{CELL} px", f"{PATCH} px", "bands"]
     assert meta.radius is None and meta.rep_dim == meta.patch.dims
+    assert meta.training["patch_objective"] == "synthetic" and meta.training["patch_epochs"] == 1
+    assert "synthetic local anomalies" in meta.training["losses"]
     x = textures(3, SIZE, seed=5).transpose(0, 3, 1, 2).astype(np.float32) / 255
     score, emb, amap = session.run(
         [SCORE_OUTPUT, EMBEDDING_OUTPUT, ANOMALY_MAP_OUTPUT], {"image": x}

@@ -1,5 +1,10 @@
-"""Training the patch encoder from scratch on the normal images alone: Adam on the
-relative-position pretext plus LAMBDA x SVDD', patch pairs drawn afresh at every step."""
+"""Training the patch encoder from scratch on the normal images alone, by one of two objectives
+(training.config.PATCH_OBJECTIVES), with Adam:
+- `synthetic`: finding, patch by patch, synthetic local anomalies made from the normal images
+  themselves (training/patch/synthetic.py);
+- `position`: Patch SVDD's, the relative-position pretext plus LAMBDA x SVDD', patch pairs
+  drawn afresh at every step.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from training.config import PATCH_OBJECTIVES
 from training.data.rows import ImageArray
 from training.patch.losses import PositionHead, position_loss, svdd_prime
 from training.patch.network import PatchEncoder, PatchNetConfig
 from training.patch.sampling import PairGeometry, jitter_pairs, position_pairs
 from training.patch.scoring import Standardise
+from training.patch.synthetic import AnomalyHeads, synthetic_loss
 from training.phases import epoch_bar
 
 IMAGES_PER_STEP = 16
@@ -30,7 +37,8 @@ class PatchFit:
     encoder: PatchEncoder
     seconds: float
     losses: list[float]  # mean loss per epoch
-    position_accuracy: float | None  # the pretext's accuracy over the last epoch (None: none ran)
+    # the position pretext's accuracy over the last epoch (None: none ran, or another objective)
+    position_accuracy: float | None
 
 
 def standardise_from(images: ImageArray, chunk: int = 256) -> Standardise:
@@ -82,29 +90,41 @@ def train_patch_encoder(
     seed: int,
     device: str,
     progress: bool,
+    objective: str = "synthetic",
 ) -> PatchFit:
-    """`epochs` passes over the images in steps of IMAGES_PER_STEP images (0: the random
-    initial encoder), then BatchNorm's statistics over the whole training images."""
+    """`epochs` passes over the images in steps of IMAGES_PER_STEP images by `objective` (0:
+    the random initial encoder), then BatchNorm's statistics over the whole training images."""
+    if objective not in PATCH_OBJECTIVES:
+        raise ValueError(f"unknown patch objective {objective!r}; choose one of {PATCH_OBJECTIVES}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     pre = pre.to(device)
     encoder = PatchEncoder(net_cfg).to(device)
-    head = PositionHead(net_cfg.dim, slope=net_cfg.leaky_slope).to(device)
+    head: torch.nn.Module
+    if objective == "position":
+        head = PositionHead(net_cfg.dim, slope=net_cfg.leaky_slope).to(device)
+    else:
+        head = AnomalyHeads(encoder).to(device)
     params = [*encoder.parameters(), *head.parameters()]
     opt = torch.optim.Adam(params, lr=PATCH_LR, weight_decay=WEIGHT_DECAY)
     order = np.random.default_rng(seed)
     started, losses, accuracy = time.perf_counter(), [], None
-    for _ in epoch_bar("train patch SVDD", 0, epochs, progress):
+    for _ in epoch_bar(f"train patch encoder ({objective})", 0, epochs, progress):
         encoder.train()
         total, hits, steps = 0.0, 0.0, 0
         for rows in np.array_split(order.permutation(len(images)), _steps(len(images))):
-            loss, hit = _step(encoder, head, to_batch(images, np.sort(rows), pre, device), geo, gen)
+            x = to_batch(images, np.sort(rows), pre, device)
+            if isinstance(head, PositionHead):
+                loss, hit = _step(encoder, head, x, geo, gen)
+                hits += hit
+            else:
+                loss = synthetic_loss(encoder, head, x, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, hits, steps = total + float(loss.detach()), hits + hit, steps + 1
+            total, steps = total + float(loss.detach()), steps + 1
         losses.append(total / steps)
-        accuracy = hits / steps
+        accuracy = hits / steps if objective == "position" else None
     refit_batchnorm(encoder, images, pre, device)
     return PatchFit(encoder, time.perf_counter() - started, losses, accuracy)
 

@@ -29,6 +29,13 @@ def patch_info(run: PatchRun, trained: PatchTrained) -> PatchInfo:
     )
 
 
+LOSSES = {
+    "position": "relative-position cross-entropy + lambda x SVDD' (jittered neighbours)",
+    "synthetic": "per-patch binary cross-entropy: synthetic local anomalies made from the normal"
+    " images (CutPaste rectangles and scars), balanced, at every scale",
+}
+
+
 def training_record(run: PatchRun, trained: PatchTrained) -> dict[str, object]:
     pre = trained.scoring.pre
     return {
@@ -40,7 +47,7 @@ def training_record(run: PatchRun, trained: PatchTrained) -> dict[str, object]:
             "mean": [float(v) for v in pre.mean.flatten()],
             "std": [float(v) for v in pre.std.flatten()],
         },
-        "losses": "relative-position cross-entropy + lambda x SVDD' (jittered neighbours)",
+        "losses": LOSSES[run.cfg.patch_objective] if run.cfg.patch_epochs else "none (untrained)",
         "lambda": fit.LAMBDA,
         "patch_lr": fit.PATCH_LR,
         "images_per_step": fit.IMAGES_PER_STEP,

@@ -93,7 +93,15 @@ def fit_patch_model(run: PatchRun, notes: Notes) -> PatchTrained:
     cfg, train = run.cfg, run.split.train
     pre = standardise_from(train)
     fitted = train_patch_encoder(
-        run.net_cfg, train, pre, run.geo, cfg.patch_epochs, cfg.seed, cfg.device, run.spec.progress
+        run.net_cfg,
+        train,
+        pre,
+        run.geo,
+        cfg.patch_epochs,
+        cfg.seed,
+        cfg.device,
+        run.spec.progress,
+        cfg.patch_objective,
     )
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(cfg.seed)
