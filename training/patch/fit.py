@@ -124,7 +124,7 @@ def train_patch_encoder(
             opt.step()
             total, steps = total + float(loss.detach()), steps + 1
         losses.append(total / steps)
-        accuracy = hits / steps if objective == "position" else None
+        accuracy = hits / steps if isinstance(head, PositionHead) else None
     refit_batchnorm(encoder, images, pre, device)
     return PatchFit(encoder, time.perf_counter() - started, losses, accuracy)
 

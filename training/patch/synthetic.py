@@ -30,6 +30,7 @@ GAIN = 0.2  # the pasted content is multiplied by 1 +- GAIN/2 ...
 BIAS = 0.6  # ... and shifted by +- BIAS/2 (units of the standardised pixels)
 EDGE = 12  # px: region centres keep this far from the image's border
 COVERED = 0.02  # a patch is anomalous when more than this share of its pixels is replaced
+TRAIN_CROP = 128  # px: larger images train on a random crop of this side (the same per step)
 
 
 def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:
@@ -73,9 +74,6 @@ def patch_targets(mask: torch.Tensor, patch: int, grid: tuple[int, int]) -> torc
     COVERED of the patch's pixels were replaced; cut to the features' `grid`."""
     covered = F.avg_pool2d(mask, patch, stride=STRIDE)
     return (covered > COVERED).to(mask.dtype)[..., : grid[0], : grid[1]]
-
-
-TRAIN_CROP = 128  # px: larger images train on a random crop of this side (the same per step)
 
 
 class AnomalyHeads(nn.Module):
