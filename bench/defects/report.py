@@ -38,10 +38,11 @@ def pieces(out: Path) -> list[dict[str, Any]]:
     return found
 
 
-def _where(surface: str, piece: dict[str, Any]) -> str:
-    """`surface` (or `all`) with the piece's split named unless it is `rows`."""
+def _where(name: str, piece: dict[str, Any]) -> str:
+    """`name` (a surface, `all` or a method) with the piece's split named unless it is
+    `rows`."""
     split = _split(piece)
-    return surface if split == "rows" else f"{surface} ({split})"
+    return name if split == "rows" else f"{name} ({split})"
 
 
 def failed(all_pieces: list[dict[str, Any]]) -> list[str]:
@@ -106,10 +107,7 @@ def commands(all_pieces: list[dict[str, Any]]) -> list[str]:
     """The training command of each method's first piece (the others differ in data and seed)."""
     first: dict[str, str] = {}
     for piece in all_pieces:
-        method = (
-            piece["method"] if _split(piece) == "rows" else f"{piece['method']} ({_split(piece)})"
-        )
-        first.setdefault(method, piece["training"]["command"])
+        first.setdefault(_where(piece["method"], piece), piece["training"]["command"])
     return [f"- {method}: `{command}`" for method, command in first.items()]
 
 

@@ -141,16 +141,19 @@ def measure(args: argparse.Namespace, data: Path, method: str, seed: int) -> dic
     return piece
 
 
+def split_suffix(args: argparse.Namespace) -> str:
+    """What names of data folders, models and pieces carry of the split: nothing for `rows`."""
+    return "" if args.split == "rows" else f"-{args.split}"
+
+
 def where(args: argparse.Namespace, surface: str) -> str:
-    """`surface`, with the split named unless it is `rows` (data folders, model and piece
-    names)."""
-    return surface if args.split == "rows" else f"{surface}-{args.split}"
+    """`surface`, with the split named unless it is `rows` (piece names)."""
+    return f"{surface}{split_suffix(args)}"
 
 
 def data_dir(args: argparse.Namespace, surface: str, seed: int) -> Path:
     """The work folder of one surface, seed and split's dataset."""
-    name = f"{surface}-{seed}" if args.split == "rows" else f"{surface}-{seed}-{args.split}"
-    return args.work / "data" / name
+    return args.work / "data" / f"{surface}-{seed}{split_suffix(args)}"
 
 
 def measure_served(args: argparse.Namespace, surface: str, method: str) -> None:
